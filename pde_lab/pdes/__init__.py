@@ -1,0 +1,17 @@
+"""PDE families, one module each, found by name through :data:`PDES`."""
+from ..registry import Registry
+from .base import PDE, BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task
+
+PDES: Registry = Registry("PDE")
+
+
+def get_pde(name: str) -> PDE:
+    """An instance of the PDE family registered as ``name``."""
+    return PDES.get(name)()
+
+
+# Importing the modules registers them.
+from . import burgers, darcy  # noqa: E402,F401
+
+__all__ = ["PDE", "PDES", "get_pde", "BoundaryCondition", "FieldSpec", "Instance", "Level",
+           "Parameter", "SolveResult", "Task"]

@@ -1,0 +1,205 @@
+"""The PDE specification: everything about one PDE family, declared once.
+
+A PDE family is a subclass of :class:`PDE`. It declares its parameters, fields, boundary conditions
+and difficulty levels as class attributes, and implements four methods:
+
+* :meth:`PDE.grid` — the grid for a resolution;
+* :meth:`PDE.sample` — one random instance (parameters and input fields) from a seeded generator;
+* :meth:`PDE.solve` — the classical solver, batched over instances;
+* :meth:`PDE.residual` — the discrete residual of the equation on a solution, used by physics
+  metrics, PINN losses and constraint layers.
+
+Generic code (dataset generation, readers, training, evaluation) only talks to this interface, so a
+new PDE is a new module plus a registry entry.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import check_choice
+from ..grids import CartesianGrid
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A physical parameter with its default, units and meaning."""
+
+    name: str
+    default: float
+    units: str = "1"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A field stored for every sample.
+
+    Attributes:
+        name: dataset name, e.g. ``"u"``.
+        role: ``"input"`` for data given to the solver that a model sees as input (a coefficient, a
+            mask); ``"solution"`` for what the solver computes.
+        time_varying: stored as ``(trajectory, time, *space)`` when true, ``(trajectory, *space)``
+            when false.
+        rank: 0 for a scalar field (stored under ``t0_fields/``), 1 for a vector field
+            (``t1_fields/``, trailing component axis).
+    """
+
+    name: str
+    role: Literal["input", "solution"]
+    time_varying: bool
+    rank: int = 0
+    units: str = "1"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class BoundaryCondition:
+    """A boundary condition as stored in ``boundary_conditions/``.
+
+    Attributes:
+        name: group name, e.g. ``"x_periodic"``.
+        kind: ``"periodic"``, ``"dirichlet"``, ``"neumann"`` or ``"open"``.
+        axes: the axes whose boundaries it applies to.
+        fields: the fields it constrains.
+        value: the prescribed value for Dirichlet/Neumann conditions.
+    """
+
+    name: str
+    kind: Literal["periodic", "dirichlet", "neumann", "open"]
+    axes: tuple[str, ...]
+    fields: tuple[str, ...]
+    value: float = 0.0
+
+
+@dataclass(frozen=True)
+class Level:
+    """A named difficulty level: a range for each randomised parameter.
+
+    Parameters absent from ``ranges`` keep their defaults. A range ``(a, a)`` fixes the value. Names
+    in ``log_uniform`` are drawn uniformly in ``log`` (viscosities, contrasts), the others uniformly.
+    """
+
+    name: str
+    ranges: Mapping[str, tuple[float, float]]
+    log_uniform: frozenset[str] = frozenset()
+    description: str = ""
+
+    def draw(self, rng: np.random.Generator) -> dict[str, float]:
+        """Draw one value per ranged parameter, in sorted name order (for reproducibility)."""
+        out = {}
+        for name in sorted(self.ranges):
+            lo, hi = self.ranges[name]
+            if lo == hi:
+                out[name] = float(lo)
+            elif name in self.log_uniform:
+                out[name] = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+            else:
+                out[name] = float(rng.uniform(lo, hi))
+        return out
+
+
+@dataclass
+class Instance:
+    """One random problem: parameter values and the input fields the solver starts from.
+
+    ``inputs`` maps names to arrays of shape ``grid.shape`` (``(*space)``), e.g. an initial state or a
+    coefficient field.
+    """
+
+    params: dict[str, float]
+    inputs: dict[str, np.ndarray]
+
+
+@dataclass
+class SolveResult:
+    """The output of a batched solve of ``B`` instances.
+
+    Attributes:
+        fields: every field of the PDE's ``fields``, as ``(B, T, *space)`` float arrays for
+            time-varying fields and ``(B, *space)`` for static ones (vector fields add a trailing axis).
+        times: ``(T,)`` output times, or ``None`` for a steady problem.
+        steps: ``(B,)`` solver steps (time steps or iterations) taken per instance.
+        settings: solver settings worth recording (scheme, time step, tolerances), JSON-serialisable.
+    """
+
+    fields: dict[str, np.ndarray]
+    times: np.ndarray | None
+    steps: np.ndarray
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a model learns from a dataset of this PDE.
+
+    ``mode="one_shot"``: input = input fields + solution fields at the first ``input_steps`` stored
+    times; target = solution fields at the last stored time (steady problems: the solution itself).
+    ``mode="window"``: sliding windows of ``input_steps`` → ``output_steps`` consecutive frames.
+    """
+
+    mode: Literal["one_shot", "window"] = "one_shot"
+    input_steps: int = 1
+    output_steps: int = 1
+
+
+class PDE(ABC):
+    """Base class of a PDE family; see the module docstring for what a subclass declares."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    equation: ClassVar[str]
+    parameters: ClassVar[tuple[Parameter, ...]]
+    fields: ClassVar[tuple[FieldSpec, ...]]
+    boundary_conditions: ClassVar[tuple[BoundaryCondition, ...]]
+    levels: ClassVar[dict[str, Level]]
+    solver: ClassVar[str]
+    default_resolution: ClassVar[int]
+    default_task: ClassVar[Task] = Task()
+
+    # ---- declared data, derived helpers -------------------------------------------------------
+    @property
+    def time_dependent(self) -> bool:
+        return any(f.time_varying for f in self.fields)
+
+    def level(self, name: str) -> Level:
+        """The level called ``name``; ``UserError`` listing the levels otherwise."""
+        check_choice(f"level of PDE {self.name!r}", name, self.levels)
+        return self.levels[name]
+
+    def default_params(self) -> dict[str, float]:
+        return {p.name: float(p.default) for p in self.parameters}
+
+    def draw_params(self, level: str, rng: np.random.Generator) -> dict[str, float]:
+        """Defaults overridden by a draw from ``level``'s ranges."""
+        params = self.default_params()
+        params.update(self.level(level).draw(rng))
+        return params
+
+    def dimensionless(self, params: Mapping[str, float], inputs: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """Dimensionless numbers (Reynolds, contrast, ...) of an instance, stored with every sample."""
+        return {}
+
+    # ---- what each PDE implements ------------------------------------------------------------
+    @abstractmethod
+    def grid(self, resolution: int) -> CartesianGrid:
+        """The grid with ``resolution`` points per axis."""
+
+    @abstractmethod
+    def sample(self, level: str, rng: np.random.Generator, grid: CartesianGrid) -> Instance:
+        """Draw one instance of difficulty ``level`` using only ``rng``."""
+
+    @abstractmethod
+    def solve(self, instances: Sequence[Instance], grid: CartesianGrid, device: str = "cpu") -> SolveResult:
+        """Solve a batch of instances with this PDE's classical solver."""
+
+    @abstractmethod
+    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid, times=None):
+        """Discrete residual of the equation evaluated on a solution.
+
+        ``solution`` holds every field of one or more samples in the dataset layout (leading batch
+        axis); returns an array whose norm measures how far the fields are from solving the PDE.
+        """

@@ -1,0 +1,1 @@
+"""Burgers (being written)."""

@@ -1,0 +1,1 @@
+"""Darcy (being written)."""

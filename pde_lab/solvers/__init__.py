@@ -1,0 +1,1 @@
+"""PDE-agnostic numerical building blocks: spectral time stepping, finite volumes, sparse solves."""
