@@ -123,13 +123,16 @@ class SolveResult:
             time-varying fields and ``(B, *space)`` for static ones (vector fields add a trailing axis).
         times: ``(T,)`` output times, or ``None`` for a steady problem.
         steps: ``(B,)`` solver steps (time steps or iterations) taken per instance.
-        settings: solver settings worth recording (scheme, time step, tolerances), JSON-serialisable.
+        settings: solver settings shared by the batch (scheme, tolerances), JSON-serialisable.
+        per_sample: numeric settings that differ between instances (time step, solver resolution),
+            name → ``(B,)`` array; stored per trajectory.
     """
 
     fields: dict[str, np.ndarray]
     times: np.ndarray | None
     steps: np.ndarray
     settings: dict[str, Any] = field(default_factory=dict)
+    per_sample: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

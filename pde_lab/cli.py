@@ -1,0 +1,195 @@
+"""The ``pde-lab`` command: parses arguments, then calls the library.
+
+Bad input raises :class:`~pde_lab.errors.UserError` somewhere in the library; here it becomes one
+line on stderr and exit status 2, with no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pde-lab", description="PDE solvers, datasets and neural operators.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser("generate", help="generate a multi-difficulty dataset into HDF5")
+    g.add_argument("--pde", required=True, help="PDE family (see `pde-lab list`)")
+    g.add_argument("--levels", type=_csv, default=None, help="comma-separated levels (default: all)")
+    g.add_argument("--n-train", type=int, default=64, help="training trajectories per level")
+    g.add_argument("--n-valid", type=int, default=8, help="validation trajectories per level")
+    g.add_argument("--n-test", type=int, default=16, help="test trajectories per level")
+    g.add_argument("--resolution", type=int, default=None, help="grid points per axis (default: the PDE's)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--batch-size", type=int, default=16, help="instances solved together")
+    g.add_argument("--device", default="cpu", help="cpu or cuda")
+    g.add_argument("--out", required=True, help="output directory")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    v = sub.add_parser("validate", help="check files against the HDF5 format and list every violation")
+    v.add_argument("paths", nargs="+", help="files or dataset directories")
+
+    i = sub.add_parser("info", help="summarise a dataset file or directory")
+    i.add_argument("path")
+    i.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    t = sub.add_parser("train", help="train a model on a dataset; writes a run directory")
+    t.add_argument("--data", help="dataset directory")
+    t.add_argument("--model", help="model name (see `pde-lab list`)")
+    t.add_argument("--config", help="YAML config; flags and --set override it")
+    t.add_argument("--levels", type=_csv, default=None, help="training levels (default: all)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--optimizer")
+    t.add_argument("--time-limit", type=float, help="stop after this many minutes")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", help="auto, cpu or cuda")
+    t.add_argument("--out", help="run directory")
+    t.add_argument("--overwrite", action="store_true")
+    t.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set model_args.width=32 (repeatable)")
+    t.add_argument("--quiet", action="store_true")
+
+    e = sub.add_parser("evaluate", help="evaluate a run against ground truth; writes metrics.json")
+    e.add_argument("--run", required=True, help="run directory")
+    e.add_argument("--data", help="dataset directory (default: the run's training data)")
+    e.add_argument("--split", default="test")
+    e.add_argument("--levels", type=_csv, default=None)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--json", action="store_true", help="print the metrics JSON")
+
+    d = sub.add_parser("demo", help="generate a small Burgers dataset, train an FNO, evaluate and plot")
+    d.add_argument("--out", default="pde_lab_demo", help="directory for data, run and figures")
+    d.add_argument("--minutes", type=float, default=1.0, help="training time budget")
+    d.add_argument("--device", default="auto")
+    d.add_argument("--overwrite", action="store_true")
+
+    sub.add_parser("list", help="list PDE families, levels and models")
+    return p
+
+
+def _generate(a) -> None:
+    from .datasets import GenerateConfig, generate
+
+    out = generate(GenerateConfig(pde=a.pde, out=a.out, levels=a.levels, n_train=a.n_train, n_valid=a.n_valid,
+                                  n_test=a.n_test, resolution=a.resolution, seed=a.seed, batch_size=a.batch_size,
+                                  device=a.device, overwrite=a.overwrite, progress=not a.quiet))
+    print(f"wrote {out}")
+
+
+def _validate(a) -> int:
+    from .datasets import validate_path
+
+    bad = 0
+    for path in a.paths:
+        for file, errs in validate_path(path).items():
+            if errs:
+                bad += 1
+                print(f"{file}: {len(errs)} violation(s)")
+                for msg in errs:
+                    print(f"  - {msg}")
+            else:
+                print(f"{file}: ok")
+    return 1 if bad else 0
+
+
+def _info(a) -> None:
+    from .datasets import format_summary, summarize
+
+    s = summarize(a.path)
+    print(json.dumps(s, indent=2) if a.json else format_summary(s))
+
+
+def _train_config(a):
+    from .training.config import TrainConfig
+
+    cfg = TrainConfig.from_yaml(a.config) if a.config else TrainConfig()
+    flags = {"data": a.data, "model": a.model, "levels": a.levels, "epochs": a.epochs, "batch_size": a.batch_size,
+             "lr": a.lr, "optimizer": a.optimizer, "time_limit_minutes": a.time_limit, "seed": a.seed,
+             "device": a.device, "out": a.out}
+    overrides = [f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in flags.items() if v is not None]
+    if a.overwrite:
+        overrides.append("overwrite=true")
+    if a.resume:
+        overrides.append("resume=true")
+    if a.quiet:
+        overrides.append("progress=false")
+    return cfg.apply_overrides(overrides + list(a.overrides))
+
+
+def _train(a) -> None:
+    from .errors import UserError
+    from .training import train
+
+    cfg = _train_config(a)
+    for key in ("data", "model", "out"):
+        if not getattr(cfg, key):
+            raise UserError(f"train needs --{key} (or '{key}' in --config)")
+    run = train(cfg)
+    print(f"run directory: {run}")
+
+
+def _evaluate(a) -> None:
+    from .evaluation import evaluate, format_metrics
+    from .training.checkpoint import load_run
+
+    data = a.data or load_run(a.run, device="cpu").config.data
+    res = evaluate(a.run, data, split=a.split, levels=a.levels, device=a.device, batch_size=a.batch_size)
+    print(json.dumps(res, indent=2) if a.json else format_metrics(res))
+    print(f"wrote {Path(a.run) / 'metrics.json'}")
+
+
+def _list(a) -> None:
+    from .operators import MODELS
+    from .pdes import PDES, get_pde
+
+    print("PDE families:")
+    for name in PDES.names():
+        pde = get_pde(name)
+        print(f"  {name:<12} {pde.equation}   levels: {', '.join(pde.levels)}")
+    print("models:", ", ".join(MODELS.names()))
+
+
+def _demo(a) -> None:
+    from .demo import run_demo
+
+    run_demo(a.out, minutes=a.minutes, device=a.device, overwrite=a.overwrite)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``pde-lab``; returns the exit status."""
+    from .errors import UserError
+
+    args = _parser().parse_args(argv)
+    # One thread per process: on few cores, threads fighting over them make every FFT several times slower.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    import torch
+
+    if os.environ.get("OMP_NUM_THREADS") == "1":
+        torch.set_num_threads(1)
+    handlers = {"generate": _generate, "validate": _validate, "info": _info, "train": _train,
+                "evaluate": _evaluate, "demo": _demo, "list": _list}
+    try:
+        return handlers[args.command](args) or 0
+    except UserError as e:
+        print(f"pde-lab {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

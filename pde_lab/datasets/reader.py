@@ -1,0 +1,228 @@
+"""Read pde_lab HDF5 datasets as lazy torch Datasets of (input, target) pairs.
+
+Which channels are inputs and which are targets follows from the fields' stored ``role`` and
+``time_varying`` attributes and a :class:`~pde_lab.pdes.base.Task`, never from the PDE's name:
+
+* static ``input`` fields (coefficients, masks) are input channels, repeated over the input frames;
+* time-varying ``solution`` fields give input channels at the input frames and target channels at the
+  output frames;
+* static ``solution`` fields are targets (steady problems).
+
+Vector fields contribute one channel per component (``v_x``, ``v_y``). Items are shaped
+``(T, *space, C)``. Each process opens its own file handles on first access, so the Dataset is safe
+with DataLoader workers.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..pdes.base import Task
+from . import schema
+from .validate import validate_file
+from .writer import attr_value
+
+
+@dataclass(frozen=True)
+class _FieldRef:
+    path: str  # dataset path inside the file
+    role: str
+    time_varying: bool
+    rank: int
+    name: str
+
+
+def _field_refs(f: h5py.File) -> list[_FieldRef]:
+    refs = []
+    for rank, group in enumerate(schema.FIELD_GROUPS):
+        for name in attr_value(f[group].attrs["field_names"]):
+            d = f[f"{group}/{name}"]
+            refs.append(_FieldRef(d.name, attr_value(d.attrs["role"]), attr_value(d.attrs["time_varying"]), rank, name))
+    return refs
+
+
+def _channel_names(ref: _FieldRef, n_dims: int) -> list[str]:
+    if ref.rank == 0:
+        return [ref.name]
+    axes = "xyz"[:n_dims]
+    return [f"{ref.name}_{a}" for a in axes] if ref.rank == 1 else [f"{ref.name}_{a}{b}" for a in axes for b in axes]
+
+
+def list_files(data: str | Path, split: str, levels: Sequence[str] | None = None) -> list[Path]:
+    """The files of ``split`` in a dataset directory, optionally restricted to ``levels``."""
+    data = Path(data)
+    if data.is_file():
+        return [data]
+    if split not in schema.SPLITS:
+        raise UserError(f"unknown split {split!r}; allowed: {', '.join(schema.SPLITS)}")
+    if not data.is_dir():
+        raise UserError(f"dataset {data} does not exist")
+    files = sorted((data / split).glob("*.h5"))
+    have = [p.stem for p in files]
+    if levels:
+        missing = [lv for lv in levels if lv not in have]
+        if missing:
+            raise UserError(f"level(s) {', '.join(missing)} not in {data}/{split}; available: {', '.join(have) or 'none'}")
+        files = [p for p in files if p.stem in levels]
+    if not files:
+        raise UserError(f"no {split} files in {data}")
+    return files
+
+
+class FieldDataset(torch.utils.data.Dataset):
+    """(input, target) pairs from one or more files of the same PDE.
+
+    Items: ``x`` of shape ``(T_in, *space, C_in)`` and ``y`` of shape ``(T_out, *space, C_out)``,
+    float32 tensors, in physical units.
+    """
+
+    def __init__(self, files: Sequence[str | Path], task: Task | None = None, check: bool = True):
+        self.files = [Path(p) for p in files]
+        if not self.files:
+            raise UserError("no files given")
+        if check:
+            for p in self.files:
+                errs = validate_file(p, check_values=False)
+                if errs:
+                    raise UserError(f"{p} is not a valid pde_lab file: {errs[0]}" +
+                                    (f" (+{len(errs) - 1} more; run `pde-lab validate {p}`)" if len(errs) > 1 else ""))
+        with h5py.File(self.files[0], "r") as f:
+            self.pde_name = attr_value(f.attrs["pde"])
+            self.spatial_shape = tuple(attr_value(f.attrs["spatial_resolution"]))
+            refs = _field_refs(f)
+            self.n_times = len(f["dimensions/time"]) if "time" in f["dimensions"] else None
+        self.task = task or Task()
+        self._refs = refs
+        self.inputs = [r for r in refs if r.role == "input" and not r.time_varying] + \
+                      [r for r in refs if r.role == "solution" and r.time_varying]
+        self.targets = [r for r in refs if r.role == "solution"]
+        if not self.targets:
+            raise UserError(f"{self.files[0]} holds no solution fields to learn")
+        if any(r.role == "input" and r.time_varying for r in refs):
+            raise UserError("time-varying input fields (forcing series) are not supported by this reader yet")
+        nd = len(self.spatial_shape)
+        self.input_channels = [c for r in self.inputs for c in _channel_names(r, nd)]
+        self.target_channels = [c for r in self.targets for c in _channel_names(r, nd)]
+        self.levels: list[str] = []
+        self._index: list[tuple[int, int, int]] = []  # (file, trajectory, first frame)
+        for k, p in enumerate(self.files):
+            with h5py.File(p, "r") as f:
+                if attr_value(f.attrs["pde"]) != self.pde_name:
+                    raise UserError(f"{p} holds PDE {attr_value(f.attrs['pde'])!r}, not {self.pde_name!r}")
+                if tuple(attr_value(f.attrs["spatial_resolution"])) != self.spatial_shape:
+                    raise UserError(f"{p} has resolution {attr_value(f.attrs['spatial_resolution'])}, "
+                                    f"not {list(self.spatial_shape)}")
+                n = attr_value(f.attrs["n_trajectories"])
+                self.levels.append(attr_value(f.attrs["level"]))
+            for i in range(n):
+                for s in self._starts():
+                    self._index.append((k, i, s))
+        self._handles: dict[int, h5py.File] = {}
+        self._pid = None
+
+    def _starts(self) -> list[int]:
+        t = self.task
+        if self.n_times is None:
+            return [0]
+        if t.mode == "one_shot":
+            if t.input_steps + t.output_steps > self.n_times:
+                raise UserError(f"task needs {t.input_steps}+{t.output_steps} frames but files hold {self.n_times}")
+            return [0]
+        if t.mode == "window":
+            last = self.n_times - t.input_steps - t.output_steps
+            if last < 0:
+                raise UserError(f"window {t.input_steps}->{t.output_steps} is longer than the {self.n_times} stored frames")
+            return list(range(last + 1))
+        raise UserError(f"unknown task mode {t.mode!r}; allowed: one_shot, window")
+
+    def _file(self, k: int) -> h5py.File:
+        if self._pid != os.getpid():  # a forked DataLoader worker must not share the parent's handles
+            self._handles, self._pid = {}, os.getpid()
+        if k not in self._handles:
+            self._handles[k] = h5py.File(self.files[k], "r")
+        return self._handles[k]
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def sample_index(self, item: int) -> tuple[int, int, int]:
+        """(file number, trajectory, first frame) of an item."""
+        return self._index[item]
+
+    def _frames(self, start: int) -> tuple[slice, slice]:
+        t = self.task
+        if self.n_times is None:
+            return slice(0, 1), slice(0, 1)
+        if t.mode == "one_shot":
+            return slice(0, t.input_steps), slice(self.n_times - t.output_steps, self.n_times)
+        return slice(start, start + t.input_steps), slice(start + t.input_steps, start + t.input_steps + t.output_steps)
+
+    def _read(self, f: h5py.File, ref: _FieldRef, traj: int, frames: slice, n_frames: int) -> np.ndarray:
+        d = f[ref.path]
+        a = d[traj, frames] if ref.time_varying else np.repeat(d[traj][None], n_frames, axis=0)
+        if ref.rank == 0:
+            return a[..., None]
+        return a.reshape(*a.shape[: 1 + len(self.spatial_shape)], -1)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+        k, traj, start = self._index[item]
+        f = self._file(k)
+        fin, fout = self._frames(start)
+        n_in, n_out = fin.stop - fin.start, fout.stop - fout.start
+        x = np.concatenate([self._read(f, r, traj, fin, n_in) for r in self.inputs], axis=-1)
+        y = np.concatenate([self._read(f, r, traj, fout, n_out) for r in self.targets], axis=-1)
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), \
+            torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
+
+    def stats(self) -> dict[str, np.ndarray]:
+        """Per-channel mean and standard deviation over every stored frame of these files.
+
+        Returns ``x_mean, x_std`` of shape ``(C_in,)`` and ``y_mean, y_std`` of shape ``(C_out,)``
+        (float64), streamed one trajectory at a time so memory stays bounded.
+        """
+        acc: dict[str, list[float]] = {}  # channel → [count, sum, sum of squares]
+        nd = len(self.spatial_shape)
+        for p in self.files:
+            with h5py.File(p, "r") as f:
+                for r in self._refs:
+                    d = f[r.path]
+                    for i in range(d.shape[0]):
+                        a = np.asarray(d[i], dtype=np.float64)
+                        a = a[..., None] if r.rank == 0 else a.reshape(*a.shape[: a.ndim - r.rank], -1)
+                        flat = a.reshape(-1, a.shape[-1])
+                        for c, name in enumerate(_channel_names(r, nd)):
+                            s = acc.setdefault(name, [0.0, 0.0, 0.0])
+                            s[0] += flat.shape[0]
+                            s[1] += flat[:, c].sum()
+                            s[2] += (flat[:, c] ** 2).sum()
+
+        def ms(names):
+            mean = np.array([acc[c][1] / acc[c][0] for c in names])
+            var = np.array([acc[c][2] / acc[c][0] for c in names]) - mean**2
+            return mean, np.sqrt(np.maximum(var, 0.0))
+
+        x_mean, x_std = ms(self.input_channels)
+        y_mean, y_std = ms(self.target_channels)
+        return {"x_mean": x_mean, "x_std": x_std, "y_mean": y_mean, "y_std": y_std}
+
+    def close(self) -> None:
+        for h in self._handles.values():
+            h.close()
+        self._handles = {}
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_handles"], state["_pid"] = {}, None
+        return state
+
+
+def open_split(data: str | Path, split: str, levels: Sequence[str] | None = None, task: Task | None = None) -> FieldDataset:
+    """The ``split`` of a dataset directory (or a single file) as a :class:`FieldDataset`."""
+    return FieldDataset(list_files(data, split, levels), task=task)

@@ -1,0 +1,200 @@
+"""Write one (PDE, level, split) file in the pde_lab HDF5 format v1.
+
+The writer fills a file at a temporary path and renames it into place only after the root attribute
+``complete`` is set, so a reader never sees a half-written file under the final name.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from .. import __version__
+from ..grids import CartesianGrid
+from ..pdes.base import PDE, Instance, SolveResult
+from . import schema
+
+
+def attr_value(value: Any) -> Any:
+    """An HDF5 attribute value read back as plain Python (str, int, float, bool, list)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return [attr_value(v) for v in value.tolist()]
+    if isinstance(value, list):
+        return [attr_value(v) for v in value]
+    return value
+
+
+def _str_list(values: Sequence[str]) -> np.ndarray:
+    return np.array(list(values), dtype=h5py.string_dtype())
+
+
+class DatasetWriter:
+    """Writes ``n`` trajectories of one PDE level and split, batch by batch.
+
+    Args:
+        path: final file path; data goes to ``path + '.partial'`` until :meth:`close`.
+        pde, grid, level, split: what the file holds.
+        n: number of trajectories.
+        dataset_seed: the dataset seed every per-sample seed derives from.
+        generation_config: the resolved generation config (stored as JSON).
+    """
+
+    def __init__(self, path: Path, pde: PDE, grid: CartesianGrid, level: str, split: str, n: int,
+                 dataset_seed: int, generation_config: Mapping[str, Any]):
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.pde, self.grid, self.n = pde, grid, n
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = h5py.File(self.partial, "w")
+        self._created = False
+        self._settings: dict[str, Any] | None = None
+        a = self.f.attrs
+        a["format"] = schema.FORMAT_NAME
+        a["format_version"] = schema.FORMAT_VERSION
+        a["complete"] = False
+        a["pde"] = pde.name
+        a["equation"] = pde.equation
+        a["level"] = level
+        a["split"] = split
+        a["n_trajectories"] = n
+        a["n_spatial_dims"] = grid.dim
+        a["spatial_resolution"] = np.array(grid.shape, dtype=np.int64)
+        a["grid_type"] = "cartesian"
+        a["solver"] = pde.solver
+        lev = pde.level(level)
+        a["level_definition"] = json.dumps({"name": lev.name, "ranges": {k: list(v) for k, v in lev.ranges.items()},
+                                            "log_uniform": sorted(lev.log_uniform), "description": lev.description})
+        a["generation_config"] = json.dumps(dict(generation_config), sort_keys=True)
+        a["dataset_seed"] = int(dataset_seed)
+        a["package_version"] = __version__
+        self._write_static()
+
+    def _write_static(self) -> None:
+        f, grid = self.f, self.grid
+        dims = f.create_group("dimensions")
+        dims.attrs["spatial_dims"] = _str_list(grid.axis_names)
+        dims.attrs["periodic"] = np.array(grid.periodic)
+        dims.attrs["bounds"] = np.array(grid.bounds, dtype=np.float64)
+        for name, coord in grid.coordinates().items():
+            d = dims.create_dataset(name, data=coord.astype(np.float64))
+            d.attrs["sample_varying"] = False
+            d.attrs["time_varying"] = False
+        for g in schema.FIELD_GROUPS:
+            names = [fs.name for fs in self.pde.fields if f"t{fs.rank}_fields" == g]
+            f.create_group(g).attrs["field_names"] = _str_list(names)
+        scal = f.create_group("scalars")
+        scal.attrs["field_names"] = _str_list([p.name for p in self.pde.parameters])
+        for p in self.pde.parameters:
+            d = scal.create_dataset(p.name, shape=(self.n,), dtype=np.float64)
+            d.attrs.update(sample_varying=True, time_varying=False, units=p.units, description=p.description)
+        f.create_group("dimensionless")
+        bcs = f.create_group("boundary_conditions")
+        for bc in self.pde.boundary_conditions:
+            g = bcs.create_group(bc.name)
+            g.attrs["bc_type"] = bc.kind.upper()
+            g.attrs["associated_dims"] = _str_list(bc.axes)
+            g.attrs["associated_fields"] = _str_list(bc.fields)
+            g.attrs["value"] = float(bc.value)
+            # The points next to the boundary, per associated axis (the boundary of a cell-centred
+            # grid carries no point of its own).
+            for axis in bc.axes:
+                n = grid.shape[grid.axis_names.index(axis)]
+                mask = np.zeros(n, dtype=bool)
+                mask[[0, -1]] = True
+                g.create_dataset(f"mask_{axis}", data=mask)
+        tr = f.create_group("trajectories")
+        dtypes = {"u": np.uint64, "i": np.int64, "f": np.float64}
+        for name, kind in schema.TRAJECTORY_DATASETS.items():
+            tr.create_dataset(name, shape=(self.n,), dtype=dtypes[kind])
+
+    def _create_fields(self, result: SolveResult, dimless_names: Sequence[str]) -> None:
+        f, grid = self.f, self.grid
+        if result.times is not None:
+            t = f["dimensions"].create_dataset("time", data=np.asarray(result.times, dtype=np.float64))
+            t.attrs.update(sample_varying=False, time_varying=True)
+        for fs in self.pde.fields:
+            arr = result.fields[fs.name]
+            tail = arr.shape[1:]
+            shape = (self.n, *tail)
+            # One chunk per frame: a reader of one time step of one trajectory touches one chunk.
+            n_lead = 2 if fs.time_varying else 1
+            chunks = (1,) * n_lead + tuple(tail[n_lead - 1:])
+            d = f[f"t{fs.rank}_fields"].create_dataset(fs.name, shape=shape, dtype=np.float32, chunks=chunks)
+            d.attrs.update(role=fs.role, time_varying=fs.time_varying, sample_varying=True,
+                           dim_varying=np.ones(grid.dim, dtype=bool), units=fs.units, description=fs.description)
+        for name in sorted(result.per_sample):
+            f["trajectories"].create_dataset(name, shape=(self.n,), dtype=np.float64)
+        f["trajectories"].attrs["solver_per_sample"] = _str_list(sorted(result.per_sample))
+        dl = f["dimensionless"]
+        dl.attrs["field_names"] = _str_list(dimless_names)
+        for name in dimless_names:
+            dl.create_dataset(name, shape=(self.n,), dtype=np.float64)
+        self._created = True
+
+    def write_batch(self, start: int, instances: Sequence[Instance], result: SolveResult, seeds: Sequence[int],
+                    wall_time: float) -> None:
+        """Store a solved batch as trajectories ``start .. start + len(instances) - 1``.
+
+        ``wall_time`` is the seconds the batched solve took; each trajectory is charged an equal share.
+        """
+        b = len(instances)
+        dimless = [self.pde.dimensionless(inst.params, inst.inputs) for inst in instances]
+        if not self._created:
+            self._create_fields(result, sorted(dimless[0]))
+            self._settings = dict(result.settings)
+        elif result.settings != self._settings:
+            raise RuntimeError("solver settings changed between batches; per-instance values belong in "
+                               f"SolveResult.per_sample: {result.settings} != {self._settings}")
+        sl = slice(start, start + b)
+        for fs in self.pde.fields:
+            data = np.asarray(result.fields[fs.name])
+            if not np.all(np.isfinite(data)):
+                raise RuntimeError(f"solver returned non-finite values in field {fs.name!r}; not stored")
+            self.f[f"t{fs.rank}_fields/{fs.name}"][sl] = data.astype(np.float32)
+        for p in self.pde.parameters:
+            self.f[f"scalars/{p.name}"][sl] = [inst.params[p.name] for inst in instances]
+        for name in self.f["dimensionless"].attrs["field_names"]:
+            self.f[f"dimensionless/{name}"][sl] = [d[name] for d in dimless]
+        tr = self.f["trajectories"]
+        tr["seed"][sl] = np.asarray(seeds, dtype=np.uint64)
+        tr["index"][sl] = np.arange(start, start + b)
+        tr["wall_time"][sl] = wall_time / b
+        tr["steps"][sl] = np.asarray(result.steps, dtype=np.int64)
+        tr["batch_size"][sl] = b
+        for name in tr.attrs["solver_per_sample"]:
+            tr[name][sl] = np.asarray(result.per_sample[name], dtype=np.float64)
+
+    def close(self) -> Path:
+        """Mark the file complete and move it to its final path."""
+        self.f.attrs["solver_settings"] = json.dumps(self._settings or {}, sort_keys=True, default=_json_default)
+        self.f.attrs["complete"] = True
+        self.f.close()
+        os.replace(self.partial, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the partial file."""
+        try:
+            self.f.close()
+        finally:
+            self.partial.unlink(missing_ok=True)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.integer, np.floating, np.bool_)):
+        return obj.item()
+    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")

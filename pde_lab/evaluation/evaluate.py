@@ -1,0 +1,115 @@
+"""Evaluate a trained run against ground truth, per difficulty level.
+
+Writes ``metrics.json`` (every metric of :mod:`pde_lab.evaluation.metrics`, per sample and
+summarised, per level and overall, plus the model's and the classical solver's time for the same
+samples) and ``predictions_<split>.h5`` (predictions and truth, for plotting without re-running).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import numpy as np
+import torch
+
+from ..datasets.reader import FieldDataset, list_files
+from ..pdes.base import Task
+from ..training.checkpoint import load_run
+from ..training.config import resolve_device
+from .metrics import compute_metrics, summarize
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels: Sequence[str] | None = None,
+             device: str = "auto", batch_size: int = 32, save_predictions: bool = True) -> dict:
+    """Evaluate the best checkpoint of ``run_dir`` on ``split`` of ``data``; returns the metrics dict.
+
+    Model time is the wall time of the forward passes alone (after one warm-up batch, synchronised on
+    CUDA); solver time is the generation wall time recorded for the same trajectories.
+    """
+    run_dir = Path(run_dir)
+    dev = torch.device(resolve_device(device))
+    run = load_run(run_dir, device=str(dev))
+    task = Task(**run.config.task) if isinstance(run.config.task, dict) else run.config.task
+    files = list_files(data, split, levels)
+    result: dict = {"run": str(run_dir), "data": str(data), "split": split, "device": str(dev),
+                    "checkpoint": str(run.checkpoint_path), "levels": {}}
+    pred_path = run_dir / f"predictions_{split}.h5"
+    partial = pred_path.with_name(pred_path.name + ".partial")
+    out = h5py.File(partial, "w") if save_predictions else None
+    all_metrics: dict[str, list[torch.Tensor]] = {}
+    totals = {"model_seconds": 0.0, "solver_seconds": 0.0, "n": 0}
+    try:
+        for path in files:
+            ds = FieldDataset([path], task=task)
+            level = ds.levels[0]
+            loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
+            preds, trues, model_s = [], [], 0.0
+            with torch.no_grad():
+                warm = next(iter(loader))[0].to(dev)
+                run.predict(warm)
+                for x, y in loader:
+                    x = x.to(dev)
+                    _sync(dev)
+                    t0 = time.perf_counter()
+                    p = run.predict(x)
+                    _sync(dev)
+                    model_s += time.perf_counter() - t0
+                    preds.append(p.float())
+                    trues.append(y.to(dev))
+            pred, true = torch.cat(preds), torch.cat(trues)
+            per_sample = compute_metrics(pred, true)
+            with h5py.File(path, "r") as f:
+                trajectories = sorted({ds.sample_index(i)[1] for i in range(len(ds))})
+                solver_s = float(f["trajectories/wall_time"][()][trajectories].sum())
+            entry = summarize(per_sample)
+            entry.update(n=len(ds), model_seconds=model_s, solver_seconds=solver_s,
+                         speedup=solver_s / model_s if model_s > 0 else None,
+                         per_sample={k: v.double().cpu().tolist() for k, v in per_sample.items()})
+            result["levels"][level] = entry
+            for k, v in per_sample.items():
+                all_metrics.setdefault(k, []).append(v)
+            totals["model_seconds"] += model_s
+            totals["solver_seconds"] += solver_s
+            totals["n"] += len(ds)
+            if out is not None:
+                g = out.create_group(level)
+                g.attrs["channels"] = np.array(ds.target_channels, dtype=h5py.string_dtype())
+                g.create_dataset("prediction", data=pred.cpu().numpy().astype(np.float32))
+                g.create_dataset("truth", data=true.cpu().numpy().astype(np.float32))
+            ds.close()
+        overall = summarize({k: torch.cat(v) for k, v in all_metrics.items()})
+        overall.update(totals)
+        overall["speedup"] = totals["solver_seconds"] / totals["model_seconds"] if totals["model_seconds"] else None
+        result["overall"] = overall
+        if out is not None:
+            out.close()
+            partial.replace(pred_path)
+    except BaseException:
+        if out is not None:
+            out.close()
+            partial.unlink(missing_ok=True)
+        raise
+    tmp = run_dir / "metrics.json.partial"
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(run_dir / "metrics.json")
+    return result
+
+
+def format_metrics(result: dict) -> str:
+    """A table of the headline numbers per level."""
+    rows = [f"{'level':<10} {'n':>5} {'rel L2':>10} {'rel L1':>10} {'nRMSE':>10} {'max err':>10} {'model s':>9} {'solver s':>9} {'speed-up':>9}"]
+    items = list(result["levels"].items()) + [("all", result["overall"])]
+    for name, m in items:
+        sp = m.get("speedup")
+        rows.append(f"{name:<10} {m['n']:>5} {m['relative_l2']['mean']:>10.4g} {m['relative_l1']['mean']:>10.4g} "
+                    f"{m['nrmse']['mean']:>10.4g} {m['max_error']['mean']:>10.4g} {m['model_seconds']:>9.3g} "
+                    f"{m['solver_seconds']:>9.3g} {(f'{sp:.3g}x' if sp else '-'):>9}")
+    return "\n".join(rows)

@@ -1,0 +1,242 @@
+"""The HDF5 format: round trip, determinism, atomic writes, the validator, readers and summaries."""
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from pde_lab.datasets import (FieldDataset, GenerateConfig, generate, open_dataset, open_split, sample_seed,
+                              summarize, validate_file, validate_path)
+from pde_lab.errors import UserError
+from pde_lab.pdes import get_pde
+from pde_lab.pdes.base import Task
+
+
+def make(tmp_path, name="d", **kw):
+    cfg = dict(pde="toy_decay", out=str(tmp_path / name), n_train=5, n_valid=2, n_test=3, batch_size=2, progress=False)
+    cfg.update(kw)
+    return generate(GenerateConfig(**cfg))
+
+
+def test_round_trip_fields_parameters_and_costs(tmp_path):
+    out = make(tmp_path)
+    pde = get_pde("toy_decay")
+    with h5py.File(out / "train" / "hard.h5") as f:
+        u = f["t0_fields/u"][()]
+        k = f["scalars/k"][()]
+        seeds = f["trajectories/seed"][()]
+        t = f["dimensions/time"][()]
+        assert u.dtype == np.float32 and u.shape == (5, 5, 16)
+        assert f["t0_fields/u"].chunks == (1, 1, 16)
+        assert np.all(f["trajectories/wall_time"][()] >= 0) and np.all(f["trajectories/steps"][()] == 4)
+        np.testing.assert_allclose(f["dimensionless/decay_number"][()], k)
+        assert f["trajectories/dt"][()].tolist() == [0.25] * 5
+    assert np.all((k >= 2.0) & (k <= 4.0))
+    # Each stored trajectory is reproduced from its stored seed alone.
+    grid = pde.grid(16)
+    for i in range(5):
+        inst = pde.sample("hard", np.random.default_rng(int(seeds[i])), grid)
+        assert inst.params["k"] == k[i]
+        np.testing.assert_allclose(u[i], inst.inputs["u"][None] * np.exp(-k[i] * t[:, None]), rtol=1e-6, atol=1e-7)
+
+
+def test_same_command_same_field_bytes_whatever_the_batch_size(tmp_path):
+    a, b = make(tmp_path, "a"), make(tmp_path, "b", batch_size=3)
+    for split in ("train", "valid", "test"):
+        for level in ("easy", "hard"):
+            with h5py.File(a / split / f"{level}.h5") as fa, h5py.File(b / split / f"{level}.h5") as fb:
+                assert fa["t0_fields/u"][()].tobytes() == fb["t0_fields/u"][()].tobytes()
+                assert np.array_equal(fa["trajectories/seed"][()], fb["trajectories/seed"][()])
+
+
+def test_seeds_depend_on_level_split_and_index_only():
+    s = {sample_seed(0, lv, sp, i) for lv in ("easy", "hard") for sp in ("train", "test") for i in range(3)}
+    assert len(s) == 12
+    assert sample_seed(0, "easy", "train", 1) == sample_seed(0, "easy", "train", 1) != sample_seed(1, "easy", "train", 1)
+
+
+def test_generated_files_are_valid_and_levels_restricted(tmp_path):
+    out = make(tmp_path, levels=["hard"], n_valid=0)
+    report = validate_path(out)
+    assert sorted(report) == [str(out / "test" / "hard.h5"), str(out / "train" / "hard.h5")]
+    assert all(v == [] for v in report.values())
+
+
+def test_failed_generation_leaves_nothing(tmp_path, monkeypatch):
+    pde_cls = type(get_pde("toy_decay"))
+    calls = {"n": 0}
+    original = pde_cls.solve
+
+    def failing(self, instances, grid, device="cpu"):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("solver blew up")
+        return original(self, instances, grid, device)
+
+    monkeypatch.setattr(pde_cls, "solve", failing)
+    with pytest.raises(RuntimeError, match="blew up"):
+        make(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refuses_existing_output_unless_overwrite(tmp_path):
+    out = make(tmp_path)
+    with pytest.raises(UserError, match="--overwrite"):
+        make(tmp_path)
+    make(tmp_path, overwrite=True, n_train=2)
+    with h5py.File(out / "train" / "easy.h5") as f:
+        assert f.attrs["n_trajectories"] == 2
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(pde="nope"), "unknown PDE 'nope'; allowed: .*toy_decay"),
+    (dict(levels=["easy", "extreme"]), "unknown level .* 'extreme'; allowed: easy, hard"),
+    (dict(n_train=0), "n_train must be positive, got 0"),
+    (dict(n_test=-1), "n_test must be non-negative, got -1"),
+    (dict(resolution=4), "resolution must be at least 8"),
+    (dict(batch_size=0), "batch_size must be positive"),
+])
+def test_bad_generation_input_is_named(tmp_path, kw, match):
+    with pytest.raises(UserError, match=match):
+        make(tmp_path, **kw)
+    assert not (tmp_path / "d").exists()
+
+
+# ---- the validator catches each kind of violation -------------------------------------------------
+
+def _corrupt(path, fn):
+    with h5py.File(path, "r+") as f:
+        fn(f)
+
+
+def _replace_u(f, data, chunks=None):
+    attrs = dict(f["t0_fields/u"].attrs)
+    del f["t0_fields/u"]
+    chunks = chunks or ((1,) * (data.ndim - 1) + data.shape[-1:])
+    f["t0_fields"].create_dataset("u", data=data, chunks=chunks).attrs.update(attrs)
+
+
+VIOLATIONS = {
+    "format": (lambda f: f.attrs.__setitem__("format", "other"), "not a pde_lab file"),
+    "version": (lambda f: f.attrs.__setitem__("format_version", 7), "unsupported format_version 7"),
+    "incomplete": (lambda f: f.attrs.__setitem__("complete", False), "incomplete"),
+    "missing attr": (lambda f: f.attrs.__delitem__("solver"), "missing attribute 'solver'"),
+    "attr type": (lambda f: f.attrs.__setitem__("n_spatial_dims", "one"), "'n_spatial_dims' is str"),
+    "json": (lambda f: f.attrs.__setitem__("generation_config", "{oops"), "'generation_config' is not valid JSON"),
+    "split": (lambda f: f.attrs.__setitem__("split", "holdout"), "split 'holdout' is not one of"),
+    "group": (lambda f: f.__delitem__("scalars"), "missing group /scalars"),
+    "dtype": (lambda f: _replace_u(f, np.zeros((5, 5, 16))), "dtype float64, expected float32"),
+    "shape": (lambda f: _replace_u(f, np.zeros((5, 4, 16), np.float32)), "shape (5, 4, 16), expected (5, 5, 16)"),
+    "chunks": (lambda f: _replace_u(f, np.zeros((5, 5, 16), np.float32), chunks=(5, 5, 16)),
+               "expected one chunk per frame (1, 1, 16)"),
+    "nan": (lambda f: f["t0_fields/u"].__setitem__((2, 1, 3), np.nan), "trajectory 2 holds NaN or inf"),
+    "unlisted": (lambda f: f["t0_fields"].create_dataset("w", data=np.zeros(3)), "not listed in field_names"),
+    "role": (lambda f: f["t0_fields/u"].attrs.__setitem__("role", "output"), "role 'output' is not one of"),
+    "coords": (lambda f: f["dimensions/x"].__setitem__(slice(0, 2), [1.0, 0.0]), "strictly increasing"),
+    "time": (lambda f: f["dimensions"].__delitem__("time"), "time-varying field but /dimensions/time is missing"),
+    "traj": (lambda f: f["trajectories"].__delitem__("seed"), "missing dataset 'seed'"),
+    "index": (lambda f: f["trajectories/index"].__setitem__(0, 3), "expected 0 .. n_trajectories-1"),
+    "scalar shape": (lambda f: (f["scalars"].__delitem__("k"), f["scalars"].create_dataset("k", data=np.zeros(2))),
+                     "/scalars/k: expected a numeric array of shape"),
+    "bc": (lambda f: f["boundary_conditions/x_periodic"].attrs.__setitem__("bc_type", "WEIRD"), "bc_type 'WEIRD'"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(VIOLATIONS))
+def test_validator_names_each_violation(tmp_path, kind):
+    out = make(tmp_path, n_valid=0, n_test=0, levels=["easy"])
+    path = out / "train" / "easy.h5"
+    assert validate_file(path) == []
+    fn, message = VIOLATIONS[kind]
+    _corrupt(path, fn)
+    errors = validate_file(path)
+    assert any(message in e for e in errors), errors
+
+
+def test_validator_on_foreign_and_broken_files(tmp_path):
+    text = tmp_path / "notes.h5"
+    text.write_text("not hdf5")
+    assert "not an HDF5 file" in validate_file(text)[0]
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["data"] = np.zeros(3)
+    assert "not a pde_lab file" in validate_file(foreign)[0]
+    out = make(tmp_path, n_valid=0, n_test=0, levels=["easy"])
+    good = out / "train" / "easy.h5"
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert validate_file(truncated)
+    misplaced = out / "train" / "hard.h5"
+    shutil.copy(good, misplaced)
+    assert "its attributes say" in validate_path(out)[str(misplaced)][0]
+
+
+# ---- readers ----------------------------------------------------------------------------------------
+
+def test_reader_one_shot_and_windows(tmp_path):
+    out = make(tmp_path)
+    ds = open_split(out, "train")
+    assert len(ds) == 10 and ds.input_channels == ["u"] and ds.target_channels == ["u"]
+    x, y = ds[0]
+    with h5py.File(out / "train" / "easy.h5") as f:
+        u = f["t0_fields/u"][0]
+    np.testing.assert_array_equal(x[0, :, 0].numpy(), u[0])
+    np.testing.assert_array_equal(y[0, :, 0].numpy(), u[-1])
+    win = open_split(out, "train", levels=["easy"], task=Task("window", 2, 1))
+    assert len(win) == 5 * 3
+    x, y = win[4]  # trajectory 1, start 1
+    with h5py.File(out / "train" / "easy.h5") as f:
+        u = f["t0_fields/u"][1]
+    np.testing.assert_array_equal(x[..., 0].numpy(), u[1:3])
+    np.testing.assert_array_equal(y[..., 0].numpy(), u[3:4])
+    with pytest.raises(UserError, match="longer than the 5 stored frames"):
+        open_split(out, "train", task=Task("window", 4, 2))
+    with pytest.raises(UserError, match="level\\(s\\) medium not in"):
+        open_split(out, "train", levels=["medium"])
+
+
+def test_reader_steady_with_input_and_vector_fields(tmp_path):
+    out = make(tmp_path, pde="toy_scale", n_valid=0, n_test=0)
+    ds = open_split(out, "train")
+    assert ds.input_channels == ["a"] and ds.target_channels == ["u", "v_x", "v_y"]
+    x, y = ds[1]
+    assert x.shape == (1, 8, 8, 1) and y.shape == (1, 8, 8, 3)
+    c = x.new_tensor(0) + (y[..., 0] / x[..., 0]).mean()
+    np.testing.assert_allclose(y[..., 1].numpy(), (c * x[..., 0]).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(y[..., 2].numpy(), -y[..., 1].numpy())
+    stats = ds.stats()
+    all_a = np.stack([ds[i][0][0, ..., 0].numpy() for i in range(len(ds))]).astype(np.float64)
+    np.testing.assert_allclose(stats["x_mean"], [all_a.mean()], rtol=1e-6)
+    np.testing.assert_allclose(stats["x_std"], [all_a.std()], rtol=1e-5)
+
+
+def test_reader_works_in_dataloader_workers(tmp_path):
+    import torch
+
+    out = make(tmp_path)
+    ds = open_split(out, "train")
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2)
+    xs = torch.cat([x for x, _ in loader])
+    assert xs.shape == (10, 1, 16, 1)
+    np.testing.assert_array_equal(xs[3].numpy(), ds[3][0].numpy())
+
+
+def test_reader_refuses_invalid_files(tmp_path):
+    out = make(tmp_path, n_valid=0, n_test=0, levels=["easy"])
+    _corrupt(out / "train" / "easy.h5", lambda f: f.attrs.__setitem__("complete", False))
+    with pytest.raises(UserError, match="not a valid pde_lab file: file is incomplete"):
+        FieldDataset([out / "train" / "easy.h5"])
+
+
+def test_xarray_and_summary(tmp_path):
+    out = make(tmp_path)
+    ds = open_dataset(out, "test")
+    assert dict(ds["u"].sizes) == {"trajectory": 6, "time": 5, "x": 16}
+    assert list(ds["level"].values) == ["easy"] * 3 + ["hard"] * 3
+    np.testing.assert_allclose(ds["time"].values, np.linspace(0, 1, 5))
+    s = summarize(out)
+    assert s["pde"] == "toy_decay" and s["resolution"] == [16]
+    assert s["levels"]["hard"]["splits"] == {"test": 3, "train": 5, "valid": 2}
+    lo, hi = s["levels"]["hard"]["parameters"]["k"]
+    assert 2.0 <= lo <= hi <= 4.0
+    assert s["total_wall_time_s"] > 0
