@@ -3,7 +3,15 @@ from .generate import GenerateConfig, generate, sample_seed
 from .info import format_summary, summarize
 from .reader import FieldDataset, list_files, open_split
 from .validate import validate_file, validate_path
-from .xarray_io import open_dataset
+
+
+
+def open_dataset(path, split: str = "train"):
+    """Open a file or a split of a dataset directory as an ``xarray.Dataset`` (see :mod:`.xarray_io`)."""
+    from .xarray_io import open_dataset as _open  # xarray is slow to import; load it only when asked
+
+    return _open(path, split)
+
 
 __all__ = ["GenerateConfig", "generate", "sample_seed", "summarize", "format_summary", "FieldDataset",
            "list_files", "open_split", "validate_file", "validate_path", "open_dataset"]
