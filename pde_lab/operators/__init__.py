@@ -1,1 +1,14 @@
-"""operators"""
+"""Neural operators, registered by name in :data:`MODELS`.
+
+``build_model("fno", in_channels=1, out_channels=1, n_dims=2)`` builds one; ``load_model(path)``
+rebuilds one from a saved file or training checkpoint without the training code.
+"""
+from .base import (MODELS, Operator, build_model, data_arguments, load_model, model_parameters,
+                   register_model, save_model)
+
+# Importing the modules registers their models.
+from . import fno  # noqa: E402,F401
+from .fno import FNO, SpectralConv  # noqa: E402
+
+__all__ = ["MODELS", "Operator", "build_model", "data_arguments", "load_model", "model_parameters",
+           "register_model", "save_model", "FNO", "SpectralConv"]

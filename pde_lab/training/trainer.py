@@ -1,0 +1,411 @@
+"""The supervised training loop for neural operators, and the run directory it writes.
+
+``train(config)`` opens the dataset, builds the model and calls ``fit``; ``fit`` is the loop itself
+and takes any datasets that follow the reader's contract (``ds[i] -> (x, y)`` with
+``x: (T_in, *space, C_in)`` and ``y: (T_out, *space, C_out)`` float32 tensors; optional attributes
+``input_channels``, ``target_channels``, ``spatial_shape``, ``pde_name``, ``task`` and a ``stats()``
+method), so tests and scripts can train on in-memory data.
+
+One step: normalise the physical input per channel with the training statistics, flatten
+``(B, T_in, *space, C_in)`` to ``(B, T_in*C_in, *space)`` (see :func:`~.checkpoint.to_model_layout`),
+run the model, reshape its ``(B, T_out*C_out, *space)`` output back and decode it to physical units;
+the loss is the mean over the batch of the per-sample relative L2 error in physical units (the FNO
+paper's loss), so it is comparable across normalisations and with published numbers.
+
+Reproducibility: the model is initialised after ``torch.manual_seed(seed)``; the sample order of
+epoch ``e`` is a permutation drawn from a generator seeded with ``(seed, e)``, so it does not depend on
+what ran before; checkpoints carry the optimizer, scheduler and RNG states. On CPU a run stopped
+after any epoch and resumed gives bitwise the same weights as an uninterrupted run.
+
+Run directory::
+
+    config.yaml              the resolved config (model arguments filled in)
+    data.json                the data path, levels, and the sha256 of every data file read
+    log.csv                  epoch, train_loss, valid_loss, lr, seconds (one row per epoch)
+    checkpoints/last.pt      after every epoch
+    checkpoints/best.pt      the lowest validation loss so far
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import random
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..errors import UserError
+from ..operators.base import Operator, build_model, data_arguments
+from .checkpoint import Normalizer, load_checkpoint, predict_batch, save_checkpoint
+from .config import TrainConfig, resolve_device
+
+LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "lr", "seconds")
+RUN_FILES = ("config.yaml", "data.json", "log.csv", "checkpoints")
+
+
+# ---- small pieces ----------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy's global generator and Python's ``random``."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """All global RNG states, as tensors and plain values (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached": float(cached)},
+             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the states saved by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"].cpu())
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample relative L2 error ``||pred - target|| / ||target||`` over all non-batch axes: ``(B,)``."""
+    diff = (pred - target).flatten(1).norm(dim=1)
+    ref = target.flatten(1).norm(dim=1)
+    return diff / ref.clamp_min(torch.finfo(ref.dtype).tiny)
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer named by ``config.optimizer`` over ``model``'s parameters."""
+    factories: dict[str, Callable[..., torch.optim.Optimizer]] = {
+        "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    kwargs = {"lr": config.lr, "weight_decay": config.weight_decay, **config.optimizer_args}
+    try:
+        return factories[config.optimizer](model.parameters(), **kwargs)
+    except TypeError as err:
+        raise UserError(f"optimizer {config.optimizer!r} rejects optimizer_args {config.optimizer_args}: {err}") from None
+
+
+def lr_factor(config: TrainConfig) -> Callable[[int], float]:
+    """The learning-rate multiplier of epoch ``e`` (0-based) for ``config.scheduler``."""
+    if config.scheduler == "step":
+        return lambda e: config.gamma ** (e // config.step_size)
+    if config.scheduler == "cosine":
+        return lambda e: 0.5 * (1.0 + math.cos(math.pi * min(e, config.epochs) / config.epochs))
+    return lambda e: 1.0
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """A per-epoch scheduler; a function of the epoch number only, so resuming restores it exactly."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The sample order of ``epoch``: a permutation of ``range(n)`` that depends on ``(seed, epoch)`` only."""
+    g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+    return torch.randperm(n, generator=g).tolist()
+
+
+def compute_stats(ds: Dataset) -> dict[str, np.ndarray]:
+    """Per-channel mean and std of inputs and targets over every sample, time and point of ``ds``.
+
+    The fallback for datasets without a ``stats()`` method (in-memory test data).
+    """
+    sums = None
+    for i in range(len(ds)):
+        x, y = (torch.as_tensor(a, dtype=torch.float64) for a in ds[i])
+        xs, ys = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
+        part = [xs.sum(0), (xs ** 2).sum(0), xs.shape[0], ys.sum(0), (ys ** 2).sum(0), ys.shape[0]]
+        sums = part if sums is None else [a + b for a, b in zip(sums, part)]
+    sx, sxx, nx, sy, syy, ny = sums
+    def std(s, ss, n):
+        return (ss / n - (s / n) ** 2).clamp_min(0).sqrt().numpy()
+    return {"x_mean": (sx / nx).numpy(), "x_std": std(sx, sxx, nx),
+            "y_mean": (sy / ny).numpy(), "y_std": std(sy, syy, ny)}
+
+
+def sample_shapes(ds: Dataset) -> tuple[int, int, int, int, tuple[int, ...]]:
+    """``(T_in, C_in, T_out, C_out, space)`` from the first sample of ``ds``."""
+    if len(ds) == 0:
+        raise UserError("the training split has no samples")
+    x, y = (torch.as_tensor(a) for a in ds[0])
+    if x.dim() < 3 or y.dim() < 3:
+        raise ValueError(f"samples must be (T, *space, C); got x {tuple(x.shape)}, y {tuple(y.shape)}")
+    return x.shape[0], x.shape[-1], y.shape[0], y.shape[-1], tuple(x.shape[1:-1])
+
+
+def _write_log(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=LOG_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row[k] for k in LOG_COLUMNS})
+    tmp.replace(path)
+
+
+# ---- the run directory -----------------------------------------------------------------------------
+def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
+    """Refuse a non-empty ``run_dir`` unless ``overwrite`` or ``resume``; check a resume is possible."""
+    if resume:
+        if not (run_dir / "checkpoints" / "last.pt").is_file():
+            raise UserError(f"cannot resume: {str(run_dir / 'checkpoints' / 'last.pt')!r} does not exist")
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"run directory {str(run_dir)!r} exists and is not a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise UserError(f"run directory {str(run_dir)!r} is not empty; pick another out, "
+                            f"or set overwrite=true (replace it) or resume=true (continue it)")
+        if not (run_dir / "config.yaml").is_file():
+            # Overwriting deletes files: only do it where a run directory was, never to a stray folder.
+            raise UserError(f"refusing to overwrite {str(run_dir)!r}: it is not empty and holds no "
+                            f"config.yaml, so it is not a pde_lab run directory")
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
+    """:func:`check_run_dir`, then create ``run_dir`` (emptied first when overwriting)."""
+    check_run_dir(run_dir, overwrite, resume)
+    if overwrite and not resume and run_dir.is_dir():
+        for child in run_dir.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def data_files(data_dir: Path, *datasets: Any) -> list[Path]:
+    """The files behind ``datasets``: their ``files`` attribute when they have one, else every
+    ``*.h5``/``*.hdf5`` file under ``data_dir``."""
+    files: list[Path] = []
+    for ds in datasets:
+        found = getattr(ds, "files", None)
+        if found is None:
+            files = sorted(p for ext in ("*.h5", "*.hdf5") for p in data_dir.rglob(ext))
+            break
+        files.extend(Path(f) for f in found)
+    return sorted(set(files))
+
+
+def data_record(config: TrainConfig, train_ds: Any, valid_ds: Any) -> dict[str, Any]:
+    """What ``data.json`` holds: where the data came from and a content hash of every file read."""
+    data_dir = Path(config.data).resolve()
+    return {"data": str(data_dir),
+            "levels": config.levels,
+            "task": dataclasses.asdict(config.task) if config.task else None,
+            "pde_name": getattr(train_ds, "pde_name", None),
+            "n_train": len(train_ds),
+            "n_valid": len(valid_ds) if valid_ds is not None else 0,
+            "hash": "sha256 of each file's bytes",
+            "files": [{"path": str(p), "bytes": p.stat().st_size, "sha256": file_sha256(p)}
+                      for p in data_files(data_dir, train_ds, valid_ds)]}
+
+
+# ---- the loop --------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate_loss(model: torch.nn.Module, ds: Dataset, normalizer: Normalizer, output_steps: int,
+                  batch_size: int, device: torch.device, num_workers: int = 0) -> float:
+    """Mean per-sample relative L2 error of ``model`` on ``ds``, in physical units."""
+    model.eval()
+    total, count = 0.0, 0
+    for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers):
+        x, y = x.to(device), y.to(device)
+        err = relative_l2(predict_batch(model, normalizer, x, output_steps), y)
+        total += err.sum().item()
+        count += err.numel()
+    return total / max(count, 1)
+
+
+def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: TrainConfig,
+        run_dir: str | Path, *, data_info: dict[str, Any] | None = None,
+        stop_after: int | None = None) -> Path:
+    """Train ``model`` on ``train_ds``, validating on ``valid_ds`` every epoch; return the run directory.
+
+    Args:
+        model: a registered model whose channels match the data: ``in_channels = T_in * C_in``,
+            ``out_channels = T_out * C_out`` (built after seeding, for reproducibility).
+        train_ds, valid_ds: datasets of ``(x, y)`` pairs, ``x: (T_in, *space, C_in)``,
+            ``y: (T_out, *space, C_out)``; ``valid_ds=None`` skips validation (best = lowest train loss).
+        config: the training config; ``data``/``levels``/``task`` are only recorded here.
+        run_dir: the run directory (see the module docstring); refused when non-empty unless
+            ``config.overwrite`` or ``config.resume``.
+        data_info: written to ``data.json`` when given (``train`` passes :func:`data_record`).
+        stop_after: stop after this many epochs in this call, as if interrupted (for tests and
+            staged runs); the run can then be resumed.
+    """
+    run_dir = Path(run_dir)
+    prepare_run_dir(run_dir, config.overwrite, config.resume)
+    device = resolve_device(config.device)
+    t_in, c_in, t_out, c_out, space = sample_shapes(train_ds)
+
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt") if config.resume else None
+    if state is not None:
+        stored, current = state["model"], model.spec()
+        if stored["name"] != current["name"] or stored["args"] != current["args"]:
+            raise UserError(f"cannot resume: the checkpoint holds model {stored['name']!r} with "
+                            f"{stored['args']}, the config builds {current['name']!r} with {current['args']}")
+        model.load_state_dict(state["model"]["state_dict"])
+        normalizer = Normalizer.from_state_dict(state["normalizer"])
+    elif config.normalize:
+        stats = train_ds.stats() if hasattr(train_ds, "stats") else compute_stats(train_ds)
+        normalizer = Normalizer.from_stats(stats)
+    else:
+        normalizer = Normalizer.identity(c_in, c_out)
+    model.to(device)
+    normalizer.to(device)
+
+    resolved = dataclasses.replace(config, model=model.spec()["name"], model_args=model.spec()["args"],
+                                   out=str(run_dir.resolve()), resume=False, overwrite=False)
+    resolved.to_yaml(run_dir / "config.yaml")
+    if data_info is not None:
+        _write_data_json(run_dir / "data.json", data_info, resumed=state is not None)
+    data_meta = {"input_channels": list(getattr(train_ds, "input_channels", [f"in{i}" for i in range(c_in)])),
+                 "target_channels": list(getattr(train_ds, "target_channels", [f"out{i}" for i in range(c_out)])),
+                 "spatial_shape": list(getattr(train_ds, "spatial_shape", space)),
+                 "pde_name": getattr(train_ds, "pde_name", None),
+                 "input_steps": int(t_in), "output_steps": int(t_out)}
+
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config)
+    start_epoch, history, best_valid, best_epoch = 0, [], math.inf, -1
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, history = int(state["epoch"]), list(state["history"])
+        best_valid, best_epoch = float(state["best_valid"]), int(state["best_epoch"])
+        set_rng_state(state["rng"])
+        # The checkpoint is the truth: drop log rows of epochs written after it.
+        _write_log(run_dir / "log.csv", history)
+    else:
+        seed_everything(config.seed)
+
+    limit_s = None if config.time_limit_minutes is None else 60.0 * config.time_limit_minutes
+    started = time.perf_counter()
+    last_epoch_s = 0.0
+    shown_valid = "-"
+    bar = tqdm(total=config.epochs, initial=start_epoch, desc="train", unit="epoch", disable=not config.progress,
+               dynamic_ncols=True)
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            if stop_after is not None and epoch - start_epoch >= stop_after:
+                break
+            elapsed = time.perf_counter() - started
+            if limit_s is not None and epoch > start_epoch and elapsed + last_epoch_s > limit_s:
+                bar.write(f"time limit of {config.time_limit_minutes} min reached after {epoch} epochs")
+                break
+            t0 = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            train_loss = _train_epoch(model, train_ds, normalizer, optimizer, config, epoch, t_out, device, bar,
+                                      shown_valid)
+            scheduler.step()
+            valid_loss = (evaluate_loss(model, valid_ds, normalizer, t_out, config.batch_size, device,
+                                        config.num_workers) if valid_ds is not None else math.nan)
+            last_epoch_s = time.perf_counter() - t0
+            history.append({"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": valid_loss,
+                            "lr": lr, "seconds": last_epoch_s})
+            score = valid_loss if valid_ds is not None else train_loss
+            improved = score < best_valid
+            if improved:
+                best_valid, best_epoch = score, epoch + 1
+            checkpoint = {"model": {**model.spec(), "state_dict": model.state_dict()},
+                          "normalizer": normalizer.state_dict(), "data": data_meta,
+                          "config": resolved.to_dict(), "epoch": epoch + 1,
+                          "best_valid": best_valid, "best_epoch": best_epoch, "history": history,
+                          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                          "rng": rng_state()}
+            save_checkpoint(checkpoint, run_dir / "checkpoints" / "last.pt")
+            if improved:
+                save_checkpoint(checkpoint, run_dir / "checkpoints" / "best.pt")
+            _write_log(run_dir / "log.csv", history)
+            shown_valid = f"{valid_loss:.4g}"
+            bar.set_postfix(loss=f"{train_loss:.4g}", valid=shown_valid, refresh=False)
+            bar.update(1)
+    finally:
+        bar.close()
+    return run_dir
+
+
+def _train_epoch(model: torch.nn.Module, ds: Dataset, normalizer: Normalizer, optimizer: torch.optim.Optimizer,
+                 config: TrainConfig, epoch: int, output_steps: int, device: torch.device, bar: tqdm,
+                 shown_valid: str) -> float:
+    """One pass over ``ds`` in the order of :func:`epoch_order`; returns the mean per-sample loss."""
+    model.train()
+    loader = DataLoader(ds, batch_size=config.batch_size, sampler=epoch_order(len(ds), config.seed, epoch),
+                        num_workers=config.num_workers, pin_memory=device.type == "cuda")
+    total, count = 0.0, 0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        err = relative_l2(predict_batch(model, normalizer, x, output_steps), y)
+        loss = err.mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        total += err.detach().sum().item()
+        count += err.numel()
+        bar.set_postfix(loss=f"{total / count:.4g}", valid=shown_valid, refresh=False)
+    return total / max(count, 1)
+
+
+def _write_data_json(path: Path, info: dict[str, Any], resumed: bool) -> None:
+    if resumed and path.is_file():
+        old = json.loads(path.read_text())
+        if [f["sha256"] for f in old.get("files", [])] != [f["sha256"] for f in info.get("files", [])]:
+            warnings.warn(f"the data files differ from those this run started with (see {path}); "
+                          f"the resumed run trains on the new data", stacklevel=3)
+        return
+    path.write_text(json.dumps(info, indent=2) + "\n")
+
+
+# ---- the entry point -------------------------------------------------------------------------------
+def train(config: TrainConfig) -> Path:
+    """Train ``config.model`` on ``config.data`` and return the run directory ``config.out``.
+
+    Opens the ``train`` and ``valid`` splits with ``pde_lab.datasets.reader.open_split``, builds the
+    model with the data's channel counts and dimension, and calls :func:`fit`.
+    """
+    if config.data is None:
+        raise UserError("no training data: set data=PATH (a dataset directory)")
+    if config.out is None:
+        raise UserError("no run directory: set out=PATH")
+    run_dir = Path(config.out)
+    check_run_dir(run_dir, config.overwrite, config.resume)
+    from ..datasets.reader import open_split  # written alongside; imported here so this module loads without it
+
+    train_ds = open_split(config.data, "train", levels=config.levels, task=config.task)
+    valid_ds = open_split(config.data, "valid", levels=config.levels, task=config.task)
+    t_in, c_in, t_out, c_out, space = sample_shapes(train_ds)
+    data_args = data_arguments(config.model, t_in * c_in, t_out * c_out, len(space))
+    for key, value in data_args.items():
+        if key in config.model_args and config.model_args[key] != value:
+            raise UserError(f"model_args.{key}={config.model_args[key]!r} does not match the data, "
+                            f"which needs {value}; leave it out and it is filled in")
+    seed_everything(config.seed)
+    model = build_model(config.model, **{**config.model_args, **data_args})
+    task = getattr(train_ds, "task", None) or config.task
+    config = dataclasses.replace(config, task=task)
+    return fit(model, train_ds, valid_ds, config, run_dir, data_info=data_record(config, train_ds, valid_ds))

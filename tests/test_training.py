@@ -1,0 +1,342 @@
+"""The training loop, its config, run directories, checkpoints and exact resume."""
+import csv
+import json
+import math
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from pde_lab.errors import UserError
+from pde_lab.operators import build_model, load_model
+from pde_lab.pdes.base import Task
+from pde_lab.training import (Normalizer, TrainConfig, fit, from_model_layout, load_run, relative_l2,
+                              to_model_layout, train)
+from pde_lab.training.trainer import epoch_order, rng_state, set_rng_state
+
+
+class ArrayDataset(Dataset):
+    """In-memory data following the reader's contract: ``x: (N, T_in, *space, C_in)``, ``y: (N, T_out, *space, C_out)``."""
+
+    pde_name = "synthetic"
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.y = x.float(), y.float()
+        self.input_channels = [f"a{i}" for i in range(x.shape[-1])]
+        self.target_channels = [f"u{i}" for i in range(y.shape[-1])]
+        self.spatial_shape = tuple(x.shape[2:-1])
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+    def stats(self):
+        def per_channel(a):
+            flat = a.reshape(-1, a.shape[-1]).double()
+            return flat.mean(0).numpy(), flat.std(0, unbiased=False).numpy()
+        (xm, xs), (ym, ys) = per_channel(self.x), per_channel(self.y)
+        return {"x_mean": xm, "x_std": xs, "y_mean": ym, "y_std": ys}
+
+
+def antiderivative_data(n: int, s: int, seed: int) -> ArrayDataset:
+    """Periodic zero-mean f on [0, 1) -> its zero-mean antiderivative, a linear operator FNO can learn.
+
+    Shapes: x ``(n, 1, s, 1)``, y ``(n, 1, s, 1)``; f has a random offset so normalisation matters.
+    """
+    g = torch.Generator().manual_seed(seed)
+    k = torch.arange(1, 6, dtype=torch.float64)
+    a, b = torch.randn(n, 5, generator=g, dtype=torch.float64), torch.randn(n, 5, generator=g, dtype=torch.float64)
+    t = torch.arange(s, dtype=torch.float64) / s
+    phase = 2 * math.pi * k[None, :, None] * t[None, None, :]
+    f = (a[..., None] * torch.cos(phase) + b[..., None] * torch.sin(phase)).sum(1)
+    big_f = ((a[..., None] * torch.sin(phase) - b[..., None] * torch.cos(phase)) / (2 * math.pi * k[None, :, None])).sum(1)
+    return ArrayDataset((f + 3.0)[:, None, :, None], big_f[:, None, :, None])
+
+
+def tiny_config(tmp_path, **kw) -> TrainConfig:
+    base = dict(model="fno", model_args=dict(width=8, modes=4, n_layers=2, proj_width=16), lr=3e-3,
+                epochs=4, batch_size=4, seed=3, device="cpu", progress=False, scheduler="cosine")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def tiny_model(config: TrainConfig, ds: ArrayDataset):
+    torch.manual_seed(config.seed)
+    return build_model("fno", in_channels=1, out_channels=1, n_dims=1, **config.model_args)
+
+
+# ---- pieces -----------------------------------------------------------------------------------------
+def test_layout_round_trip_is_time_major():
+    x = torch.randn(2, 3, 5, 4, 2)  # (B, T, nx, ny, C)
+    z = to_model_layout(x)
+    assert z.shape == (2, 6, 5, 4)
+    torch.testing.assert_close(z[:, 1 * 2 + 1], x[:, 1, ..., 1])  # channel t*C + c
+    torch.testing.assert_close(from_model_layout(z, 3, 2), x)
+
+
+def test_normalizer_round_trip_and_constant_channel():
+    norm = Normalizer([1.0, 2.0], [2.0, 0.0], [5.0], [0.5])
+    x = torch.tensor([[3.0, 7.0]])
+    torch.testing.assert_close(norm.encode_x(x), torch.tensor([[1.0, 5.0]]))  # std 0 -> 1
+    y = torch.randn(4, 1)
+    torch.testing.assert_close(norm.decode_y(norm.encode_y(y)), y)
+
+
+def test_relative_l2_per_sample():
+    target = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
+    pred = torch.tensor([[3.0, 4.0], [1.0, 1.0]])
+    torch.testing.assert_close(relative_l2(pred, target), torch.tensor([0.0, 1.0]))
+
+
+def test_epoch_order_depends_on_seed_and_epoch_only():
+    assert epoch_order(10, 0, 3) == epoch_order(10, 0, 3)
+    assert sorted(epoch_order(10, 0, 3)) == list(range(10))
+    assert epoch_order(10, 0, 3) != epoch_order(10, 0, 4)
+    assert epoch_order(10, 0, 3) != epoch_order(10, 1, 3)
+
+
+def test_rng_states_survive_a_checkpoint_round_trip(tmp_path):
+    """The FNO draws no random numbers while training, so the resume tests cannot see these states."""
+    import random
+    torch.manual_seed(5), np.random.seed(5), random.seed(5)
+    torch.save({"rng": rng_state()}, tmp_path / "rng.pt")
+    first = (torch.rand(3), np.random.rand(3), random.random())
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True)["rng"])
+    second = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(first[0], second[0]) and np.array_equal(first[1], second[1]) and first[2] == second[2]
+
+
+def test_resolve_device():
+    from pde_lab.training.config import resolve_device
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+# ---- config -----------------------------------------------------------------------------------------
+def test_config_yaml_round_trip(tmp_path):
+    config = TrainConfig(data="data/x", levels=["easy", "hard"], task=Task("window", 3, 2),
+                         model_args={"width": 16, "modes": [4, 4]}, lr=3e-4, scheduler="cosine",
+                         time_limit_minutes=1.5, grad_clip=None, out="runs/a")
+    path = tmp_path / "c.yaml"
+    config.to_yaml(path)
+    assert TrainConfig.from_yaml(path) == config
+    # YAML written by hand: PyYAML reads 1e-3 as a string, the config converts it.
+    assert TrainConfig.from_yaml("lr: 1e-3\nepochs: 7\n").lr == 1e-3
+
+
+def test_config_overrides_convert_types():
+    config = TrainConfig().apply_overrides(
+        ["lr=1e-3", "epochs=20", "model_args.width=32", "model_args.modes=[8,6]", "model_args.grid=false",
+         "levels=easy,medium", "task.mode=window", "task.input_steps=10", "grad_clip=none", "normalize=no",
+         "time_limit_minutes=1"])
+    assert config.lr == 1e-3 and config.epochs == 20 and config.normalize is False
+    assert config.model_args == {"width": 32, "modes": [8, 6], "grid": False}
+    assert config.levels == ["easy", "medium"]
+    assert config.task == Task("window", 10, 1)
+    assert config.grad_clip is None and config.time_limit_minutes == 1.0
+
+
+@pytest.mark.parametrize("override,message", [
+    ("lrr=1", r"unknown config key 'lrr' \(did you mean 'lr'\?\); allowed: .*batch_size"),
+    ("lr=fast", r"'lr' must be a number, got 'fast'"),
+    ("epochs=2.5", r"'epochs' must be an integer"),
+    ("optimizer=sgd", r"unknown optimizer 'sgd'; allowed: adam, adamw"),
+    ("scheduler=linear", r"allowed: cosine, none, step"),
+    ("task.steps=3", r"unknown config key 'task.steps'; allowed: task.mode"),
+    ("task.mode=rollout", r"unknown task.mode 'rollout'; allowed: one_shot, window"),
+    ("batch_size=0", r"'batch_size' must be positive"),
+    ("device=gpu", r"unknown device 'gpu'"),
+    ("model=nope", r"unknown model 'nope'; allowed: .*fno"),
+    ("lr", r"not of the form key=value"),
+    ("lr.x=1", r"has no sub-keys"),
+])
+def test_config_override_errors_name_the_problem(override, message):
+    with pytest.raises(UserError, match=message):
+        TrainConfig().apply_overrides([override])
+
+
+def test_config_yaml_unknown_key():
+    with pytest.raises(UserError, match="unknown config key 'epoch' .*did you mean 'epochs'"):
+        TrainConfig.from_yaml("epoch: 3\n")
+
+
+# ---- training ---------------------------------------------------------------------------------------
+def test_training_lowers_the_loss_and_writes_the_run_dir(tmp_path):
+    train_ds, valid_ds = antiderivative_data(64, 64, seed=0), antiderivative_data(16, 64, seed=1)
+    config = tiny_config(tmp_path, epochs=12, batch_size=8, lr=5e-3)
+    run_dir = fit(tiny_model(config, train_ds), train_ds, valid_ds, config, tmp_path / "run")
+
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "config.yaml", "log.csv"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    with (run_dir / "log.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["epoch", "train_loss", "valid_loss", "lr", "seconds"]
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 13))
+    first, last = float(rows[0]["valid_loss"]), float(rows[-1]["valid_loss"])
+    assert last < 0.3 * first, (first, last)
+    assert float(rows[-1]["lr"]) < float(rows[0]["lr"])  # cosine decay
+
+    stored = TrainConfig.from_yaml(run_dir / "config.yaml")
+    assert stored.model_args["in_channels"] == 1 and stored.model_args["modes"] == [4]
+    assert stored.resume is False and stored.epochs == 12
+
+    run = load_run(run_dir)
+    assert len(run.log) == 12 and not run.model.training
+    assert load_run(run_dir, checkpoint="last").epoch == 12
+    best_epoch = min(run.log, key=lambda r: r["valid_loss"])["epoch"]
+    assert run.epoch == best_epoch
+    x, y = valid_ds.x[:5], valid_ds.y[:5]
+    pred = run.predict(x)
+    assert pred.shape == y.shape
+    err = relative_l2(pred, y).mean().item()
+    assert err == pytest.approx(run.log[best_epoch - 1]["valid_loss"], rel=0.5)
+    torch.testing.assert_close(run.predict(x.numpy(), batch_size=2), pred)
+    # The checkpoint alone rebuilds the model, without the training code's help.
+    model = load_model(run_dir / "checkpoints" / "best.pt")
+    torch.testing.assert_close(model(to_model_layout(run.normalizer.encode_x(x))),
+                               run.model(to_model_layout(run.normalizer.encode_x(x))))
+
+
+def _state(run_dir):
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+
+
+def _assert_same_run(a, b):
+    sa, sb = _state(a), _state(b)
+    assert sa["epoch"] == sb["epoch"]
+    for key, value in sa["model"]["state_dict"].items():
+        assert torch.equal(value, sb["model"]["state_dict"][key]), key
+    for pa, pb in zip(sa["optimizer"]["state"].values(), sb["optimizer"]["state"].values()):
+        assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    strip = [{k: v for k, v in row.items() if k != "seconds"} for row in sa["history"]]
+    assert strip == [{k: v for k, v in row.items() if k != "seconds"} for row in sb["history"]]
+
+
+@pytest.mark.parametrize("scheduler", ["cosine", "step"])
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, scheduler):
+    train_ds, valid_ds = antiderivative_data(12, 32, seed=0), antiderivative_data(4, 32, seed=1)
+    config = tiny_config(tmp_path, scheduler=scheduler, step_size=1, gamma=0.7, grad_clip=1.0)
+
+    full = fit(tiny_model(config, train_ds), train_ds, valid_ds, config, tmp_path / "full")
+    part = fit(tiny_model(config, train_ds), train_ds, valid_ds, config, tmp_path / "part", stop_after=2)
+    assert _state(part)["epoch"] == 2
+    # A different initialisation proves the weights come from the checkpoint.
+    torch.manual_seed(123)
+    resumed_model = build_model("fno", in_channels=1, out_channels=1, n_dims=1, **config.model_args)
+    torch.manual_seed(999)  # and the RNG state as well
+    fit(resumed_model, train_ds, valid_ds, TrainConfig(**{**config.to_dict(), "resume": True}), part)
+    _assert_same_run(full, part)
+    with (part / "log.csv").open() as fh:
+        assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [1, 2, 3, 4]
+
+
+def test_extending_a_finished_run_equals_a_longer_run(tmp_path):
+    train_ds, valid_ds = antiderivative_data(12, 32, seed=0), antiderivative_data(4, 32, seed=1)
+    long = tiny_config(tmp_path, scheduler="step", step_size=2, epochs=4)
+    short = TrainConfig(**{**long.to_dict(), "epochs": 2})
+    full = fit(tiny_model(long, train_ds), train_ds, valid_ds, long, tmp_path / "full")
+    part = fit(tiny_model(short, train_ds), train_ds, valid_ds, short, tmp_path / "part")
+    fit(tiny_model(long, train_ds), train_ds, valid_ds, TrainConfig(**{**long.to_dict(), "resume": True}), part)
+    _assert_same_run(full, part)
+
+
+def test_resume_refuses_a_different_model(tmp_path):
+    train_ds = antiderivative_data(8, 32, seed=0)
+    config = tiny_config(tmp_path, epochs=1)
+    run_dir = fit(tiny_model(config, train_ds), train_ds, None, config, tmp_path / "run")
+    other = TrainConfig(**{**config.to_dict(), "resume": True, "epochs": 2})
+    torch.manual_seed(0)
+    wider = build_model("fno", in_channels=1, out_channels=1, n_dims=1, width=12, modes=4, n_layers=2)
+    with pytest.raises(UserError, match="cannot resume: the checkpoint holds model 'fno'"):
+        fit(wider, train_ds, None, other, run_dir)
+
+
+def test_time_limit_stops_after_the_first_epoch(tmp_path):
+    train_ds = antiderivative_data(8, 32, seed=0)
+    config = tiny_config(tmp_path, epochs=50, time_limit_minutes=1e-9)
+    run_dir = fit(tiny_model(config, train_ds), train_ds, None, config, tmp_path / "run")
+    assert _state(run_dir)["epoch"] == 1
+
+
+def test_run_dir_refusals(tmp_path):
+    train_ds = antiderivative_data(8, 32, seed=0)
+    config = tiny_config(tmp_path, epochs=1)
+    run_dir = fit(tiny_model(config, train_ds), train_ds, None, config, tmp_path / "run")
+    with pytest.raises(UserError, match="is not empty; .*overwrite=true .*resume=true"):
+        fit(tiny_model(config, train_ds), train_ds, None, config, run_dir)
+    with pytest.raises(UserError, match="cannot resume: .*last.pt' does not exist"):
+        fit(tiny_model(config, train_ds), train_ds, None, TrainConfig(**{**config.to_dict(), "resume": True}),
+            tmp_path / "elsewhere")
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match="not a pde_lab run directory"):
+        fit(tiny_model(config, train_ds), train_ds, None, TrainConfig(**{**config.to_dict(), "overwrite": True}), stray)
+    assert (stray / "notes.txt").read_text() == "keep me"
+    (run_dir / "old_metrics.json").write_text("{}")
+    fit(tiny_model(config, train_ds), train_ds, None, TrainConfig(**{**config.to_dict(), "overwrite": True}), run_dir)
+    assert not (run_dir / "old_metrics.json").exists() and (run_dir / "checkpoints" / "last.pt").is_file()
+
+
+def test_train_entry_point_with_a_stand_in_reader(tmp_path, monkeypatch):
+    """``train`` through the reader contract: opens splits, fills in model channels, hashes the files."""
+    files = {split: tmp_path / "data" / f"{split}.h5" for split in ("train", "valid")}
+    for split, path in files.items():
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(split.encode() * 100)
+    seen = []
+
+    def open_split(data_dir, split, levels=None, task=None):
+        seen.append((split, levels, task))
+        # Two input fields, two input steps, a 2D grid: in_channels must become 4, n_dims 2.
+        g = torch.Generator().manual_seed(len(split))
+        x = torch.randn(6, 2, 12, 10, 2, generator=g)
+        ds = ArrayDataset(x, x[:, :1, ..., :1] * 2.0)
+        ds.files = [files[split]]
+        return ds
+
+    fake = types.ModuleType("pde_lab.datasets.reader")
+    fake.open_split = open_split
+    monkeypatch.setitem(sys.modules, "pde_lab.datasets.reader", fake)
+    config = TrainConfig(data=str(tmp_path / "data"), levels=["easy"], task=Task("one_shot", 2, 1), epochs=1,
+                         batch_size=3, model_args={"width": 4, "modes": 3, "proj_width": 8},
+                         out=str(tmp_path / "run"), device="cpu", progress=False)
+    run_dir = train(config)
+
+    assert [s[0] for s in seen] == ["train", "valid"] and seen[0][1] == ["easy"]
+    stored = TrainConfig.from_yaml(run_dir / "config.yaml")
+    assert stored.model_args["in_channels"] == 4 and stored.model_args["n_dims"] == 2
+    record = json.loads((run_dir / "data.json").read_text())
+    assert record["data"] == str((tmp_path / "data").resolve()) and record["levels"] == ["easy"]
+    import hashlib
+    assert [f["sha256"] for f in record["files"]] == [
+        hashlib.sha256(files[s].read_bytes()).hexdigest() for s in ("train", "valid")]
+    run = load_run(run_dir)
+    assert run.predict(torch.randn(3, 2, 12, 10, 2)).shape == (3, 1, 12, 10, 1)
+    assert run.data["input_channels"] == ["a0", "a1"]
+
+    with pytest.raises(UserError, match="model_args.in_channels=3 does not match the data, which needs 4"):
+        train(TrainConfig(**{**config.to_dict(), "model_args": {"in_channels": 3}, "out": str(tmp_path / "r2")}))
+    with pytest.raises(UserError, match="no run directory"):
+        train(TrainConfig(**{**config.to_dict(), "out": None}))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_on_cuda_matches_cpu_closely(tmp_path):
+    train_ds, valid_ds = antiderivative_data(16, 64, seed=0), antiderivative_data(4, 64, seed=1)
+    runs = {}
+    for device in ("cpu", "cuda"):
+        config = tiny_config(tmp_path, epochs=2, device=device)
+        runs[device] = fit(tiny_model(config, train_ds), train_ds, valid_ds, config, tmp_path / device)
+    cpu, gpu = load_run(runs["cpu"], checkpoint="last"), load_run(runs["cuda"], checkpoint="last", device="cuda")
+    assert next(gpu.model.parameters()).is_cuda
+    np.testing.assert_allclose([r["train_loss"] for r in cpu.log], [r["train_loss"] for r in gpu.log], rtol=1e-3)
+    torch.testing.assert_close(gpu.predict(valid_ds.x), cpu.predict(valid_ds.x), rtol=1e-3, atol=1e-4)
