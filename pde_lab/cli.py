@@ -118,7 +118,7 @@ def _train_config(a):
     flags = {"data": a.data, "model": a.model, "levels": a.levels, "epochs": a.epochs, "batch_size": a.batch_size,
              "lr": a.lr, "optimizer": a.optimizer, "time_limit_minutes": a.time_limit, "seed": a.seed,
              "device": a.device, "out": a.out}
-    overrides = [f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in flags.items() if v is not None]
+    overrides = [f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in flags.items() if v is not None]
     if a.overwrite:
         overrides.append("overwrite=true")
     if a.resume:

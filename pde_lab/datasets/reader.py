@@ -76,6 +76,12 @@ def list_files(data: str | Path, split: str, levels: Sequence[str] | None = None
     return files
 
 
+def _default_task(pde_name: str) -> Task:
+    from ..pdes import PDES, get_pde
+
+    return get_pde(pde_name).default_task if pde_name in PDES else Task()
+
+
 class FieldDataset(torch.utils.data.Dataset):
     """(input, target) pairs from one or more files of the same PDE.
 
@@ -98,7 +104,7 @@ class FieldDataset(torch.utils.data.Dataset):
             self.spatial_shape = tuple(attr_value(f.attrs["spatial_resolution"]))
             refs = _field_refs(f)
             self.n_times = len(f["dimensions/time"]) if "time" in f["dimensions"] else None
-        self.task = task or Task()
+        self.task = task or _default_task(self.pde_name)
         self._refs = refs
         self.inputs = [r for r in refs if r.role == "input" and not r.time_varying] + \
                       [r for r in refs if r.role == "solution" and r.time_varying]

@@ -1,0 +1,100 @@
+"""The pde-lab command: each verb works, and bad input gives one named line, exit 2, nothing written."""
+import json
+import subprocess
+import sys
+
+import h5py
+import pytest
+
+from pde_lab.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "data"
+    assert main(["generate", "--pde", "toy_scale", "--n-train", "12", "--n-valid", "4", "--n-test", "4",
+                 "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_generate_info_validate_train_evaluate(capsys, toy_data, tmp_path):
+    code, out, _ = run(capsys, "info", str(toy_data))
+    assert code == 0 and "PDE toy_scale" in out and "level easy: test 4, train 12, valid 4" in out
+    code, out, _ = run(capsys, "info", str(toy_data), "--json")
+    assert json.loads(out)["levels"]["easy"]["splits"]["train"] == 12
+    code, out, _ = run(capsys, "validate", str(toy_data))
+    assert code == 0 and out.count(": ok") == 3
+    run_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", "--data", str(toy_data), "--model", "fno", "--epochs", "2", "--out",
+                         str(run_dir), "--quiet", "--set", "model_args.modes=3", "--set", "model_args.width=8")
+    assert code == 0, err
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    code, out, err = run(capsys, "evaluate", "--run", str(run_dir), "--device", "cpu")
+    assert code == 0, err
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["levels"]["easy"]["n"] == 4 and len(metrics["levels"]["easy"]["per_sample"]["relative_l2"]) == 4
+    assert metrics["overall"]["solver_seconds"] > 0 and metrics["overall"]["model_seconds"] > 0
+    with h5py.File(run_dir / "predictions_test.h5") as f:
+        assert f["easy/prediction"].shape == (4, 1, 8, 8, 3)
+
+
+BAD = [
+    (["generate", "--pde", "heat9", "--out", "{tmp}/x"], "unknown PDE 'heat9'; allowed: burgers, darcy"),
+    (["generate", "--pde", "darcy", "--levels", "easy,brutal", "--out", "{tmp}/x"], "unknown level of PDE 'darcy' 'brutal'"),
+    (["generate", "--pde", "darcy", "--n-train", "0", "--out", "{tmp}/x"], "n_train must be positive, got 0"),
+    (["generate", "--pde", "darcy", "--n-test", "-3", "--out", "{tmp}/x"], "n_test must be non-negative, got -3"),
+    (["generate", "--pde", "darcy", "--out", "{data}"], "exists and is not empty; pass --overwrite"),
+    (["info", "{tmp}/missing"], "does not exist"),
+    (["train", "--data", "{data}", "--model", "transformer9", "--out", "{tmp}/r"], "unknown model 'transformer9'; allowed:"),
+    (["train", "--data", "{tmp}/nodata", "--model", "fno", "--out", "{tmp}/r"], "does not exist"),
+    (["train", "--data", "{data}", "--model", "fno", "--out", "{tmp}/r", "--set", "learning_rate=3"], "learning_rate"),
+    (["train", "--data", "{data}", "--model", "fno", "--out", "{tmp}/r", "--epochs", "0"], "epochs"),
+    (["train", "--data", "{data}", "--levels", "hard", "--out", "{tmp}/r"], "level(s) hard not in"),
+    (["evaluate", "--run", "{tmp}/norun", "--data", "{data}"], "norun"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD, ids=[" ".join(a[:3]) + f" #{i}" for i, (a, _) in enumerate(BAD)])
+def test_bad_input_is_one_named_line(capsys, toy_data, tmp_path, argv, message):
+    argv = [a.format(tmp=tmp_path, data=toy_data) for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert message in lines[0], lines[0]
+    assert not (tmp_path / "x").exists() and not (tmp_path / "r").exists()
+
+
+def test_validate_lists_violations_and_exits_nonzero(capsys, toy_data, tmp_path):
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes((toy_data / "train" / "easy.h5").read_bytes())
+    with h5py.File(bad, "r+") as f:
+        del f.attrs["solver"]
+        f.attrs["complete"] = False
+    code, out, _ = run(capsys, "validate", str(bad))
+    assert code == 1 and "2 violation(s)" in out and "missing attribute 'solver'" in out and "incomplete" in out
+
+
+def test_evaluate_refuses_a_corrupt_data_file(capsys, toy_data, tmp_path):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--data", str(toy_data), "--model", "fno", "--epochs", "1", "--out", str(run_dir), "--quiet",
+                 "--set", "model_args.modes=3", "--set", "model_args.width=8"]) == 0
+    capsys.readouterr()
+    broken = tmp_path / "broken"
+    (broken / "test").mkdir(parents=True)
+    (broken / "test" / "easy.h5").write_bytes(b"\x89HDF\r\n garbage")
+    code, _, err = run(capsys, "evaluate", "--run", str(run_dir), "--data", str(broken))
+    assert code == 2 and "not a valid pde_lab file: not an HDF5 file" in err
+    assert not (run_dir / "metrics.json").exists()
+
+
+def test_console_script_exit_status():
+    proc = subprocess.run([sys.executable, "-m", "pde_lab.cli", "generate", "--pde", "nope", "--out", "/tmp/never"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("pde-lab generate: error: unknown PDE 'nope'")
