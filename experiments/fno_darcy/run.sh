@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Reproduce the FNO paper's Darcy result (s = 85, 1000 train / 100 test): generate, train, evaluate.
+# Usage: bash experiments/fno_darcy/run.sh [OUT_DIR] [extra `pde-lab train` flags, e.g. --device cuda]
+set -euo pipefail
+PDE_LAB="${PDE_LAB:-pde-lab}"  # e.g. PDE_LAB="python3 -m pde_lab.cli" without an installed entry point
+here="$(cd "$(dirname "$0")" && pwd)"
+out="${1:-experiments_out/fno_darcy}"; shift || true
+$PDE_LAB generate --pde darcy --levels fno --n-train 1000 --n-valid 100 --n-test 100 --resolution 85 \
+    --seed 0 --out "$out/data" --overwrite
+$PDE_LAB train --config "$here/train.yaml" --data "$out/data" --out "$out/run" --overwrite "$@"
+$PDE_LAB evaluate --run "$out/run" --data "$out/data" --split test
