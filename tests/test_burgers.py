@@ -127,13 +127,13 @@ def test_solve_result_layout_and_settings():
     r = pde.solve(insts, g)
     assert r.fields["u"].shape == (3, pde.n_snapshots, 32) and r.fields["u"].dtype == np.float64
     assert np.allclose(r.times, np.linspace(0, 1, pde.n_snapshots))
-    spi = np.array(r.settings["steps_per_interval"])
+    spi = r.per_sample["steps_per_interval"].astype(np.int64)
     assert np.array_equal(r.steps, spi * (pde.n_snapshots - 1))
     assert all(s & (s - 1) == 0 for s in spi)  # powers of two
     for i, inst in enumerate(insts):
         n_s, s = pde.solver_plan(inst.inputs["u"], inst.params["nu"], 1.0, 32)
-        assert r.settings["solver_resolution"][i] == n_s and spi[i] == s
-        dt = r.settings["dt"][i]
+        assert r.per_sample["solver_resolution"][i] == n_s and spi[i] == s
+        dt = r.per_sample["dt"][i]
         assert dt * np.abs(inst.inputs["u"]).max() * 2 * np.pi * ((n_s - 1) // 3) <= pde.cfl
         assert np.array_equal(r.fields["u"][i, 0], inst.inputs["u"])
     json.dumps(r.settings)
@@ -241,7 +241,7 @@ def test_solved_levels_are_resolved(level):
     rng = np.random.default_rng([3, 1])
     r = pde.solve([pde.sample(level, rng, g) for _ in range(3)], g)
     assert np.all(np.isfinite(r.fields["u"]))
-    assert max(r.settings["spectral_tail"]) < 1e-8
+    assert max(r.per_sample["spectral_tail"]) < 1e-8
 
 
 @pytest.mark.slow
@@ -251,7 +251,7 @@ def test_solved_hard_level_is_resolved():
     rng = np.random.default_rng([3, 2])
     r = pde.solve([pde.sample("hard", rng, g) for _ in range(8)], g)
     assert np.all(np.isfinite(r.fields["u"]))
-    assert max(r.settings["spectral_tail"]) < 1e-7
+    assert max(r.per_sample["spectral_tail"]) < 1e-7
 
 
 def test_dimensionless_reynolds_number():
@@ -313,4 +313,4 @@ def test_cuda_matches_cpu():
     cpu = pde.solve(insts, g, device="cpu")
     gpu = pde.solve(insts, g, device="cuda")
     assert np.allclose(gpu.fields["u"], cpu.fields["u"], rtol=0, atol=1e-11 * np.abs(cpu.fields["u"]).max())
-    assert gpu.settings["solver_resolution"] == cpu.settings["solver_resolution"]
+    assert np.array_equal(gpu.per_sample["solver_resolution"], cpu.per_sample["solver_resolution"])

@@ -296,7 +296,7 @@ class Burgers(PDE):
         Returns:
             ``SolveResult`` with ``fields["u"]`` of shape ``(B, n_snapshots, n)`` float64 (frame 0 is the
             given ``u0``, bit for bit), ``times`` ``(n_snapshots,)``, ``steps`` ``(B,)`` and per-instance
-            ``dt``, ``steps_per_interval``, ``solver_resolution``, ``spectral_tail`` in ``settings``.
+            ``dt``, ``steps_per_interval``, ``solver_resolution``, ``spectral_tail`` in ``per_sample``.
 
         Raises:
             UserError: bad inputs (shape, non-finite, ``nu ≤ 0``, mixed ``t_final``).
@@ -361,13 +361,15 @@ class Burgers(PDE):
             "min_steps_per_interval": self.min_steps_per_interval,
             "spectral_tol": self.spectral_tol,
             "output_sampling": "every (n_solver/n)-th point of the solver grid",
-            "dt": [t_final / (n_int * spi) for _, spi in plans],
-            "steps_per_interval": [spi for _, spi in plans],
-            "solver_resolution": [ns for ns, _ in plans],
-            "spectral_tail": [float(x) for x in tail],
+        }
+        per_sample = {
+            "dt": np.array([t_final / (n_int * spi) for _, spi in plans]),
+            "steps_per_interval": np.array([spi for _, spi in plans], dtype=np.float64),
+            "solver_resolution": np.array([ns for ns, _ in plans], dtype=np.float64),
+            "spectral_tail": tail,
         }
         times = np.linspace(0.0, t_final, self.n_snapshots)
-        return SolveResult(fields={"u": out}, times=times, steps=steps, settings=settings)
+        return SolveResult(fields={"u": out}, times=times, steps=steps, settings=settings, per_sample=per_sample)
 
     # ---- residual ----------------------------------------------------------------------------
     def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid, times=None):
