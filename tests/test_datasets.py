@@ -240,3 +240,23 @@ def test_xarray_and_summary(tmp_path):
     lo, hi = s["levels"]["hard"]["parameters"]["k"]
     assert 2.0 <= lo <= hi <= 4.0
     assert s["total_wall_time_s"] > 0
+
+
+def test_varying_parameters_become_constant_input_channels(tmp_path):
+    from pde_lab.datasets.reader import list_files, varying_parameters
+
+    out = make(tmp_path)
+    files = list_files(out, "train")
+    assert varying_parameters(files) == ["k"]  # 0.5..4 spans less than a decade
+    assert varying_parameters(files, log_span=2.0) == ["log:k"]
+    ds = open_split(out, "train", parameters=["log:k"])
+    assert ds.input_channels == ["u", "log:k"]
+    x, _ = ds[7]
+    with h5py.File(out / "train" / "hard.h5") as f:
+        k = f["scalars/k"][2]
+    np.testing.assert_allclose(x[..., 1].numpy(), np.log(k), rtol=1e-6)
+    stats = ds.stats()
+    ks = np.log(np.concatenate([h5py.File(p)["scalars/k"][()] for p in files]))
+    np.testing.assert_allclose([stats["x_mean"][1], stats["x_std"][1]], [ks.mean(), ks.std()], rtol=1e-10)
+    with pytest.raises(UserError, match="is not NAME or log:NAME"):
+        open_split(out, "train", parameters=["exp:k"])

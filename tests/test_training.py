@@ -285,47 +285,39 @@ def test_run_dir_refusals(tmp_path):
     assert not (run_dir / "old_metrics.json").exists() and (run_dir / "checkpoints" / "last.pt").is_file()
 
 
-def test_train_entry_point_with_a_stand_in_reader(tmp_path, monkeypatch):
-    """``train`` through the reader contract: opens splits, fills in model channels, hashes the files."""
-    files = {split: tmp_path / "data" / f"{split}.h5" for split in ("train", "valid")}
-    for split, path in files.items():
-        path.parent.mkdir(exist_ok=True)
-        path.write_bytes(split.encode() * 100)
-    seen = []
+def test_train_entry_point_on_generated_data(tmp_path):
+    """``train`` on real files: opens splits, adds varying parameters as channels, fills in model
+    channels, hashes the files."""
+    import hashlib
 
-    def open_split(data_dir, split, levels=None, task=None):
-        seen.append((split, levels, task))
-        # Two input fields, two input steps, a 2D grid: in_channels must become 4, n_dims 2.
-        g = torch.Generator().manual_seed(len(split))
-        x = torch.randn(6, 2, 12, 10, 2, generator=g)
-        ds = ArrayDataset(x, x[:, :1, ..., :1] * 2.0)
-        ds.files = [files[split]]
-        return ds
+    from pde_lab.datasets import GenerateConfig, generate
 
-    fake = types.ModuleType("pde_lab.datasets.reader")
-    fake.open_split = open_split
-    monkeypatch.setitem(sys.modules, "pde_lab.datasets.reader", fake)
-    config = TrainConfig(data=str(tmp_path / "data"), levels=["easy"], task=Task("one_shot", 2, 1), epochs=1,
-                         batch_size=3, model_args={"width": 4, "modes": 3, "proj_width": 8},
+    data = generate(GenerateConfig(pde="toy_scale", out=str(tmp_path / "data"), n_train=6, n_valid=2, n_test=2,
+                                   batch_size=4, progress=False))
+    config = TrainConfig(data=str(data), levels=["easy"], epochs=1, batch_size=3,
+                         model_args={"width": 4, "modes": 3, "proj_width": 8},
                          out=str(tmp_path / "run"), device="cpu", progress=False)
     run_dir = train(config)
 
-    assert [s[0] for s in seen] == ["train", "valid"] and seen[0][1] == ["easy"]
     stored = TrainConfig.from_yaml(run_dir / "config.yaml")
-    assert stored.model_args["in_channels"] == 4 and stored.model_args["n_dims"] == 2
+    # input a + the varying parameter c; targets u, v_x, v_y; a 2D grid
+    assert stored.parameters == ["c"]
+    assert stored.model_args["in_channels"] == 2 and stored.model_args["out_channels"] == 3
+    assert stored.model_args["n_dims"] == 2
     record = json.loads((run_dir / "data.json").read_text())
-    assert record["data"] == str((tmp_path / "data").resolve()) and record["levels"] == ["easy"]
-    import hashlib
-    assert [f["sha256"] for f in record["files"]] == [
-        hashlib.sha256(files[s].read_bytes()).hexdigest() for s in ("train", "valid")]
+    assert record["data"] == str(data.resolve()) and record["levels"] == ["easy"]
+    files = [data / "train" / "easy.h5", data / "valid" / "easy.h5"]
+    assert [f["sha256"] for f in record["files"]] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in files]
     run = load_run(run_dir)
-    assert run.predict(torch.randn(3, 2, 12, 10, 2)).shape == (3, 1, 12, 10, 1)
-    assert run.data["input_channels"] == ["a0", "a1"]
+    assert run.predict(torch.randn(3, 1, 8, 8, 2)).shape == (3, 1, 8, 8, 3)
+    assert run.data["input_channels"] == ["a", "c"]
 
-    with pytest.raises(UserError, match="model_args.in_channels=3 does not match the data, which needs 4"):
+    with pytest.raises(UserError, match="model_args.in_channels=3 does not match the data, which needs 2"):
         train(TrainConfig(**{**config.to_dict(), "model_args": {"in_channels": 3}, "out": str(tmp_path / "r2")}))
     with pytest.raises(UserError, match="no run directory"):
         train(TrainConfig(**{**config.to_dict(), "out": None}))
+    with pytest.raises(UserError, match="has no parameter 'viscosity'"):
+        train(TrainConfig(**{**config.to_dict(), "parameters": ["viscosity"], "out": str(tmp_path / "r3")}))
 
 
 @pytest.mark.gpu

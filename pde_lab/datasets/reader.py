@@ -8,7 +8,10 @@ Which channels are inputs and which are targets follows from the fields' stored 
   output frames;
 * static ``solution`` fields are targets (steady problems).
 
-Vector fields contribute one channel per component (``v_x``, ``v_y``). Items are shaped
+Vector fields contribute one channel per component (``v_x``, ``v_y``). Physical parameters that vary
+between samples (a viscosity, a Reynolds number) can be appended as constant input channels: without
+them the map from input fields to targets is not a function. A parameter spec ``"nu"`` appends the
+value, ``"log:nu"`` its logarithm (for parameters spanning decades). Items are shaped
 ``(T, *space, C)``. Each process opens its own file handles on first access, so the Dataset is safe
 with DataLoader workers.
 """
@@ -89,7 +92,8 @@ class FieldDataset(torch.utils.data.Dataset):
     float32 tensors, in physical units.
     """
 
-    def __init__(self, files: Sequence[str | Path], task: Task | None = None, check: bool = True):
+    def __init__(self, files: Sequence[str | Path], task: Task | None = None, check: bool = True,
+                 parameters: Sequence[str] = ()):
         self.files = [Path(p) for p in files]
         if not self.files:
             raise UserError("no files given")
@@ -114,10 +118,12 @@ class FieldDataset(torch.utils.data.Dataset):
         if any(r.role == "input" and r.time_varying for r in refs):
             raise UserError("time-varying input fields (forcing series) are not supported by this reader yet")
         nd = len(self.spatial_shape)
-        self.input_channels = [c for r in self.inputs for c in _channel_names(r, nd)]
+        self.parameters = list(parameters)
+        self.input_channels = [c for r in self.inputs for c in _channel_names(r, nd)] + self.parameters
         self.target_channels = [c for r in self.targets for c in _channel_names(r, nd)]
         self.levels: list[str] = []
         self._index: list[tuple[int, int, int]] = []  # (file, trajectory, first frame)
+        self._param_values: list[np.ndarray] = []  # per file: (n_trajectories, n_parameters)
         for k, p in enumerate(self.files):
             with h5py.File(p, "r") as f:
                 if attr_value(f.attrs["pde"]) != self.pde_name:
@@ -127,6 +133,7 @@ class FieldDataset(torch.utils.data.Dataset):
                                     f"not {list(self.spatial_shape)}")
                 n = attr_value(f.attrs["n_trajectories"])
                 self.levels.append(attr_value(f.attrs["level"]))
+                self._param_values.append(_parameter_values(f, self.parameters, p))
             for i in range(n):
                 for s in self._starts():
                     self._index.append((k, i, s))
@@ -182,7 +189,11 @@ class FieldDataset(torch.utils.data.Dataset):
         f = self._file(k)
         fin, fout = self._frames(start)
         n_in, n_out = fin.stop - fin.start, fout.stop - fout.start
-        x = np.concatenate([self._read(f, r, traj, fin, n_in) for r in self.inputs], axis=-1)
+        parts = [self._read(f, r, traj, fin, n_in) for r in self.inputs]
+        if self.parameters:
+            values = self._param_values[k][traj]
+            parts.append(np.broadcast_to(values, (n_in, *self.spatial_shape, len(values))))
+        x = np.concatenate(parts, axis=-1)
         y = np.concatenate([self._read(f, r, traj, fout, n_out) for r in self.targets], axis=-1)
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), \
             torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
@@ -214,6 +225,10 @@ class FieldDataset(torch.utils.data.Dataset):
             var = np.array([acc[c][2] / acc[c][0] for c in names]) - mean**2
             return mean, np.sqrt(np.maximum(var, 0.0))
 
+        # A parameter channel is constant per sample, so each trajectory counts once.
+        values = np.concatenate(self._param_values) if self.parameters else np.zeros((1, 0))
+        for c, name in enumerate(self.parameters):
+            acc[name] = [len(values), values[:, c].sum(), (values[:, c] ** 2).sum()]
         x_mean, x_std = ms(self.input_channels)
         y_mean, y_std = ms(self.target_channels)
         return {"x_mean": x_mean, "x_std": x_std, "y_mean": y_mean, "y_std": y_std}
@@ -229,6 +244,49 @@ class FieldDataset(torch.utils.data.Dataset):
         return state
 
 
-def open_split(data: str | Path, split: str, levels: Sequence[str] | None = None, task: Task | None = None) -> FieldDataset:
-    """The ``split`` of a dataset directory (or a single file) as a :class:`FieldDataset`."""
-    return FieldDataset(list_files(data, split, levels), task=task)
+def _parameter_values(f: h5py.File, specs: Sequence[str], path) -> np.ndarray:
+    """``(n_trajectories, len(specs))`` float64 values of parameter specs (``name`` or ``log:name``)."""
+    cols = []
+    for spec in specs:
+        log, _, name = spec.rpartition(":")
+        if log not in ("", "log"):
+            raise UserError(f"parameter spec {spec!r} is not NAME or log:NAME")
+        if name not in f["scalars"]:
+            have = ", ".join(f["scalars"].keys())
+            raise UserError(f"{path} has no parameter {name!r}; it has: {have}")
+        v = np.asarray(f[f"scalars/{name}"][()], dtype=np.float64)
+        if log:
+            if np.any(v <= 0):
+                raise UserError(f"parameter {name!r} has non-positive values in {path}; log:{name} needs them positive")
+            v = np.log(v)
+        cols.append(v)
+    n = attr_value(f.attrs["n_trajectories"])
+    return np.stack(cols, axis=1) if cols else np.zeros((n, 0))
+
+
+def varying_parameters(files: Sequence[str | Path], log_span: float = 10.0) -> list[str]:
+    """Parameter specs for every scalar that varies across ``files``.
+
+    A positive parameter spanning more than ``log_span`` (max/min) enters as its logarithm.
+    """
+    values: dict[str, list[np.ndarray]] = {}
+    for p in files:
+        with h5py.File(p, "r") as f:
+            for name, d in f["scalars"].items():
+                values.setdefault(name, []).append(np.asarray(d[()], dtype=np.float64))
+    specs = []
+    for name in sorted(values):
+        v = np.concatenate(values[name])
+        lo, hi = v.min(), v.max()
+        if hi > lo:
+            specs.append(f"log:{name}" if lo > 0 and hi / lo > log_span else name)
+    return specs
+
+
+def open_split(data: str | Path, split: str, levels: Sequence[str] | None = None, task: Task | None = None,
+               parameters: Sequence[str] = ()) -> FieldDataset:
+    """The ``split`` of a dataset directory (or a single file) as a :class:`FieldDataset`.
+
+    ``parameters``: parameter specs appended as constant input channels (see the module docstring).
+    """
+    return FieldDataset(list_files(data, split, levels), task=task, parameters=parameters)

@@ -48,7 +48,7 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
     totals = {"model_seconds": 0.0, "solver_seconds": 0.0, "n": 0}
     try:
         for path in files:
-            ds = FieldDataset([path], task=task)
+            ds = FieldDataset([path], task=task, parameters=run.config.parameters or ())
             level = ds.levels[0]
             loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
             preds, trues, model_s = [], [], 0.0

@@ -41,6 +41,9 @@ class TrainConfig:
     Data:
         data: dataset directory (what ``pde-lab generate --out`` wrote).
         levels: difficulty levels to train on; ``None`` = all levels in ``data``.
+        parameters: physical parameters given to the model as constant input channels, each ``NAME``
+            or ``log:NAME``; ``None`` = every parameter that varies in the training split (resolved
+            and stored when training starts); ``[]`` = none.
         task: what the model learns (``mode``, ``input_steps``, ``output_steps``, see
             :class:`~pde_lab.pdes.base.Task`); ``None`` = the PDE's default task.
     Model:
@@ -70,6 +73,7 @@ class TrainConfig:
 
     data: str | None = None
     levels: list[str] | None = None
+    parameters: list[str] | None = None
     task: Task | None = None
     model: str = "fno"
     model_args: dict[str, Any] = field(default_factory=dict)

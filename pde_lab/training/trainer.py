@@ -394,10 +394,12 @@ def train(config: TrainConfig) -> Path:
         raise UserError("no run directory: set out=PATH")
     run_dir = Path(config.out)
     check_run_dir(run_dir, config.overwrite, config.resume)
-    from ..datasets.reader import open_split  # written alongside; imported here so this module loads without it
+    from ..datasets.reader import list_files, open_split, varying_parameters
 
-    train_ds = open_split(config.data, "train", levels=config.levels, task=config.task)
-    valid_ds = open_split(config.data, "valid", levels=config.levels, task=config.task)
+    if config.parameters is None:
+        config = dataclasses.replace(config, parameters=varying_parameters(list_files(config.data, "train", config.levels)))
+    train_ds = open_split(config.data, "train", levels=config.levels, task=config.task, parameters=config.parameters)
+    valid_ds = open_split(config.data, "valid", levels=config.levels, task=config.task, parameters=config.parameters)
     t_in, c_in, t_out, c_out, space = sample_shapes(train_ds)
     data_args = data_arguments(config.model, t_in * c_in, t_out * c_out, len(space))
     for key, value in data_args.items():
