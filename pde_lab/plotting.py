@@ -77,7 +77,7 @@ def _read_predictions(run, split: str, level: str | None, index) -> dict[str, An
             "first to write it"
         )
     with h5py.File(path, "r") as f:
-        levels = [name for name in f if isinstance(f[name], h5py.Group)]
+        levels = [name for name in f if isinstance(f[name], h5py.Group) and name != "coords"]
         if not levels:
             raise UserError(f"{str(path)!r} holds no level groups")
         if level is None:
@@ -99,6 +99,7 @@ def _read_predictions(run, split: str, level: str | None, index) -> dict[str, An
             "prediction": np.asarray(group["prediction"][index], dtype=np.float64),
             "channels": _decode_names(group.attrs.get("channels")),
             "level": level,
+            "coords": {k: d[()] for k, d in f["coords"].items()} if "coords" in f else None,
             "n_samples": n,
             "path": path,
         }
@@ -248,6 +249,8 @@ def plot_error_field(
         data = _read_predictions(truth, split, level, sample)
         t, p, names = data["truth"], data["prediction"], data["channels"]
         space_dims = t.ndim - 2
+        if coords is None:
+            coords = data["coords"]
         context = f"{data['level']} · {split} sample {sample}"
     else:
         if prediction is None:

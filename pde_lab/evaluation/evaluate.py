@@ -80,6 +80,11 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
             totals["solver_seconds"] += solver_s
             totals["n"] += len(ds)
             if out is not None:
+                if "coords" not in out:  # the axes, so figures show physical coordinates
+                    with h5py.File(path, "r") as f:
+                        c = out.create_group("coords")
+                        for axis in f["dimensions"].attrs["spatial_dims"]:
+                            c.create_dataset(axis, data=f[f"dimensions/{axis}"][()])
                 g = out.create_group(level)
                 g.attrs["channels"] = np.array(ds.target_channels, dtype=h5py.string_dtype())
                 g.create_dataset("prediction", data=pred.cpu().numpy().astype(np.float32))
