@@ -186,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"pde-lab {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # file-system trouble (unwritable output, disk full): the OS's message says which path
+        print(f"pde-lab {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -94,6 +94,14 @@ def test_evaluate_refuses_a_corrupt_data_file(capsys, toy_data, tmp_path):
     assert not (run_dir / "metrics.json").exists()
 
 
+def test_unwritable_output_is_one_line(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a directory should be")
+    code, _, err = run(capsys, "generate", "--pde", "toy_decay", "--out", str(blocker / "data"), "--quiet")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Not a directory" in err
+    assert blocker.read_text().startswith("a file")
+
+
 def test_console_script_exit_status():
     proc = subprocess.run([sys.executable, "-m", "pde_lab.cli", "generate", "--pde", "nope", "--out", "/tmp/never"],
                           capture_output=True, text=True)
