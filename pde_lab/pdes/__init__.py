@@ -11,7 +11,7 @@ def get_pde(name: str) -> PDE:
 
 
 # Importing the modules registers them.
-from . import burgers, darcy, diffusion_sorption, navier_stokes_2d  # noqa: E402,F401
+from . import burgers, cavity, darcy, diffusion_sorption, flow_obstacles, navier_stokes_2d  # noqa: E402,F401
 
 __all__ = ["PDE", "PDES", "get_pde", "BoundaryCondition", "FieldSpec", "Instance", "Level",
            "Parameter", "SolveResult", "Task"]
