@@ -11,7 +11,8 @@ def get_pde(name: str) -> PDE:
 
 
 # Importing the modules registers them.
-from . import burgers, cavity, darcy, diffusion_sorption, flow_obstacles, navier_stokes_2d  # noqa: E402,F401
+from . import (advection, allen_cahn, burgers, cavity, darcy, diffusion_sorption, fisher_kpp,  # noqa: E402,F401
+               flow_obstacles, gray_scott, heat, kuramoto_sivashinsky, navier_stokes_2d)
 
 __all__ = ["PDE", "PDES", "get_pde", "BoundaryCondition", "FieldSpec", "Instance", "Level",
            "Parameter", "SolveResult", "Task"]
