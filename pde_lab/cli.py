@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model on a dataset; writes a run directory")
     t.add_argument("--data", help="dataset directory")
+    t.add_argument("--pde", help="train a physics-informed network for this PDE instead of an operator on --data "
+                                 "(see docs/pinns.md)")
+    t.add_argument("--steps", type=int, help="optimizer iterations (PINN runs; --epochs is an alias there)")
     t.add_argument("--model", help="model name (see `pde-lab list`)")
     t.add_argument("--config", help="YAML config; flags and --set override it")
     t.add_argument("--levels", type=_csv, default=None, help="training levels (default: all)")
@@ -128,10 +131,35 @@ def _train_config(a):
     return cfg.apply_overrides(overrides + list(a.overrides))
 
 
+def _train_pinn(a) -> None:
+    from .errors import UserError
+    from .training.pinn import PINNConfig, train_pinn
+
+    if a.data is not None:
+        raise UserError("give either --data (train an operator on a dataset) or --pde (train a PINN), not both")
+    if a.resume:
+        raise UserError("PINN runs cannot be resumed; start a new run or use --overwrite")
+    cfg = PINNConfig.from_yaml(a.config) if a.config else PINNConfig()
+    flags = {"pde": a.pde, "model": a.model, "optimizer": a.optimizer, "lr": a.lr,
+             "steps": a.steps if a.steps is not None else a.epochs, "time_limit_minutes": a.time_limit,
+             "seed": a.seed, "device": a.device, "out": a.out}
+    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None]
+    if a.overwrite:
+        overrides.append("overwrite=true")
+    if a.quiet:
+        overrides.append("progress=false")
+    cfg = cfg.apply_overrides(overrides + list(a.overrides))
+    if not cfg.out:
+        raise UserError("train needs --out (or 'out' in --config)")
+    print(f"run directory: {train_pinn(cfg)}")
+
+
 def _train(a) -> None:
     from .errors import UserError
     from .training import train
 
+    if a.pde is not None:
+        return _train_pinn(a)
     cfg = _train_config(a)
     for key in ("data", "model", "out"):
         if not getattr(cfg, key):

@@ -7,8 +7,9 @@ from .base import (MODELS, Operator, build_model, data_arguments, load_model, mo
                    register_model, save_model)
 
 # Importing the modules registers their models.
-from . import fno  # noqa: E402,F401
+from . import fno, pinn  # noqa: E402,F401
 from .fno import FNO, SpectralConv  # noqa: E402
+from .pinn import PINNMLP  # noqa: E402
 
 __all__ = ["MODELS", "Operator", "build_model", "data_arguments", "load_model", "model_parameters",
-           "register_model", "save_model", "FNO", "SpectralConv"]
+           "register_model", "save_model", "FNO", "SpectralConv", "PINNMLP"]

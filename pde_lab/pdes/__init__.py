@@ -12,7 +12,7 @@ def get_pde(name: str) -> PDE:
 
 # Importing the modules registers them.
 from . import (advection, allen_cahn, burgers, cavity, darcy, diffusion_sorption, fisher_kpp,  # noqa: E402,F401
-               flow_obstacles, gray_scott, heat, kuramoto_sivashinsky, navier_stokes_2d)
+               flow_obstacles, gray_scott, heat, kuramoto_sivashinsky, navier_stokes_2d, poisson)
 
 __all__ = ["PDE", "PDES", "get_pde", "BoundaryCondition", "FieldSpec", "Instance", "Level",
            "Parameter", "SolveResult", "Task"]

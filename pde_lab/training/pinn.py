@@ -1,0 +1,582 @@
+"""Physics-informed training: ``train_pinn(PINNConfig(...))`` fits a network to a PDE's pointwise residual.
+
+The loss is ``L(θ) = ½ ‖r(θ)‖²`` with ``r`` the interior residuals ``pde.pointwise_residual`` divided
+by ``sqrt(N_int)`` stacked on the boundary residuals ``pde.boundary_residual`` divided by
+``sqrt(N_bd)``, i.e. half the mean square interior residual plus half the mean square boundary
+residual (see :mod:`pde_lab.optim.residual`). Nothing here knows which PDE it trains: any PDE module
+with the pointwise-residual interface (``docs/pinns.md``) works.
+
+Collocation points fill the box ``pde.pinn_domain(params)``: ``grid`` (cell centres of a uniform
+grid, ``round(n_interior^(1/d))`` per axis; boundary: a grid of each face's cell centres, the
+paper's set-up), ``uniform`` (i.i.d. uniform) or ``sobol`` (scrambled Sobol, ``scipy.stats.qmc``);
+boundary points are spread evenly over the faces ``pde.pinn_boundary_faces(params)`` (all faces when
+a PDE does not define it). They are drawn once, from ``seed``.
+
+Optimizers: ``adam``; ``lbfgs`` (strong-Wolfe, :mod:`pde_lab.optim.lbfgs`); ``adam+lbfgs``
+(``adam_steps`` of Adam, then ``steps`` of L-BFGS); ``engd`` (energy natural gradient with grid line
+search); ``gauss_newton``; ``lm`` (Levenberg–Marquardt). ``optimizer_args`` go to the optimizer's
+constructor.
+
+Run directory::
+
+    config.yaml     the resolved config (model arguments and point counts filled in)
+    log.csv         step, phase, loss, rel_l2, seconds, step_size (every ``eval_every`` steps)
+    model.pt        the trained network (``pde_lab.operators.load_model`` rebuilds it)
+    metrics.json    final loss and relative L2 error, steps, optimisation time (wall and process
+                    CPU seconds), stop reason; written last
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import difflib
+import json
+import math
+import os
+import shutil
+import time
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import yaml
+from scipy.stats import qmc
+
+from ..errors import UserError, check_choice
+from ..operators import pinn as _pinn  # noqa: F401  (registers pinn_mlp until operators/__init__ imports it)
+from ..operators.base import MODELS, Operator, build_model, model_parameters, save_model
+from ..optim import ENGD, LBFGS, GaussNewton, LevenbergMarquardt, PointwiseResidual, model_terms
+from .config import _DEVICE, _coerce, _parse_scalar, resolve_device
+
+PINN_OPTIMIZERS = ("adam", "lbfgs", "adam+lbfgs", "engd", "gauss_newton", "lm")
+SAMPLERS = ("grid", "uniform", "sobol")
+LOG_COLUMNS = ("step", "phase", "loss", "rel_l2", "seconds", "step_size")
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+@dataclass
+class PINNConfig:
+    """Everything a PINN run depends on; the run directory stores it resolved as ``config.yaml``.
+
+    Problem:
+        pde: registered PDE with the pointwise-residual interface (``poisson``).
+        pde_args: constructor arguments of the PDE, e.g. ``{dim: 5}``.
+        params: PDE parameters overriding its defaults, e.g. ``{wave_number: 2}``.
+    Model:
+        model: registered model name (``pinn_mlp``); model_args: its constructor arguments
+            (``in_dim``, ``out_dim`` and ``dtype`` are filled in from the PDE and ``dtype``).
+    Points:
+        n_interior, n_boundary: collocation points (``grid`` rounds to a full grid).
+        sampler: ``grid``, ``uniform`` or ``sobol``.
+    Optimisation:
+        optimizer: one of ``adam``, ``lbfgs``, ``adam+lbfgs``, ``engd``, ``gauss_newton``, ``lm``.
+        optimizer_args: constructor arguments of the optimizer (e.g. ``{solver: lstsq,
+            adaptive_damping: true}`` for ENGD, ``{history_size: 50}`` for L-BFGS, ``{betas: [0.9,
+            0.999]}`` for Adam; for ``adam+lbfgs`` they go to L-BFGS).
+        lr: Adam's learning rate; lr_decay: Adam's learning rate is multiplied by this every 1000 steps.
+        steps: iterations of the optimizer (of L-BFGS for ``adam+lbfgs``).
+        adam_steps: Adam iterations before L-BFGS in ``adam+lbfgs``.
+        time_limit_minutes: stop after this much optimisation time (checked every ``eval_every``
+            steps); ``None`` = no limit.
+        clock: what ``seconds`` in the log and the time limit measure: ``wall`` (elapsed time) or
+            ``process`` (CPU time of this process: on a machine shared with other jobs it is what a
+            single-threaded run would take on an idle core, so budgets stay comparable across runs).
+    Evaluation:
+        eval_every: log the loss and the relative L2 error every this many steps.
+        eval_points: test points: a grid of ``round(eval_points^(1/d))`` per axis for ``d ≤ 3``, else
+            that many Sobol points.
+    Run:
+        seed, dtype (``float64`` or ``float32``), device (``cpu``, ``cuda``, ``cuda:N`` or ``auto``),
+        out (run directory), overwrite, progress.
+    """
+
+    pde: str = "poisson"
+    pde_args: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    model: str = "pinn_mlp"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    n_interior: int = 900
+    n_boundary: int = 120
+    sampler: str = "grid"
+    optimizer: str = "engd"
+    optimizer_args: dict[str, Any] = field(default_factory=dict)
+    lr: float = 1e-3
+    lr_decay: float = 1.0
+    steps: int = 500
+    adam_steps: int = 0
+    time_limit_minutes: float | None = None
+    clock: str = "wall"
+    eval_every: int = 10
+    eval_points: int = 10000
+    seed: int = 0
+    dtype: str = "float64"
+    device: str = "cpu"
+    out: str | None = None
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(PINNConfig)
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
+        check_choice("PINN optimizer", self.optimizer, PINN_OPTIMIZERS)
+        check_choice("sampler", self.sampler, SAMPLERS)
+        check_choice("dtype", self.dtype, _DTYPES)
+        check_choice("clock", self.clock, ("wall", "process"))
+        check_choice("model", self.model, MODELS.names())
+        if not _DEVICE.match(self.device):
+            raise UserError(f"unknown device {self.device!r}; allowed: auto, cpu, cuda, cuda:N, mps")
+        for name in ("n_interior", "n_boundary", "steps", "eval_every", "eval_points", "lr"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"config key {name!r} must be positive, got {getattr(self, name)!r}")
+        if self.adam_steps < 0 or self.lr_decay <= 0:
+            raise UserError(f"adam_steps must be >= 0 and lr_decay > 0, got {self.adam_steps!r}, {self.lr_decay!r}")
+        if self.optimizer == "adam+lbfgs" and self.adam_steps == 0:
+            raise UserError("optimizer 'adam+lbfgs' needs adam_steps > 0")
+        if self.time_limit_minutes is not None and self.time_limit_minutes <= 0:
+            raise UserError(f"time_limit_minutes must be positive, got {self.time_limit_minutes!r}")
+
+    # ---- conversions (the same conventions as TrainConfig) -------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "PINNConfig":
+        """A config from a mapping; unknown keys raise :class:`UserError` listing the allowed keys."""
+        if not isinstance(values, Mapping):
+            raise UserError(f"a PINN config must be a mapping, got {type(values).__name__}")
+        for key in values:
+            _check_key(str(key))
+        return cls(**dict(values))
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_yaml(cls, source: str | Path) -> "PINNConfig":
+        """A config from a YAML file (or YAML text containing a newline)."""
+        if isinstance(source, str) and "\n" in source:
+            text = source
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise UserError(f"config file {str(path)!r} does not exist")
+            text = path.read_text()
+        try:
+            values = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise UserError(f"config is not valid YAML: {err}") from None
+        return cls.from_dict(values or {})
+
+    def apply_overrides(self, overrides: Sequence[str]) -> "PINNConfig":
+        """A new config with ``key=value`` overrides; dict keys take ``model_args.width=64``."""
+        values = self.to_dict()
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise UserError(f"override {item!r} is not of the form key=value")
+            head, _, sub = key.partition(".")
+            _check_key(head)
+            if not sub:
+                values[head] = raw.strip()
+            elif isinstance(values[head], dict):
+                values[head] = {**values[head], sub: _parse_scalar(raw.strip())}
+            else:
+                raise UserError(f"config key {head!r} has no sub-keys; use {head}=VALUE")
+        return type(self).from_dict(values)
+
+
+def _check_key(key: str) -> None:
+    allowed = [f.name for f in dataclasses.fields(PINNConfig)]
+    if key not in allowed:
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserError(f"unknown PINN config key {key!r}{hint}; allowed: {', '.join(allowed)}")
+
+
+# ---- the PDE side ----------------------------------------------------------------------------------
+def get_pinn_pde(name: str, **pde_args: Any):
+    """An instance of PDE ``name`` built with ``pde_args``; :class:`UserError` unless it has the
+    pointwise-residual interface."""
+    from ..pdes import PDES
+    from ..pdes import poisson  # noqa: F401  (registers it until pdes/__init__ imports it)
+
+    cls = PDES.get(name)
+    try:
+        pde = cls(**pde_args)
+    except TypeError as err:
+        raise UserError(f"PDE {name!r} rejects pde_args {pde_args}: {err}") from None
+    missing = [m for m in ("pinn_domain", "pointwise_residual", "boundary_residual") if not hasattr(pde, m)]
+    if missing:
+        with_interface = [n for n in PDES.names() if hasattr(PDES.get(n), "pointwise_residual")]
+        raise UserError(f"PDE {name!r} has no pointwise residual for PINNs (missing {', '.join(missing)}); "
+                        f"PDEs that have one: {', '.join(with_interface)}")
+    return pde
+
+
+def resolve_params(pde, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The PDE's default parameters with ``overrides`` applied; unknown names raise :class:`UserError`."""
+    params = pde.default_params()
+    unknown = sorted(set(overrides) - set(params))
+    if unknown:
+        raise UserError(f"PDE {pde.name!r} has no parameter {', '.join(map(repr, unknown))}; "
+                        f"allowed: {', '.join(sorted(params))}")
+    params.update(overrides)
+    return params
+
+
+# ---- collocation points ----------------------------------------------------------------------------
+def _faces(pde, params: Mapping[str, Any], dim: int) -> list[tuple[int, int]]:
+    faces = getattr(pde, "pinn_boundary_faces", None)
+    if faces is None:
+        return [(axis, side) for axis in range(dim) for side in (0, 1)]
+    return [(int(a), int(s)) for a, s in faces(params)]
+
+
+def _unit_samples(n: int, dim: int, sampler: str, rng: np.random.Generator) -> np.ndarray:
+    """``(n, dim)`` points in the unit cube."""
+    if dim == 0:
+        return np.zeros((n, 0))
+    if sampler == "grid":
+        per_axis = max(1, round(n ** (1.0 / dim)))
+        axis = (np.arange(per_axis) + 0.5) / per_axis
+        return np.stack(np.meshgrid(*[axis] * dim, indexing="ij"), axis=-1).reshape(-1, dim)
+    if sampler == "sobol":
+        engine = qmc.Sobol(dim, scramble=True, seed=rng)
+        # Sobol sequences are balanced at powers of two; take the first n of the next power.
+        return engine.random(2 ** math.ceil(math.log2(max(n, 2))))[:n]
+    return rng.random((n, dim))
+
+
+def collocation_points(bounds: Sequence[tuple[float, float]], n_interior: int, n_boundary: int, sampler: str,
+                       rng: np.random.Generator, faces: Sequence[tuple[int, int]] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Interior and boundary points of the box ``bounds``.
+
+    Args:
+        bounds: ``((lo, hi), ...)``, one pair per coordinate.
+        n_interior, n_boundary: requested counts (``grid`` rounds to full grids).
+        sampler: ``grid``, ``uniform`` or ``sobol``.
+        rng: the only source of randomness.
+        faces: ``(axis, side)`` pairs carrying boundary conditions (side 0 = ``lo``); default all.
+
+    Returns:
+        ``(x_interior (N_int, d), x_boundary (N_bd, d))`` float64 arrays.
+    """
+    check_choice("sampler", sampler, SAMPLERS)
+    lo = np.array([b[0] for b in bounds], dtype=np.float64)
+    hi = np.array([b[1] for b in bounds], dtype=np.float64)
+    dim = len(bounds)
+    faces = [(a, s) for a in range(dim) for s in (0, 1)] if faces is None else list(faces)
+    interior = lo + (hi - lo) * _unit_samples(n_interior, dim, sampler, rng)
+    if not faces or n_boundary == 0:
+        return interior, np.zeros((0, dim))
+    per_face = max(1, n_boundary // len(faces)) if sampler == "grid" else None
+    if per_face is None:
+        # Spread the points evenly: face k gets the points i with i % len(faces) == k.
+        counts = [len(range(k, n_boundary, len(faces))) for k in range(len(faces))]
+    else:
+        counts = [per_face] * len(faces)
+    parts = []
+    for (axis, side), count in zip(faces, counts):
+        on_face = _unit_samples(count, dim - 1, sampler, rng)
+        pts = np.insert(on_face, axis, float(side), axis=1)
+        parts.append(lo + (hi - lo) * pts)
+    return interior, np.concatenate(parts)
+
+
+def evaluation_points(bounds: Sequence[tuple[float, float]], n: int, seed: int) -> np.ndarray:
+    """Evaluation points: a cell-centred grid for ``d ≤ 3``, else ``n`` Sobol points (own seed)."""
+    dim = len(bounds)
+    sampler = "grid" if dim <= 3 else "sobol"
+    rng = np.random.default_rng([seed, 7919])
+    lo = np.array([b[0] for b in bounds])
+    hi = np.array([b[1] for b in bounds])
+    return lo + (hi - lo) * _unit_samples(n, dim, sampler, rng)
+
+
+# ---- the run -----------------------------------------------------------------------------------------
+@dataclass
+class PINNProblem:
+    """A PINN problem assembled from a config: network, residual, test data.
+
+    Attributes:
+        pde, params: the PDE instance and its resolved parameters.
+        model: the network; residual: the pointwise residual bound to its parameters.
+        x_interior ``(N_int, d)``, x_boundary ``(N_bd, d)``, x_test ``(N_test, d)``, u_test
+        ``(N_test, n_fields)`` (``None`` without an exact solution).
+    """
+
+    pde: Any
+    params: dict[str, Any]
+    model: Operator
+    residual: PointwiseResidual
+    x_interior: torch.Tensor
+    x_boundary: torch.Tensor
+    x_test: torch.Tensor
+    u_test: torch.Tensor | None
+
+    @torch.no_grad()
+    def relative_l2(self) -> float:
+        """``‖u_θ − u*‖ / ‖u*‖`` over the test points (NaN without an exact solution)."""
+        if self.u_test is None:
+            return float("nan")
+        diff = self.model(self.x_test) - self.u_test
+        return float(diff.norm() / self.u_test.norm())
+
+
+def build_problem(config: PINNConfig) -> PINNProblem:
+    """The PDE, the network (seeded with ``config.seed``), the points and the residual of ``config``."""
+    pde = get_pinn_pde(config.pde, **config.pde_args)
+    params = resolve_params(pde, config.params)
+    bounds = pde.pinn_domain(params)
+    dim = len(bounds)
+    dtype = _DTYPES[config.dtype]
+    device = resolve_device(config.device)
+    n_fields = len(getattr(pde, "pinn_fields", ("u",)))
+    accepted = set(model_parameters(config.model))
+    filled = {k: v for k, v in {"in_dim": dim, "out_dim": n_fields, "dtype": config.dtype}.items() if k in accepted}
+    for key, value in filled.items():
+        if key in config.model_args and config.model_args[key] != value:
+            raise UserError(f"model_args.{key}={config.model_args[key]!r} does not match the problem, "
+                            f"which needs {value}; leave it out and it is filled in")
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, **{**config.model_args, **filled}).to(device=device, dtype=dtype)
+    rng = np.random.default_rng(config.seed)
+    xi, xb = collocation_points(bounds, config.n_interior, config.n_boundary, config.sampler, rng,
+                                _faces(pde, params, dim))
+    as_tensor = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
+    x_int, x_bd = as_tensor(xi), as_tensor(xb)
+    terms = [(lambda u, x: pde.pointwise_residual(u, x, params), x_int, 1.0 / math.sqrt(len(x_int)), "interior")]
+    if len(x_bd):
+        terms.append((lambda u, x: pde.boundary_residual(u, x, params), x_bd, 1.0 / math.sqrt(len(x_bd)),
+                      "boundary"))
+    residual = model_terms(model, terms)
+    x_test = as_tensor(evaluation_points(bounds, config.eval_points, config.seed))
+    exact = getattr(pde, "exact_solution", None)
+    u_test = None
+    if exact is not None:
+        u_test = exact(x_test, params)
+        u_test = None if u_test is None else u_test.to(dtype).reshape(len(x_test), -1)
+    return PINNProblem(pde, params, model, residual, x_int, x_bd, x_test, u_test)
+
+
+class _Logger:
+    """Collects log rows, tracks the optimisation time (evaluations excluded) on both clocks, and
+    the time limit on the configured one."""
+
+    def __init__(self, problem: PINNProblem, config: PINNConfig):
+        self.problem, self.config = problem, config
+        self.rows: list[dict[str, Any]] = []
+        self.wall = self.cpu = 0.0
+        self._marks = (time.perf_counter(), time.process_time())
+        self.bar = None
+        if config.progress:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=config.steps + config.adam_steps, desc=f"pinn {config.optimizer}")
+
+    @property
+    def seconds(self) -> float:
+        """Optimisation time so far on the configured clock (``wall`` or ``process``)."""
+        wall, cpu = self._running()
+        return cpu if self.config.clock == "process" else wall
+
+    def _running(self) -> tuple[float, float]:
+        if self._marks is None:
+            return self.wall, self.cpu
+        return (self.wall + time.perf_counter() - self._marks[0], self.cpu + time.process_time() - self._marks[1])
+
+    def pause(self) -> None:
+        self.wall, self.cpu = self._running()
+        self._marks = None
+
+    def resume(self) -> None:
+        self._marks = (time.perf_counter(), time.process_time())
+
+    def restart(self) -> None:
+        """Zero both clocks (after the initial evaluation)."""
+        self.wall = self.cpu = 0.0
+        self.resume()
+
+    def log(self, step: int, phase: str, loss: float | None = None, step_size: float = float("nan")) -> None:
+        """Append a row; ``loss=None`` evaluates it here, off the clock."""
+        self.pause()
+        if loss is None:
+            with torch.no_grad():
+                loss = float(self.problem.residual.loss())
+        row = dict(step=step, phase=phase, loss=float(loss), rel_l2=self.problem.relative_l2(),
+                   seconds=self.seconds, step_size=float(step_size))
+        self.rows.append(row)
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.set_postfix(loss=f"{row['loss']:.3e}", rel_l2=f"{row['rel_l2']:.3e}", refresh=True)
+        self.resume()
+
+    def out_of_time(self) -> bool:
+        limit = self.config.time_limit_minutes
+        return limit is not None and self.seconds >= 60.0 * limit
+
+    def close(self) -> None:
+        self.pause()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _loss_closure(problem: PINNProblem, optimizer: torch.optim.Optimizer):
+    res = problem.residual
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        r = res.fn(tuple(res.params))  # through the live parameters, so autograd reaches them
+        loss = 0.5 * torch.dot(r, r)
+        loss.backward()
+        return loss
+
+    return closure
+
+
+def _run_adam(problem: PINNProblem, config: PINNConfig, logger: _Logger, steps: int, start: int) -> tuple[int, str]:
+    params = problem.residual.params
+    try:
+        adam = torch.optim.Adam(params, lr=config.lr, **(config.optimizer_args if config.optimizer == "adam" else {}))
+    except TypeError as err:
+        raise UserError(f"Adam rejects optimizer_args {config.optimizer_args}: {err}") from None
+    closure = _loss_closure(problem, adam)
+    for k in range(steps):
+        for group in adam.param_groups:
+            group["lr"] = config.lr * config.lr_decay ** (k / 1000.0)
+        loss = adam.step(closure).detach()
+        step = start + k + 1
+        if not math.isfinite(float(loss)):
+            logger.log(step, "adam", float(loss))
+            return step, "non-finite loss"
+        if step % config.eval_every == 0 or k == steps - 1:
+            logger.log(step, "adam", None, adam.param_groups[0]["lr"])
+            if logger.out_of_time():
+                return step, "time limit"
+    return start + steps, "max steps"
+
+
+def _run_lbfgs(problem: PINNProblem, config: PINNConfig, logger: _Logger, steps: int, start: int) -> tuple[int, str]:
+    args = config.optimizer_args if config.optimizer in ("lbfgs", "adam+lbfgs") else {}
+    try:
+        lbfgs = LBFGS(problem.residual.params, **args)
+    except TypeError as err:
+        raise UserError(f"L-BFGS rejects optimizer_args {args}: {err}") from None
+    closure = _loss_closure(problem, lbfgs.optimizer)
+    done = 0
+    while done < steps:
+        report = lbfgs.run(closure, min(config.eval_every, steps - done))
+        done += report.iterations
+        logger.log(start + done, "lbfgs", report.loss)
+        if report.stopped_early:
+            return start + done, f"lbfgs: {report.reason}"
+        if logger.out_of_time():
+            return start + done, "time limit"
+    return start + done, "max steps"
+
+
+def _run_second_order(problem: PINNProblem, config: PINNConfig, logger: _Logger) -> tuple[int, str]:
+    kinds = {"engd": ENGD, "gauss_newton": GaussNewton, "lm": LevenbergMarquardt}
+    try:
+        opt = kinds[config.optimizer](problem.residual.params, **config.optimizer_args)
+    except TypeError as err:
+        raise UserError(f"optimizer {config.optimizer!r} rejects optimizer_args {config.optimizer_args}: {err}") from None
+    for k in range(config.steps):
+        opt.step(problem.residual)
+        step = k + 1
+        new_loss = opt.last.get("new_loss", float("nan"))
+        if not math.isfinite(new_loss):
+            logger.log(step, config.optimizer, new_loss)
+            return step, "non-finite loss"
+        stalled = config.optimizer == "lm" and not opt.last["accepted"]
+        if step % config.eval_every == 0 or step == config.steps or stalled:
+            # the step size for ENGD / Gauss-Newton, the damping for Levenberg-Marquardt
+            size = opt.last.get("eta", opt.last.get("damping", float("nan")))
+            logger.log(step, config.optimizer, new_loss, size)
+            if stalled:
+                return step, "lm: no acceptable step (stationary to working precision)"
+            if logger.out_of_time():
+                return step, "time limit"
+    return config.steps, "max steps"
+
+
+def _write_log(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=LOG_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row[k] for k in LOG_COLUMNS})
+    os.replace(tmp, path)
+
+
+def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+    from .trainer import check_run_dir
+
+    check_run_dir(run_dir, overwrite, resume=False)
+    if overwrite and run_dir.is_dir():
+        for child in run_dir.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def fit_pinn(problem: PINNProblem, config: PINNConfig) -> dict[str, Any]:
+    """Run ``config.optimizer`` on ``problem`` in place; returns the metrics and the log rows.
+
+    Returns:
+        ``{"metrics": {...}, "log": [rows]}``; ``metrics`` has ``loss``, ``rel_l2``, ``steps``,
+        ``seconds`` (optimisation time on ``config.clock``, evaluations excluded; ``wall_seconds`` and
+        ``process_seconds`` give both clocks), ``stop_reason`` and the problem sizes.
+    """
+    logger = _Logger(problem, config)
+    logger.log(0, "init")
+    logger.restart()  # the clocks start with the optimiser, after the initial evaluation
+    if config.optimizer == "adam":
+        steps, reason = _run_adam(problem, config, logger, config.steps, 0)
+    elif config.optimizer == "lbfgs":
+        steps, reason = _run_lbfgs(problem, config, logger, config.steps, 0)
+    elif config.optimizer == "adam+lbfgs":
+        steps, reason = _run_adam(problem, config, logger, config.adam_steps, 0)
+        if reason == "max steps":
+            steps, reason = _run_lbfgs(problem, config, logger, config.steps, steps)
+    else:
+        steps, reason = _run_second_order(problem, config, logger)
+    logger.close()
+    final = logger.rows[-1]
+    metrics = dict(pde=config.pde, optimizer=config.optimizer, loss=final["loss"], rel_l2=final["rel_l2"],
+                   best_rel_l2=min(r["rel_l2"] for r in logger.rows), steps=steps, seconds=logger.seconds,
+                   clock=config.clock, wall_seconds=logger.wall, process_seconds=logger.cpu,
+                   stop_reason=reason, n_interior=len(problem.x_interior), n_boundary=len(problem.x_boundary),
+                   n_test=len(problem.x_test), n_params=problem.residual.numel, seed=config.seed)
+    return {"metrics": metrics, "log": logger.rows}
+
+
+def train_pinn(config: PINNConfig) -> Path:
+    """Train a PINN as ``config`` says and write the run directory ``config.out``; returns it.
+
+    The config stored in ``config.yaml`` has the model's data-dependent arguments (``in_dim``,
+    ``out_dim``, ``dtype``) filled in. ``metrics.json`` is written last, so a run directory without it
+    is incomplete.
+    """
+    if config.out is None:
+        raise UserError("no run directory: set out=PATH")
+    run_dir = Path(config.out)
+    _prepare_run_dir(run_dir, config.overwrite)
+    problem = build_problem(config)
+    resolved = dataclasses.replace(config, model_args=dict(problem.model.config))
+    resolved.to_yaml(run_dir / "config.yaml")
+    result = fit_pinn(problem, resolved)
+    _write_log(run_dir / "log.csv", result["log"])
+    save_model(problem.model, run_dir / "model.pt")
+    tmp = run_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(result["metrics"], indent=2) + "\n")
+    os.replace(tmp, run_dir / "metrics.json")
+    return run_dir

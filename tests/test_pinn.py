@@ -1,0 +1,256 @@
+"""Poisson's pointwise residual, the PINN network, collocation points, the PINN config and run directory."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pde_lab.errors import UserError
+from pde_lab.operators import load_model, save_model
+from pde_lab.operators.pinn import PINNMLP
+from pde_lab.pdes import PDES, Instance
+from pde_lab.pdes.poisson import Poisson, gradient, laplacian
+from pde_lab.training.pinn import (PINNConfig, build_problem, collocation_points, evaluation_points, fit_pinn,
+                                   get_pinn_pde, train_pinn)
+
+D = torch.float64
+
+
+# ---- the pointwise residual ----------------------------------------------------------------------------
+@pytest.mark.parametrize("dim", [1, 2, 5])
+def test_exact_solution_has_zero_residual(dim):
+    pde = Poisson(dim)
+    x = torch.rand(50, dim, dtype=D, generator=torch.Generator().manual_seed(dim))
+    exact = lambda y: pde.exact_solution(y)  # noqa: E731
+    r = pde.pointwise_residual(exact, x)
+    assert r.shape == (50,)
+    # f = d π² u is about 50 in 5D: the residual is exact up to round-off of that size.
+    assert float(r.abs().max()) < 1e-12 * dim * math.pi ** 2
+    faces = x.clone()
+    faces[:, 0] = torch.tensor([0.0, 1.0] * 25, dtype=D)
+    assert float(pde.boundary_residual(exact, faces).abs().max()) < 1e-15
+
+
+def test_perturbed_solution_has_the_residual_of_the_perturbation():
+    """u = u* + ε sin(2πx) sin(πy): the residual is −Δ of the perturbation, 5π²ε sin(2πx) sin(πy)."""
+    pde, eps = Poisson(2), 1e-3
+    bump = lambda y: torch.sin(2 * math.pi * y[:, :1]) * torch.sin(math.pi * y[:, 1:2])  # noqa: E731
+    perturbed = lambda y: pde.exact_solution(y) + eps * bump(y)  # noqa: E731
+    x = torch.rand(40, 2, dtype=D, generator=torch.Generator().manual_seed(0))
+    r = pde.pointwise_residual(perturbed, x)
+    expected = 5 * math.pi ** 2 * eps * bump(x)[:, 0]
+    assert torch.allclose(r, expected, atol=1e-12)
+    assert float(r.abs().max()) > 1e-2
+    shifted = lambda y: pde.exact_solution(y) + eps  # noqa: E731
+    assert torch.allclose(pde.boundary_residual(shifted, x), torch.full((40,), eps, dtype=D))
+
+
+def test_wave_number_changes_the_manufactured_problem():
+    pde = Poisson(2)
+    x = torch.rand(30, 2, dtype=D, generator=torch.Generator().manual_seed(1))
+    k2 = {"wave_number": 2.0}
+    u2 = lambda y: pde.exact_solution(y, k2)  # noqa: E731
+    assert float(pde.pointwise_residual(u2, x, k2).abs().max()) < 1e-10
+    assert float(pde.pointwise_residual(u2, x).abs().max()) > 1.0  # k = 2 solution, k = 1 source
+
+
+def test_gradient_and_laplacian_of_a_polynomial():
+    """u = x0² x1 + 3 x1³ (and a second field): ∇u = (2 x0 x1, x0² + 9 x1²), Δu = 2 x1 + 18 x1."""
+    fn = lambda y: torch.stack([y[:, 0] ** 2 * y[:, 1] + 3 * y[:, 1] ** 3, y[:, 0]], dim=1)  # noqa: E731
+    x = torch.rand(20, 2, dtype=D, generator=torch.Generator().manual_seed(2))
+    g = gradient(fn, x)
+    assert torch.allclose(g, torch.stack([2 * x[:, 0] * x[:, 1], x[:, 0] ** 2 + 9 * x[:, 1] ** 2], 1))
+    assert torch.allclose(laplacian(fn, x), 20 * x[:, 1])
+    assert torch.allclose(gradient(fn, x, component=1), torch.tensor([1.0, 0.0], dtype=D).expand(20, 2))
+    assert torch.allclose(laplacian(fn, x, component=1), torch.zeros(20, dtype=D))
+
+
+def test_pointwise_residual_rejects_points_of_the_wrong_dimension():
+    with pytest.raises(UserError, match=r"\(N, 3\)"):
+        Poisson(3).pointwise_residual(lambda y: y[:, :1], torch.rand(4, 2, dtype=D))
+    with pytest.raises(UserError, match="dim"):
+        Poisson(0)
+    with pytest.raises(UserError, match="dim <= 3"):
+        Poisson(5).grid(8)
+
+
+# ---- the dataset side -------------------------------------------------------------------------------
+def test_poisson_dataset_instance_is_solved_to_round_off():
+    pde = PDES.get("poisson")()
+    grid = pde.grid(24)
+    inst = pde.sample("medium", np.random.default_rng(0), grid)
+    assert inst.inputs["f"].shape == (24, 24) and 4.0 <= inst.params["grf_tau"] <= 8.0
+    out = pde.solve([inst, pde.sample("hard", np.random.default_rng(1), grid)], grid)
+    assert out.fields["u"].shape == (2, 24, 24) and out.times is None
+    res = pde.residual(out.fields, {}, grid)
+    assert float(np.abs(res).max()) < 1e-8 * float(np.abs(out.fields["f"]).max())
+    wrong = out.fields["u"] + 1e-3
+    assert float(np.abs(pde.residual({"u": wrong, "f": out.fields["f"]}, {}, grid)).max()) > 1.0
+
+
+def test_poisson_dataset_generates_and_validates(tmp_path):
+    from pde_lab.datasets import GenerateConfig, generate, validate_path
+
+    out = generate(GenerateConfig(pde="poisson", out=str(tmp_path / "ds"), levels=["easy"], n_train=2, n_valid=1,
+                                  n_test=1, resolution=12, progress=False))
+    problems = validate_path(out)
+    assert len(problems) == 3 and all(errs == [] for errs in problems.values())
+
+
+def test_poisson_finite_volume_solution_converges_to_the_manufactured_one():
+    """With f = 2π² sin(πx) sin(πy) the scheme's error falls by about 4 per halving of h."""
+    pde = Poisson(2)
+    errors = []
+    for n in (16, 32):
+        grid = pde.grid(n)
+        x = torch.as_tensor(np.stack(grid.mesh(), -1).reshape(-1, 2))
+        f = pde.source(x).numpy().reshape(n, n)
+        u = pde.solve([Instance(params={}, inputs={"f": f})], grid).fields["u"][0]
+        errors.append(np.abs(u - pde.exact_solution(x).numpy().reshape(n, n)).max())
+    assert errors[1] < errors[0] / 3.5
+
+
+# ---- the network -------------------------------------------------------------------------------------
+def test_pinn_mlp_shapes_dtype_and_registry():
+    net = PINNMLP(in_dim=3, out_dim=2, widths=[8, 8])
+    assert next(net.parameters()).dtype == torch.float64
+    assert net(torch.rand(5, 3, dtype=D)).shape == (5, 2)
+    assert net(torch.rand(3, dtype=D)).shape == (2,)
+    assert sum(p.numel() for p in PINNMLP(2, 1, widths=[32]).parameters()) == 129  # the paper's 2-32-1
+    assert PINNMLP(2, 1, width=4, depth=3).config["widths"] == [4, 4, 4]
+    assert PINNMLP(dtype="float32")(torch.rand(2, 2)).dtype == torch.float32
+    with pytest.raises(UserError, match=r"\(N, 2\)"):
+        PINNMLP()(torch.rand(4, 3, dtype=D))
+    with pytest.raises(UserError, match="activation"):
+        PINNMLP(activation="relu6")
+
+
+@pytest.mark.parametrize("kwargs", [
+    {}, {"activation": "sin"}, {"activation": "gelu"}, {"activation": "silu"}, {"activation": "softplus"},
+    {"periodic": [1], "periods": [0.7], "periodic_harmonics": 3},
+    {"fourier_features": 5, "fourier_scale": 0.5, "periodic": [0, 2]}, {"widths": [5, 6, 7], "out_dim": 2},
+])
+def test_forward_laplacian_matches_torch_func(kwargs):
+    """PINNMLP.taylor's closed-form derivatives against the torch.func gradient and Laplacian."""
+    kwargs = {"widths": [8, 8], "out_dim": 1, **kwargs}
+    torch.manual_seed(0)
+    net = PINNMLP(in_dim=3, **kwargs)
+    x = torch.rand(20, 3, dtype=D)
+    value, grad, lap = net.taylor(x)
+    plain = lambda y: net(y)  # noqa: E731  (no gradient/laplacian attributes: the torch.func path)
+    for c in range(kwargs["out_dim"]):
+        assert torch.allclose(grad[..., c], gradient(plain, x, c), atol=1e-12, rtol=1e-10)
+        assert torch.allclose(lap[:, c], laplacian(plain, x, c), atol=1e-10, rtol=1e-10)
+    assert torch.allclose(value, net(x), atol=1e-14, rtol=1e-12)
+    assert torch.equal(net(x, output="laplacian"), lap) and torch.equal(net(x, output="gradient"), grad)
+    with pytest.raises(UserError, match="output"):
+        net(x, output="hessian")
+
+
+def test_periodic_embedding_makes_the_network_periodic():
+    net = PINNMLP(in_dim=2, out_dim=1, widths=[16], periodic=[0], periods=[2.0], periodic_harmonics=2)
+    x = torch.rand(10, 2, dtype=D)
+    shifted = x + torch.tensor([2.0, 0.0], dtype=D)
+    assert torch.allclose(net(x), net(shifted), atol=1e-13)
+    other = x + torch.tensor([0.0, 2.0], dtype=D)
+    assert not torch.allclose(net(x), net(other), atol=1e-3)
+    with pytest.raises(UserError, match="periodic"):
+        PINNMLP(in_dim=2, periodic=[2])
+
+
+def test_pinn_mlp_checkpoint_round_trip(tmp_path):
+    net = PINNMLP(in_dim=2, out_dim=1, widths=[7, 5], activation="sin", fourier_features=6, fourier_scale=2.0,
+                  fourier_seed=3, periodic=[1], init="xavier")
+    path = tmp_path / "pinn.pt"
+    save_model(net, path)
+    back = load_model(path)
+    assert isinstance(back, PINNMLP) and back.config == net.config
+    x = torch.rand(9, 2, dtype=D)
+    assert torch.equal(back(x), net(x))
+    assert torch.equal(back.fourier_matrix, net.fourier_matrix)
+
+
+# ---- collocation points and the run --------------------------------------------------------------------
+@pytest.mark.parametrize("sampler", ["grid", "uniform", "sobol"])
+def test_collocation_points_fill_the_box_and_its_faces(sampler):
+    bounds = ((0.0, 1.0), (-1.0, 2.0))
+    xi, xb = collocation_points(bounds, 100, 40, sampler, np.random.default_rng(0))
+    assert xi.shape == (100, 2) and xb.shape == (40, 2)
+    assert (xi[:, 0] > 0).all() and (xi[:, 0] < 1).all() and (xi[:, 1] > -1).all() and (xi[:, 1] < 2).all()
+    on = np.isclose(xb[:, 0], 0) | np.isclose(xb[:, 0], 1) | np.isclose(xb[:, 1], -1) | np.isclose(xb[:, 1], 2)
+    assert on.all()
+    assert [int(np.isclose(xb[:, 0], 0).sum()), int(np.isclose(xb[:, 1], 2).sum())] == [10, 10]
+    again = collocation_points(bounds, 100, 40, sampler, np.random.default_rng(0))
+    assert np.array_equal(xi, again[0]) and np.array_equal(xb, again[1])
+
+
+def test_grid_points_match_the_paper_set_up_and_test_points_switch_to_sobol_in_5d():
+    xi, xb = collocation_points(((0.0, 1.0),) * 2, 900, 120, "grid", np.random.default_rng(0))
+    assert xi.shape == (900, 2) and xb.shape == (120, 2)
+    assert evaluation_points(((0.0, 1.0),) * 2, 10000, 0).shape == (10000, 2)
+    pts = evaluation_points(((0.0, 1.0),) * 5, 300, 0)
+    assert pts.shape == (300, 5) and len(np.unique(pts[:, 0])) == 300
+
+
+def test_pinn_config_overrides_and_errors():
+    cfg = PINNConfig().apply_overrides(["optimizer=lm", "model_args.widths=[16,16]", "steps=7",
+                                        "pde_args.dim=3", "params.wave_number=2"])
+    assert cfg.optimizer == "lm" and cfg.model_args == {"widths": [16, 16]} and cfg.steps == 7
+    assert cfg.pde_args == {"dim": 3} and cfg.params == {"wave_number": 2}
+    assert PINNConfig.from_yaml(cfg.to_yaml()) == cfg
+    with pytest.raises(UserError, match="allowed: .*engd"):
+        PINNConfig(optimizer="sgd")
+    with pytest.raises(UserError, match="did you mean 'steps'"):
+        PINNConfig().apply_overrides(["stpes=3"])
+    with pytest.raises(UserError, match="adam_steps"):
+        PINNConfig(optimizer="adam+lbfgs")
+    with pytest.raises(UserError, match="no pointwise residual"):
+        get_pinn_pde("darcy")
+    with pytest.raises(UserError, match="no parameter 'nu'"):
+        build_problem(PINNConfig(params={"nu": 1.0}))
+    with pytest.raises(UserError, match="in_dim"):
+        build_problem(PINNConfig(model_args={"in_dim": 3}))
+
+
+def test_build_problem_in_5d():
+    cfg = PINNConfig(pde_args={"dim": 5}, n_interior=64, n_boundary=20, sampler="sobol", eval_points=100,
+                     model_args={"widths": [8]})
+    prob = build_problem(cfg)
+    assert prob.model.config["in_dim"] == 5 and prob.x_interior.shape == (64, 5)
+    assert prob.x_boundary.shape == (20, 5) and prob.u_test.shape == (100, 1)
+    r, J = prob.residual.jacobian()
+    assert r.shape == (84,) and J.shape == (84, prob.residual.numel)
+
+
+@pytest.mark.parametrize("optimizer,extra", [("adam", {}), ("adam+lbfgs", {"adam_steps": 5}), ("lm", {})])
+def test_train_pinn_writes_a_complete_run_directory(tmp_path, optimizer, extra):
+    out = tmp_path / "run"
+    cfg = PINNConfig(optimizer=optimizer, steps=6, eval_every=3, n_interior=25, n_boundary=8, eval_points=100,
+                     model_args={"widths": [6]}, out=str(out), progress=False, **extra)
+    run_dir = train_pinn(cfg)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml", "log.csv", "metrics.json", "model.pt"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["optimizer"] == optimizer and metrics["n_interior"] == 25 and metrics["n_boundary"] == 8
+    assert math.isfinite(metrics["rel_l2"]) and metrics["steps"] > 0
+    resolved = PINNConfig.from_yaml(run_dir / "config.yaml")
+    assert resolved.model_args["in_dim"] == 2 and resolved.model_args["dtype"] == "float64"
+    model = load_model(run_dir / "model.pt")
+    prob = build_problem(resolved)
+    prob.model.load_state_dict(model.state_dict())
+    assert prob.relative_l2() == pytest.approx(metrics["rel_l2"], rel=1e-12)
+    rows = (run_dir / "log.csv").read_text().splitlines()
+    assert rows[0] == "step,phase,loss,rel_l2,seconds,step_size" and len(rows) >= 3
+    with pytest.raises(UserError, match="not empty"):
+        train_pinn(cfg)
+
+
+@pytest.mark.parametrize("clock", ["wall", "process"])
+def test_time_limit_stops_the_run_on_the_chosen_clock(clock):
+    cfg = PINNConfig(optimizer="adam", steps=10 ** 7, eval_every=5, time_limit_minutes=0.002, clock=clock,
+                     n_interior=16, n_boundary=8, eval_points=64, model_args={"widths": [4]}, progress=False)
+    out = fit_pinn(build_problem(cfg), cfg)
+    m = out["metrics"]
+    assert m["stop_reason"] == "time limit" and m["clock"] == clock and 0 < m["steps"] < 10 ** 7
+    assert m["seconds"] == m[f"{clock}_seconds"]
+    assert m["seconds"] >= 0.12 and out["log"][-1]["seconds"] == pytest.approx(m["seconds"], abs=0.05)
