@@ -34,8 +34,62 @@ TASK_MODES = ("one_shot", "window")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
+class YamlConfig:
+    """Conversions shared by the config dataclasses: dict and YAML round trips with checked keys.
+
+    Subclasses are dataclasses; ``_kind`` names them in error messages.
+    """
+
+    _kind = "config"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form, as written to YAML and stored in checkpoints."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def check_key(cls, key: str) -> None:
+        """``UserError`` naming ``key``, the closest allowed key and all allowed keys, if unknown."""
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(f"unknown {cls._kind} key {key!r}{hint}; allowed: {', '.join(allowed)}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]):
+        """A config from a mapping; unknown keys raise :class:`UserError` listing the allowed keys."""
+        if not isinstance(values, Mapping):
+            raise UserError(f"a {cls._kind} must be a mapping of keys to values, got {type(values).__name__}")
+        for key in values:
+            cls.check_key(str(key))
+        return cls(**dict(values))
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """The config as YAML text; also written to ``path`` when given."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_yaml(cls, source: str | Path):
+        """A config from a YAML file path (or YAML text containing a newline)."""
+        if isinstance(source, str) and "\n" in source:
+            text = source
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise UserError(f"config file {str(path)!r} does not exist")
+            text = path.read_text()
+        try:
+            values = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise UserError(f"config is not valid YAML: {err}") from None
+        return cls.from_dict(values or {})
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(YamlConfig):
     """Everything a training run depends on; a run directory stores it resolved as ``config.yaml``.
 
     Data:
@@ -127,43 +181,6 @@ class TrainConfig:
 
         check_choice("model", self.model, MODELS.names())
 
-    # ---- conversions ---------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-Python form (the task as a dict), as written to YAML and stored in checkpoints."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
-        """A config from a mapping; unknown keys raise :class:`UserError` listing the allowed keys."""
-        if not isinstance(values, Mapping):
-            raise UserError(f"a training config must be a mapping of keys to values, got {type(values).__name__}")
-        for key in values:
-            _check_key(str(key))
-        return cls(**dict(values))
-
-    def to_yaml(self, path: str | Path | None = None) -> str:
-        """The config as YAML text; also written to ``path`` when given."""
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
-
-    @classmethod
-    def from_yaml(cls, source: str | Path) -> "TrainConfig":
-        """A config from a YAML file path (or YAML text containing a newline)."""
-        if isinstance(source, str) and "\n" in source:
-            text = source
-        else:
-            path = Path(source)
-            if not path.is_file():
-                raise UserError(f"config file {str(path)!r} does not exist")
-            text = path.read_text()
-        try:
-            values = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise UserError(f"config is not valid YAML: {err}") from None
-        return cls.from_dict(values or {})
-
     def apply_overrides(self, overrides: Sequence[str]) -> "TrainConfig":
         """A new config with ``key=value`` overrides applied (see the module docstring for the syntax)."""
         values = self.to_dict()
@@ -173,7 +190,7 @@ class TrainConfig:
             if not sep or not key:
                 raise UserError(f"override {item!r} is not of the form key=value")
             head, _, sub = key.partition(".")
-            _check_key(head)
+            self.check_key(head)
             if not sub:
                 values[head] = raw.strip()
                 continue
@@ -203,14 +220,6 @@ def resolve_device(name: str | torch.device) -> torch.device:
 
 def _field_types() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
-
-
-def _check_key(key: str) -> None:
-    allowed = [f.name for f in dataclasses.fields(TrainConfig)]
-    if key not in allowed:
-        close = difflib.get_close_matches(key, allowed, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UserError(f"unknown config key {key!r}{hint}; allowed: {', '.join(allowed)}")
 
 
 def _positive(name: str, value, allow_zero: bool = False) -> None:

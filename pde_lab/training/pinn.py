@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import difflib
 import json
 import math
 import os
@@ -42,14 +41,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-import yaml
 from scipy.stats import qmc
 
 from ..errors import UserError, check_choice
-from ..operators import pinn as _pinn  # noqa: F401  (registers pinn_mlp until operators/__init__ imports it)
 from ..operators.base import MODELS, Operator, build_model, model_parameters, save_model
 from ..optim import ENGD, LBFGS, GaussNewton, LevenbergMarquardt, PointwiseResidual, model_terms
-from .config import _DEVICE, _coerce, _parse_scalar, resolve_device
+from .config import _DEVICE, YamlConfig, _coerce, _parse_scalar, resolve_device
 
 PINN_OPTIMIZERS = ("adam", "lbfgs", "adam+lbfgs", "engd", "gauss_newton", "lm")
 SAMPLERS = ("grid", "uniform", "sobol")
@@ -58,7 +55,7 @@ _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 @dataclass
-class PINNConfig:
+class PINNConfig(YamlConfig):
     """Everything a PINN run depends on; the run directory stores it resolved as ``config.yaml``.
 
     Problem:
@@ -92,6 +89,8 @@ class PINNConfig:
         seed, dtype (``float64`` or ``float32``), device (``cpu``, ``cuda``, ``cuda:N`` or ``auto``),
         out (run directory), overwrite, progress.
     """
+
+    _kind = "PINN config"
 
     pde: str = "poisson"
     pde_args: dict[str, Any] = field(default_factory=dict)
@@ -139,41 +138,6 @@ class PINNConfig:
         if self.time_limit_minutes is not None and self.time_limit_minutes <= 0:
             raise UserError(f"time_limit_minutes must be positive, got {self.time_limit_minutes!r}")
 
-    # ---- conversions (the same conventions as TrainConfig) -------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "PINNConfig":
-        """A config from a mapping; unknown keys raise :class:`UserError` listing the allowed keys."""
-        if not isinstance(values, Mapping):
-            raise UserError(f"a PINN config must be a mapping, got {type(values).__name__}")
-        for key in values:
-            _check_key(str(key))
-        return cls(**dict(values))
-
-    def to_yaml(self, path: str | Path | None = None) -> str:
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
-
-    @classmethod
-    def from_yaml(cls, source: str | Path) -> "PINNConfig":
-        """A config from a YAML file (or YAML text containing a newline)."""
-        if isinstance(source, str) and "\n" in source:
-            text = source
-        else:
-            path = Path(source)
-            if not path.is_file():
-                raise UserError(f"config file {str(path)!r} does not exist")
-            text = path.read_text()
-        try:
-            values = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise UserError(f"config is not valid YAML: {err}") from None
-        return cls.from_dict(values or {})
-
     def apply_overrides(self, overrides: Sequence[str]) -> "PINNConfig":
         """A new config with ``key=value`` overrides; dict keys take ``model_args.width=64``."""
         values = self.to_dict()
@@ -183,7 +147,7 @@ class PINNConfig:
             if not sep or not key:
                 raise UserError(f"override {item!r} is not of the form key=value")
             head, _, sub = key.partition(".")
-            _check_key(head)
+            self.check_key(head)
             if not sub:
                 values[head] = raw.strip()
             elif isinstance(values[head], dict):
@@ -193,20 +157,11 @@ class PINNConfig:
         return type(self).from_dict(values)
 
 
-def _check_key(key: str) -> None:
-    allowed = [f.name for f in dataclasses.fields(PINNConfig)]
-    if key not in allowed:
-        close = difflib.get_close_matches(key, allowed, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UserError(f"unknown PINN config key {key!r}{hint}; allowed: {', '.join(allowed)}")
-
-
 # ---- the PDE side ----------------------------------------------------------------------------------
 def get_pinn_pde(name: str, **pde_args: Any):
     """An instance of PDE ``name`` built with ``pde_args``; :class:`UserError` unless it has the
     pointwise-residual interface."""
     from ..pdes import PDES
-    from ..pdes import poisson  # noqa: F401  (registers it until pdes/__init__ imports it)
 
     cls = PDES.get(name)
     try:
