@@ -23,7 +23,8 @@ from ..errors import UserError
 from ..grids import CartesianGrid
 from ..solvers import projection as proj
 from . import PDES
-from .base import PDE, BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task
+from .projection_flow import ProjectionFlowPDE
+from .base import BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task
 
 __all__ = ["LidDrivenCavity", "GHIA_U_MIN", "centreline_minimum", "run_ghia"]
 
@@ -32,7 +33,7 @@ GHIA_U_MIN = {100: (-0.21090, 0.4531), 400: (-0.32726, 0.2813), 1000: (-0.38289,
 
 
 @PDES.register("lid_driven_cavity")
-class LidDrivenCavity(PDE):
+class LidDrivenCavity(ProjectionFlowPDE):
     """Lid-driven cavity on ``[0, 1]²``, fluid at rest at ``t = 0``.
 
     Fields on the ``(n, n)`` cell centres: ``velocity`` ``(T, n, n, 2)`` and ``pressure`` ``(T, n, n)``
@@ -75,14 +76,6 @@ class LidDrivenCavity(PDE):
     default_resolution = 128
     default_task = Task("window", 1, 1)
 
-    def __init__(self, n_snapshots: int = 21, cfl: float = 0.5, diffusion_number: float = 0.8,
-                 pe_max: float = 10.0, max_courant: float = 1.5):
-        if int(n_snapshots) < 2:
-            raise UserError(f"n_snapshots must be at least 2, got {n_snapshots}")
-        self.n_snapshots = int(n_snapshots)
-        self.solver_options = {"cfl": float(cfl), "diffusion_number": float(diffusion_number),
-                               "pe_max": float(pe_max), "max_courant": float(max_courant)}
-
     def grid(self, resolution: int) -> CartesianGrid:
         """Bounded grid on ``[0, 1]²`` with ``resolution × resolution`` cells."""
         n = int(resolution)
@@ -123,38 +116,12 @@ class LidDrivenCavity(PDE):
             FlowBlowUpError: a sample blew up; the message names its parameters.
         """
         _check_grid(grid)
-        if len(instances) == 0:
-            raise ValueError(f"{self.name}.solve needs at least one instance")
-        defaults = self.default_params()
-        t_finals = {float(inst.params.get("t_final", defaults["t_final"])) for inst in instances}
-        if len(t_finals) != 1:
-            raise UserError(f"instances solved together need one t_final, got {sorted(t_finals)}")
-        t_final = t_finals.pop()
-        if not t_final > 0:
-            raise UserError(f"t_final must be positive, got {t_final}")
-        times = np.linspace(0.0, t_final, self.n_snapshots)
-        B, n = len(instances), tuple(grid.shape)
-        vel = np.zeros((B, times.size, *n, 2))
-        pres = np.zeros((B, times.size, *n))
-        steps = np.zeros(B, dtype=np.int64)
-        per = {k: np.zeros(B) for k in ("dt_min", "dt_max", "max_courant", "max_divergence")}
-        settings = None
-        for b, inst in enumerate(instances):
-            params = {**defaults, **inst.params}
-            solver = proj.ProjectionSolver(grid, self.viscosity(params),
-                                           self.boundary_conditions_for(params["lid_velocity"]),
-                                           **self.solver_options)
-            solver.set_state()
-            try:
-                res = solver.run(times)
-            except proj.FlowBlowUpError as err:
-                raise proj.FlowBlowUpError(f"{self.name} sample with parameters {inst.params} blew up: {err}") from err
-            vel[b] = np.stack([res.u, res.v], axis=-1)
-            pres[b] = res.p
-            steps[b] = res.steps
-            per["dt_min"][b], per["dt_max"][b] = res.dt_min, res.dt_max
-            per["max_courant"][b], per["max_divergence"][b] = res.max_courant, res.max_divergence
-            settings = solver.settings()
+        times = self.snapshot_times(instances)
+        vel, pres, steps, per, settings = self.run_samples(
+            instances, grid, times,
+            lambda params, inst: proj.ProjectionSolver(grid, self.viscosity(params),
+                                                       self.boundary_conditions_for(params["lid_velocity"]),
+                                                       **self.solver_options))
         settings.update({"n_snapshots": self.n_snapshots, "initial_state": "rest, impulsively started lid",
                          "pressure": "zero mean; frame 0 after the first step",
                          "solve_device": "cpu", "requested_device": str(device)})

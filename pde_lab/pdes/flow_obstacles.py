@@ -34,7 +34,8 @@ from ..grids import CartesianGrid
 from ..solvers import geometry as geo
 from ..solvers import projection as proj
 from . import PDES
-from .base import PDE, BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task
+from .projection_flow import ProjectionFlowPDE
+from .base import BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task
 
 __all__ = ["FlowObstacles", "run_dfg", "DFG_REFERENCE"]
 
@@ -80,7 +81,7 @@ def _make_levels() -> dict[str, Level]:
 
 
 @PDES.register("navier_stokes_obstacles")
-class FlowObstacles(PDE):
+class FlowObstacles(ProjectionFlowPDE):
     """Incompressible channel flow past obstacles on ``[0, 2]²`` (MAC projection solver).
 
     Fields on the ``(n, n)`` cell centres: static inputs ``mask`` (1 in obstacle cells) and ``sdf``
@@ -127,14 +128,6 @@ class FlowObstacles(PDE):
     solver = "MAC projection (masked cells)"
     default_resolution = 128
     default_task = Task("window", 1, 1)
-
-    def __init__(self, n_snapshots: int = 21, cfl: float = 0.5, diffusion_number: float = 0.8,
-                 pe_max: float = 10.0, max_courant: float = 1.5):
-        if int(n_snapshots) < 2:
-            raise UserError(f"n_snapshots must be at least 2, got {n_snapshots}")
-        self.n_snapshots = int(n_snapshots)
-        self.solver_options = {"cfl": float(cfl), "diffusion_number": float(diffusion_number),
-                               "pe_max": float(pe_max), "max_courant": float(max_courant)}
 
     # ---- grid and sampling -------------------------------------------------------------------
     def grid(self, resolution: int) -> CartesianGrid:
@@ -255,40 +248,17 @@ class FlowObstacles(PDE):
             FlowBlowUpError: a sample blew up; the message names its parameters.
         """
         self._check_grid(grid)
-        if len(instances) == 0:
-            raise ValueError(f"{self.name}.solve needs at least one instance")
-        t_finals = {float(inst.params.get("t_final", self.default_params()["t_final"])) for inst in instances}
-        if len(t_finals) != 1:
-            raise UserError(f"instances solved together need one t_final, got {sorted(t_finals)}")
-        t_final = t_finals.pop()
-        if not t_final > 0:
-            raise UserError(f"t_final must be positive, got {t_final}")
-        times = np.linspace(0.0, t_final, self.n_snapshots)
-        B, n = len(instances), grid.shape
-        out = {"mask": np.zeros((B, *n)), "sdf": np.zeros((B, *n)),
-               "velocity": np.zeros((B, times.size, *n, 2)), "pressure": np.zeros((B, times.size, *n))}
-        steps = np.zeros(B, dtype=np.int64)
-        per = {k: np.zeros(B) for k in ("dt_min", "dt_max", "max_courant", "max_divergence", "factor_time")}
-        settings = None
-        for b, inst in enumerate(instances):
-            params = {**self.default_params(), **inst.params}
-            mask = np.asarray(inst.inputs["mask"], dtype=np.float64)
-            solver = proj.ProjectionSolver(grid, self.viscosity(params),
-                                           self.boundary_conditions_for(grid, params["u_max"]),
-                                           solid=mask > 0.5, **self.solver_options)
-            solver.set_state()
-            try:
-                res = solver.run(times)
-            except proj.FlowBlowUpError as err:
-                raise proj.FlowBlowUpError(f"{self.name} sample with parameters {inst.params} blew up: {err}") from err
-            out["mask"][b], out["sdf"][b] = mask, inst.inputs["sdf"]
-            out["velocity"][b] = np.stack([res.u, res.v], axis=-1)
-            out["pressure"][b] = res.p
-            steps[b] = res.steps
-            per["dt_min"][b], per["dt_max"][b] = res.dt_min, res.dt_max
-            per["max_courant"][b], per["max_divergence"][b] = res.max_courant, res.max_divergence
-            per["factor_time"][b] = solver.factor_time
-            settings = solver.settings()
+        times = self.snapshot_times(instances)
+        masks = [np.asarray(inst.inputs["mask"], dtype=np.float64) for inst in instances]
+        vel, pres, steps, per, settings = self.run_samples(
+            instances, grid, times,
+            lambda params, inst: proj.ProjectionSolver(grid, self.viscosity(params),
+                                                       self.boundary_conditions_for(grid, params["u_max"]),
+                                                       solid=np.asarray(inst.inputs["mask"]) > 0.5,
+                                                       **self.solver_options))
+        out = {"mask": np.stack(masks), "sdf": np.stack([np.asarray(inst.inputs["sdf"], dtype=np.float64)
+                                                         for inst in instances]),
+               "velocity": vel, "pressure": pres}
         settings.update({
             "n_snapshots": self.n_snapshots,
             "initial_state": "rest, impulsive inlet: potential flow at t = 0",
