@@ -64,6 +64,17 @@ class YamlConfig:
             cls.check_key(str(key))
         return cls(**dict(values))
 
+    @classmethod
+    def split_override(cls, item: str) -> tuple[str, str, str]:
+        """``"head.sub=raw"`` → ``(head, sub, raw)`` with ``head`` a known key (``sub`` may be empty)."""
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"override {item!r} is not of the form key=value")
+        head, _, sub = key.partition(".")
+        cls.check_key(head)
+        return head, sub, raw
+
     def to_yaml(self, path: str | Path | None = None) -> str:
         """The config as YAML text; also written to ``path`` when given."""
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
@@ -185,12 +196,7 @@ class TrainConfig(YamlConfig):
         """A new config with ``key=value`` overrides applied (see the module docstring for the syntax)."""
         values = self.to_dict()
         for item in overrides:
-            key, sep, raw = item.partition("=")
-            key = key.strip()
-            if not sep or not key:
-                raise UserError(f"override {item!r} is not of the form key=value")
-            head, _, sub = key.partition(".")
-            self.check_key(head)
+            head, sub, raw = self.split_override(item)
             if not sub:
                 values[head] = raw.strip()
                 continue
@@ -199,7 +205,7 @@ class TrainConfig(YamlConfig):
             elif head == "task":
                 task_fields = [f.name for f in dataclasses.fields(Task)]
                 if sub not in task_fields:
-                    raise UserError(f"unknown config key {key!r}; allowed: "
+                    raise UserError(f"unknown config key {head + '.' + sub!r}; allowed: "
                                     + ", ".join(f"task.{n}" for n in task_fields))
                 values["task"] = {**(values["task"] or dataclasses.asdict(Task())), sub: raw.strip()}
             else:

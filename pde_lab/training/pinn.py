@@ -142,12 +142,7 @@ class PINNConfig(YamlConfig):
         """A new config with ``key=value`` overrides; dict keys take ``model_args.width=64``."""
         values = self.to_dict()
         for item in overrides:
-            key, sep, raw = item.partition("=")
-            key = key.strip()
-            if not sep or not key:
-                raise UserError(f"override {item!r} is not of the form key=value")
-            head, _, sub = key.partition(".")
-            self.check_key(head)
+            head, sub, raw = self.split_override(item)
             if not sub:
                 values[head] = raw.strip()
             elif isinstance(values[head], dict):
