@@ -12,7 +12,8 @@ import pde_lab
 from pde_lab.errors import UserError
 from pde_lab.pdes import PDES, Instance
 from pde_lab.pdes.advection import Advection1D, advection_solution
-from pde_lab.pdes.heat import Heat1D, Heat2D, PeriodicSemilinearPDE, heat_solution
+from pde_lab.pdes.heat import Heat1D, Heat2D, heat_solution
+from pde_lab.pdes.periodic_semilinear import PeriodicSemilinearPDE
 
 SUITE = {"heat_1d", "heat_2d", "advection_1d", "allen_cahn_1d", "allen_cahn_2d", "kuramoto_sivashinsky_1d",
          "fisher_kpp_1d", "gray_scott_2d"}

@@ -20,7 +20,7 @@ import torch
 
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
-from .heat import PeriodicSemilinearPDE, normalized_grf
+from .periodic_semilinear import PeriodicSemilinearPDE, normalized_grf
 
 __all__ = ["Advection1D", "advection_solution"]
 

@@ -35,7 +35,7 @@ from ..errors import check_positive
 from ..solvers.semilinear import PeriodicBox, solver_size
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
-from .heat import PeriodicSemilinearPDE, normalized_grf
+from .periodic_semilinear import PeriodicSemilinearPDE, normalized_grf
 
 __all__ = ["AllenCahn", "AllenCahn1D", "AllenCahn2D", "kink_pair"]
 
@@ -64,7 +64,7 @@ def kink_pair(x: np.ndarray, nu: float, a: float, b: float) -> np.ndarray:
 class AllenCahn(PeriodicSemilinearPDE):
     """Allen–Cahn ``u_t = ν Δu + u − u³`` on the periodic unit interval/square, random initial state.
 
-    Args: see :class:`pde_lab.pdes.heat.PeriodicSemilinearPDE`, plus
+    Args: see :class:`pde_lab.pdes.periodic_semilinear.PeriodicSemilinearPDE`, plus
         reaction_number: bound on ``3 dt`` (accuracy).
         stability_number: bound on ``dt · 3 max(1, max|u0|)²``.
     """

@@ -35,7 +35,7 @@ from ..errors import check_positive
 from ..solvers.semilinear import PeriodicBox, solver_size
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
-from .heat import PeriodicSemilinearPDE, normalized_grf
+from .periodic_semilinear import PeriodicSemilinearPDE, normalized_grf
 
 __all__ = ["FisherKPP1D", "ablowitz_zeppetella"]
 
@@ -69,7 +69,7 @@ def ablowitz_zeppetella(x: np.ndarray, t: float | np.ndarray, D: float = 1.0, r:
 class FisherKPP1D(PeriodicSemilinearPDE):
     """Fisher–KPP ``u_t = D u_xx + r u(1 − u)`` on ``[0, 1)`` periodic, random patchy initial population.
 
-    Args: see :class:`pde_lab.pdes.heat.PeriodicSemilinearPDE`, plus
+    Args: see :class:`pde_lab.pdes.periodic_semilinear.PeriodicSemilinearPDE`, plus
         reaction_number: bound on ``dt · r max|1 − 2u|``.
     """
 

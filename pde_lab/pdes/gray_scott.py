@@ -43,7 +43,7 @@ from ..errors import check_positive
 from ..solvers.semilinear import PeriodicBox, solver_size
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
-from .heat import PeriodicSemilinearPDE, normalized_grf
+from .periodic_semilinear import PeriodicSemilinearPDE, normalized_grf
 
 __all__ = ["GrayScott2D", "uniform_steady_states"]
 
@@ -67,7 +67,7 @@ def uniform_steady_states(F: float, k: float) -> list[tuple[float, float]]:
 class GrayScott2D(PeriodicSemilinearPDE):
     """Gray–Scott reaction–diffusion on ``[0, 1)²`` periodic; fields ``u`` (feed) and ``v`` (activator).
 
-    Args: see :class:`pde_lab.pdes.heat.PeriodicSemilinearPDE`, plus
+    Args: see :class:`pde_lab.pdes.periodic_semilinear.PeriodicSemilinearPDE`, plus
         reaction_number: bound on ``dt`` times the reaction rate estimate.
         resolution_factor: solver spacing over the ``v`` decay length ``√(D_v/(F + k))``.
     """

@@ -40,7 +40,7 @@ from ..solvers.semilinear import PeriodicBox, solver_size
 from ..solvers.spectral import imaginary_factor, multiply_imaginary
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
-from .heat import PeriodicSemilinearPDE, normalized_grf
+from .periodic_semilinear import PeriodicSemilinearPDE, normalized_grf
 
 __all__ = ["KuramotoSivashinsky1D"]
 
@@ -49,7 +49,7 @@ __all__ = ["KuramotoSivashinsky1D"]
 class KuramotoSivashinsky1D(PeriodicSemilinearPDE):
     """Kuramoto–Sivashinsky ``u_t + u u_x + u_xx + u_xxxx = 0`` on ``[0, L)``, stored on ``ξ = x/L``.
 
-    Args: see :class:`pde_lab.pdes.heat.PeriodicSemilinearPDE`, plus
+    Args: see :class:`pde_lab.pdes.periodic_semilinear.PeriodicSemilinearPDE`, plus
         advection_number: bound on ``dt · max(3, max|u0|)``.
         kappa_resolved: wavenumber (in ``x`` units) the solver grid must retain.
     """
