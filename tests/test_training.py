@@ -332,3 +332,17 @@ def test_training_on_cuda_matches_cpu_closely(tmp_path):
     assert next(gpu.model.parameters()).is_cuda
     np.testing.assert_allclose([r["train_loss"] for r in cpu.log], [r["train_loss"] for r in gpu.log], rtol=1e-3)
     torch.testing.assert_close(gpu.predict(valid_ds.x), cpu.predict(valid_ds.x), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["soap", "shampoo", "adamw"])
+def test_operator_training_with_the_preconditioned_optimizers(tmp_path, optimizer):
+    """SOAP and Shampoo (pytorch-optimizer) drive the operator trainer like Adam; a misspelt argument is named."""
+    train_ds, valid_ds = antiderivative_data(32, 32, seed=0), antiderivative_data(8, 32, seed=1)
+    config = tiny_config(tmp_path, epochs=6, batch_size=8, lr=3e-3, optimizer=optimizer)
+    run_dir = fit(tiny_model(config, train_ds), train_ds, valid_ds, config, tmp_path / "run")
+    with (run_dir / "log.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert float(rows[-1]["valid_loss"]) < float(rows[0]["valid_loss"])
+    bad = tiny_config(tmp_path, optimizer=optimizer, optimizer_args={"betaz": 0.9})
+    with pytest.raises(UserError, match="rejects arguments"):
+        fit(tiny_model(bad, train_ds), train_ds, valid_ds, bad, tmp_path / "run2")

@@ -26,9 +26,10 @@ import torch
 import yaml
 
 from ..errors import UserError, check_choice
+from ..optim.first_order import FIRST_ORDER
 from ..pdes.base import Task
 
-OPTIMIZERS = ("adam", "adamw")
+OPTIMIZERS = tuple(FIRST_ORDER)
 SCHEDULERS = ("cosine", "step", "none")
 TASK_MODES = ("one_shot", "window")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
@@ -116,7 +117,8 @@ class TrainConfig(YamlConfig):
         model_args: constructor arguments of the model; ``in_channels``, ``out_channels`` and
             ``n_dims`` are filled in from the data when the model takes them.
     Optimisation:
-        optimizer: ``adam`` or ``adamw``; optimizer_args: extra keyword arguments (``betas``, ``eps``).
+        optimizer: ``adam``, ``adamw``, ``soap`` or ``shampoo`` (:mod:`pde_lab.optim.first_order`);
+            optimizer_args: extra keyword arguments (``betas``, ``eps``, ``precondition_frequency``).
         lr, weight_decay: learning rate and weight decay.
         scheduler: ``step`` (multiply by ``gamma`` every ``step_size`` epochs), ``cosine`` (cosine
             decay to zero over ``epochs``) or ``none``; stepped once per epoch.

@@ -12,10 +12,13 @@ paper's set-up), ``uniform`` (i.i.d. uniform) or ``sobol`` (scrambled Sobol, ``s
 boundary points are spread evenly over the faces ``pde.pinn_boundary_faces(params)`` (all faces when
 a PDE does not define it). They are drawn once, from ``seed``.
 
-Optimizers: ``adam``; ``lbfgs`` (strong-Wolfe, :mod:`pde_lab.optim.lbfgs`); ``adam+lbfgs``
-(``adam_steps`` of Adam, then ``steps`` of L-BFGS); ``engd`` (energy natural gradient with grid line
-search); ``gauss_newton``; ``lm`` (Levenberg–Marquardt). ``optimizer_args`` go to the optimizer's
-constructor.
+Optimizers: first order ``adam``, ``soap``, ``shampoo`` (:mod:`pde_lab.optim.first_order`),
+``multiadam`` (per-term moments) and ``config`` (ConFIG's conflict-free direction, then Adam); ``lbfgs``
+(strong-Wolfe, :mod:`pde_lab.optim.lbfgs`); ``adam+lbfgs`` (``adam_steps`` of Adam, then ``steps``
+of L-BFGS); ``engd`` (energy natural gradient with grid line search); ``spring`` (ENGD with SPRING
+momentum); ``gauss_newton``; ``lm`` (Levenberg–Marquardt). ``optimizer_args`` go to the optimizer's
+constructor. ``multiadam`` and ``config`` see the loss as its terms (interior, boundary), each
+``½ mean r²`` of its block.
 
 Run directory::
 
@@ -45,10 +48,13 @@ from scipy.stats import qmc
 
 from ..errors import UserError, check_choice
 from ..operators.base import MODELS, Operator, build_model, model_parameters, save_model
-from ..optim import ENGD, LBFGS, GaussNewton, LevenbergMarquardt, PointwiseResidual, model_terms
+from ..optim import ENGD, LBFGS, SPRING, ConFIG, GaussNewton, LevenbergMarquardt, MultiAdam, PointwiseResidual, model_terms
+from ..optim.first_order import build_first_order
 from .config import _DEVICE, YamlConfig, _coerce, _parse_scalar, resolve_device
 
-PINN_OPTIMIZERS = ("adam", "lbfgs", "adam+lbfgs", "engd", "gauss_newton", "lm")
+FIRST_ORDER_PINN = ("adam", "soap", "shampoo", "multiadam", "config")
+SECOND_ORDER_PINN = {"engd": ENGD, "spring": SPRING, "gauss_newton": GaussNewton, "lm": LevenbergMarquardt}
+PINN_OPTIMIZERS = (*FIRST_ORDER_PINN, "lbfgs", "adam+lbfgs", *SECOND_ORDER_PINN)
 SAMPLERS = ("grid", "uniform", "sobol")
 LOG_COLUMNS = ("step", "phase", "loss", "rel_l2", "seconds", "step_size")
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -69,11 +75,12 @@ class PINNConfig(YamlConfig):
         n_interior, n_boundary: collocation points (``grid`` rounds to a full grid).
         sampler: ``grid``, ``uniform`` or ``sobol``.
     Optimisation:
-        optimizer: one of ``adam``, ``lbfgs``, ``adam+lbfgs``, ``engd``, ``gauss_newton``, ``lm``.
+        optimizer: one of ``adam``, ``soap``, ``shampoo``, ``multiadam``, ``config``, ``lbfgs``,
+            ``adam+lbfgs``, ``engd``, ``spring``, ``gauss_newton``, ``lm``.
         optimizer_args: constructor arguments of the optimizer (e.g. ``{solver: lstsq,
             adaptive_damping: true}`` for ENGD, ``{history_size: 50}`` for L-BFGS, ``{betas: [0.9,
             0.999]}`` for Adam; for ``adam+lbfgs`` they go to L-BFGS).
-        lr: Adam's learning rate; lr_decay: Adam's learning rate is multiplied by this every 1000 steps.
+        lr: the first-order optimizers' learning rate; lr_decay: it is multiplied by this every 1000 steps.
         steps: iterations of the optimizer (of L-BFGS for ``adam+lbfgs``).
         adam_steps: Adam iterations before L-BFGS in ``adam+lbfgs``.
         time_limit_minutes: stop after this much optimisation time (checked every ``eval_every``
@@ -392,23 +399,49 @@ def _loss_closure(problem: PINNProblem, optimizer: torch.optim.Optimizer):
     return closure
 
 
-def _run_adam(problem: PINNProblem, config: PINNConfig, logger: _Logger, steps: int, start: int) -> tuple[int, str]:
+def _term_closure(problem: PINNProblem):
+    """The loss split into its residual blocks, ``[½‖w_i ρ_i‖²]``, for the term-balancing optimizers."""
+    res = problem.residual
+
+    def closure() -> list[torch.Tensor]:
+        theta = tuple(res.params)
+        blocks = [t.weight * t.residual(theta, t.points).reshape(-1) for t in res.terms]
+        return [0.5 * torch.dot(b, b) for b in blocks]
+
+    return closure
+
+
+def _first_order(problem: PINNProblem, name: str, config: PINNConfig) -> tuple[torch.optim.Optimizer, Any]:
+    """The optimizer ``name`` and the closure its ``step`` takes."""
     params = problem.residual.params
+    args = dict(config.optimizer_args) if config.optimizer == name else {}
+    if name not in ("multiadam", "config"):
+        # no weight decay unless asked: SOAP's default of 0.01 would pull a PINN off its solution
+        opt = build_first_order(name, params, **{"lr": config.lr, "weight_decay": 0.0, **args})
+        return opt, _loss_closure(problem, opt)
     try:
-        adam = torch.optim.Adam(params, lr=config.lr, **(config.optimizer_args if config.optimizer == "adam" else {}))
+        if name == "multiadam":
+            opt = MultiAdam(params, n_terms=len(problem.residual.terms), lr=config.lr, **args)
+        else:
+            opt = ConFIG(params, lr=config.lr, **args)
     except TypeError as err:
-        raise UserError(f"Adam rejects optimizer_args {config.optimizer_args}: {err}") from None
-    closure = _loss_closure(problem, adam)
+        raise UserError(f"optimizer {name!r} rejects optimizer_args {args}: {err}") from None
+    return opt, _term_closure(problem)
+
+
+def _run_first_order(problem: PINNProblem, config: PINNConfig, logger: _Logger, steps: int, start: int,
+                     name: str) -> tuple[int, str]:
+    opt, closure = _first_order(problem, name, config)
     for k in range(steps):
-        for group in adam.param_groups:
+        for group in opt.param_groups:
             group["lr"] = config.lr * config.lr_decay ** (k / 1000.0)
-        loss = adam.step(closure).detach()
+        loss = opt.step(closure).detach()
         step = start + k + 1
         if not math.isfinite(float(loss)):
-            logger.log(step, "adam", float(loss))
+            logger.log(step, name, float(loss))
             return step, "non-finite loss"
         if step % config.eval_every == 0 or k == steps - 1:
-            logger.log(step, "adam", None, adam.param_groups[0]["lr"])
+            logger.log(step, name, None, opt.param_groups[0]["lr"])
             if logger.out_of_time():
                 return step, "time limit"
     return start + steps, "max steps"
@@ -434,9 +467,8 @@ def _run_lbfgs(problem: PINNProblem, config: PINNConfig, logger: _Logger, steps:
 
 
 def _run_second_order(problem: PINNProblem, config: PINNConfig, logger: _Logger) -> tuple[int, str]:
-    kinds = {"engd": ENGD, "gauss_newton": GaussNewton, "lm": LevenbergMarquardt}
     try:
-        opt = kinds[config.optimizer](problem.residual.params, **config.optimizer_args)
+        opt = SECOND_ORDER_PINN[config.optimizer](problem.residual.params, **config.optimizer_args)
     except TypeError as err:
         raise UserError(f"optimizer {config.optimizer!r} rejects optimizer_args {config.optimizer_args}: {err}") from None
     for k in range(config.steps):
@@ -489,12 +521,12 @@ def fit_pinn(problem: PINNProblem, config: PINNConfig) -> dict[str, Any]:
     logger = _Logger(problem, config)
     logger.log(0, "init")
     logger.restart()  # the clocks start with the optimiser, after the initial evaluation
-    if config.optimizer == "adam":
-        steps, reason = _run_adam(problem, config, logger, config.steps, 0)
+    if config.optimizer in FIRST_ORDER_PINN:
+        steps, reason = _run_first_order(problem, config, logger, config.steps, 0, config.optimizer)
     elif config.optimizer == "lbfgs":
         steps, reason = _run_lbfgs(problem, config, logger, config.steps, 0)
     elif config.optimizer == "adam+lbfgs":
-        steps, reason = _run_adam(problem, config, logger, config.adam_steps, 0)
+        steps, reason = _run_first_order(problem, config, logger, config.adam_steps, 0, "adam")
         if reason == "max steps":
             steps, reason = _run_lbfgs(problem, config, logger, config.steps, steps)
     else:

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..operators.base import Operator, build_model, data_arguments
+from ..optim.first_order import build_first_order
 from .checkpoint import Normalizer, load_checkpoint, predict_batch, save_checkpoint
 from .config import TrainConfig, resolve_device
 
@@ -93,13 +94,8 @@ def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer named by ``config.optimizer`` over ``model``'s parameters."""
-    factories: dict[str, Callable[..., torch.optim.Optimizer]] = {
-        "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
     kwargs = {"lr": config.lr, "weight_decay": config.weight_decay, **config.optimizer_args}
-    try:
-        return factories[config.optimizer](model.parameters(), **kwargs)
-    except TypeError as err:
-        raise UserError(f"optimizer {config.optimizer!r} rejects optimizer_args {config.optimizer_args}: {err}") from None
+    return build_first_order(config.optimizer, model.parameters(), **kwargs)
 
 
 def lr_factor(config: TrainConfig) -> Callable[[int], float]:
