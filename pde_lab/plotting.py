@@ -1,4 +1,4 @@
-"""Figures for papers: error fields, loss curves, errors by difficulty level, energy spectra.
+"""Figures for papers: error fields, loss curves, errors by difficulty level, rollout errors, energy spectra.
 
 Every function returns a :class:`matplotlib.figure.Figure` and never calls ``plt.show``. Figures are
 built on :class:`~matplotlib.figure.Figure` directly rather than through ``pyplot``, so they work
@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from .errors import UserError
 from .evaluation.metrics import energy_spectrum, spectral_error
 
-__all__ = ["plot_error_field", "plot_error_by_level", "plot_loss_curve", "plot_spectrum"]
+__all__ = ["plot_error_field", "plot_error_by_level", "plot_loss_curve", "plot_rollout_error", "plot_spectrum"]
 
 _PANEL_TITLES = ("truth", "prediction", "|prediction − truth|")
 _EMPTY_SHELL = 1e-12
@@ -537,6 +537,58 @@ def plot_error_by_level(
         ax.legend(frameon=False)
     ax.grid(axis="y", alpha=0.3, which="both")
     ax.set_axisbelow(True)
+    if title is not None:
+        ax.set_title(title)
+    return fig
+
+
+def plot_rollout_error(
+    metrics,
+    *,
+    levels: Sequence[str] | None = None,
+    log: bool = True,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Autoregressive rollout error against time, one curve per difficulty level.
+
+    Args:
+        metrics: the evaluator's output for a window-trained run (a dict, a path to
+            ``metrics.json``, or a run / run directory holding it); each level needs its
+            ``"rollout"`` entry (``times``, ``rel_l2_mean``, ``rel_l2_median``, ``rel_l2_max``).
+        levels: which levels to draw (default: all, in the file's order).
+        log: logarithmic error axis (errors typically grow by orders of magnitude along a rollout).
+        title: axes title.
+        ax: Axes to draw into; a new figure when ``None``.
+
+    Returns:
+        The figure: the mean relative L2 error per frame as a line, the band from the median to the
+        maximum over trajectories shaded.
+    """
+    data = _read_metrics(metrics)
+    entries = data.get("levels") if isinstance(data, Mapping) else None
+    if not entries:
+        raise UserError('metrics need a non-empty "levels" mapping written by `pde-lab evaluate`')
+    names = list(entries) if levels is None else list(levels)
+    for name in names:
+        if name not in entries:
+            raise UserError(f"no level {name!r} in the metrics; they have {', '.join(entries)}")
+        if "rollout" not in entries[name]:
+            raise UserError(f"level {name!r} has no rollout errors: evaluate a run trained on the window task")
+    if ax is None:
+        ax = _new_figure(5.5, 4.0).subplots()
+    fig = ax.figure
+    for i, name in enumerate(names):
+        r = entries[name]["rollout"]
+        t = np.asarray(r["times"], dtype=float)
+        ax.plot(t, r["rel_l2_mean"], color=f"C{i}", label=f"{name} (mean)")
+        ax.fill_between(t, r["rel_l2_median"], r["rel_l2_max"], color=f"C{i}", alpha=0.2, linewidth=0)
+    ax.set_xlabel("t")
+    ax.set_ylabel("relative L2 error")
+    if log:
+        ax.set_yscale("log")
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3, which="both")
     if title is not None:
         ax.set_title(title)
     return fig

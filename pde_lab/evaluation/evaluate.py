@@ -2,7 +2,8 @@
 
 Writes ``metrics.json`` (every metric of :mod:`pde_lab.evaluation.metrics`, per sample and
 summarised, per level and overall, plus the model's and the classical solver's time for the same
-samples) and ``predictions_<split>.h5`` (predictions and truth, for plotting without re-running).
+samples; for a model trained on the ``window`` task also its autoregressive rollout error against
+time per level, see :mod:`~pde_lab.evaluation.rollout`) and ``predictions_<split>.h5`` (predictions and truth, for plotting without re-running).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ..pdes.base import Task
 from ..training.checkpoint import load_run
 from ..training.config import resolve_device
 from .metrics import compute_metrics, summarize
+from .rollout import rollout
 
 
 def _sync(device: torch.device) -> None:
@@ -73,6 +75,8 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
             entry.update(n=len(ds), model_seconds=model_s, solver_seconds=solver_s,
                          speedup=solver_s / model_s if model_s > 0 else None,
                          per_sample={k: v.double().cpu().tolist() for k, v in per_sample.items()})
+            if task.mode == "window" and ds.n_times is not None:
+                entry["rollout"] = rollout(run, ds, batch_size=batch_size).summary()
             result["levels"][level] = entry
             for k, v in per_sample.items():
                 all_metrics.setdefault(k, []).append(v)

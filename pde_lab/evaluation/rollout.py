@@ -1,0 +1,104 @@
+"""Autoregressive rollouts of a window-trained model, and their error against time.
+
+A model trained on the ``window`` task maps ``T_in`` frames to the next ``T_out``. A rollout starts
+from the first ``T_in`` stored frames of each trajectory and feeds the model its own predictions:
+the solution channels of the next input are the last ``T_in`` frames of (input, prediction), while
+the constant channels (coefficients, masks, parameters) keep their values. It runs until the stored
+trajectory ends (whole ``T_out`` blocks only) and is compared frame by frame with the stored truth:
+
+    e_b(t) = ‖û_b(t) − u_b(t)‖₂ / ‖u_b(t)‖₂        (over space and channels, per trajectory b)
+
+which is how error accumulation is reported in the autoregressive-surrogate literature (PDEBench's
+rollout nRMSE, Brandstetter et al.'s pushforward study). The one-step error of the training loss
+is ``e(T_in)`` to ``e(T_in + T_out − 1)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+import torch
+
+from ..datasets.reader import FieldDataset
+from ..errors import UserError
+
+
+@dataclass
+class Rollout:
+    """A rollout over the trajectories of one dataset.
+
+    Attributes:
+        frames: ``(T,)`` indices of the predicted frames in the stored trajectory.
+        times: ``(T,)`` their physical times (``frames`` as floats when the file stores no time).
+        prediction, truth: ``(B, T, *space, C_out)`` float32.
+        rel_l2: ``(B, T)`` relative L2 error per trajectory and frame.
+    """
+
+    frames: np.ndarray
+    times: np.ndarray
+    prediction: torch.Tensor
+    truth: torch.Tensor
+    rel_l2: torch.Tensor
+
+    def summary(self) -> dict:
+        """JSON-ready: frames, times, mean/median/max error per frame, and the per-trajectory curves."""
+        e = self.rel_l2.double()
+        return {"frames": self.frames.tolist(), "times": self.times.tolist(),
+                "rel_l2_mean": e.mean(0).tolist(), "rel_l2_median": e.median(0).values.tolist(),
+                "rel_l2_max": e.max(0).values.tolist(), "rel_l2_per_sample": e.tolist()}
+
+
+def feedback_channels(ds: FieldDataset) -> list[tuple[int, int]]:
+    """``(input channel, target channel)`` pairs that carry the same field, the channels a rollout
+    overwrites with its own predictions."""
+    target = {name: j for j, name in enumerate(ds.target_channels)}
+    return [(i, target[name]) for i, name in enumerate(ds.input_channels) if name in target]
+
+
+@torch.no_grad()
+def rollout(run, ds: FieldDataset, batch_size: int = 32) -> Rollout:
+    """Roll ``run`` (a :class:`~pde_lab.training.checkpoint.Run`) out over every trajectory of ``ds``.
+
+    Args:
+        run: a run trained on a ``window`` task; ``run.predict`` maps ``(B, T_in, *space, C_in)`` to
+            ``(B, T_out, *space, C_out)``.
+        ds: a dataset of that task (its windows give the first input and the truth).
+        batch_size: trajectories per forward pass.
+    """
+    task = ds.task
+    if task.mode != "window" or ds.n_times is None:
+        raise UserError(f"a rollout needs a time-dependent dataset read with the window task, got {task.mode!r}")
+    t_in, t_out = task.input_steps, task.output_steps
+    n_blocks = (ds.n_times - t_in) // t_out
+    pairs = feedback_channels(ds)
+    if not pairs:
+        raise UserError("no input channel carries a predicted field, so predictions cannot be fed back")
+    feed_in = torch.tensor([i for i, _ in pairs])
+    feed_out = torch.tensor([j for _, j in pairs])
+    # the reader orders a trajectory's windows by start, so window s of the trajectory whose first
+    # window is item i is item i + s
+    first_items = [i for i in range(len(ds)) if ds.sample_index(i)[2] == 0]
+    preds, truths = [], []
+    for chunk in range(0, len(first_items), batch_size):
+        items = first_items[chunk:chunk + batch_size]
+        x = torch.stack([ds[i][0] for i in items])
+        blocks, true_blocks = [], []
+        for b in range(n_blocks):
+            y = run.predict(x)
+            blocks.append(y)
+            true_blocks.append(torch.stack([ds[i + b * t_out][1] for i in items]))
+            nxt = x[:, -1:].repeat_interleave(t_out, dim=1).clone()
+            nxt[..., feed_in] = y[..., feed_out].to(nxt.dtype)
+            x = torch.cat([x, nxt], dim=1)[:, -t_in:]
+        preds.append(torch.cat(blocks, dim=1))
+        truths.append(torch.cat(true_blocks, dim=1))
+    pred, truth = torch.cat(preds), torch.cat(truths)
+    dims = tuple(range(2, pred.dim()))
+    err = (pred - truth).norm(dim=dims) / truth.norm(dim=dims).clamp_min(torch.finfo(truth.dtype).tiny)
+    frames = np.arange(t_in, t_in + n_blocks * t_out)
+    times = frames.astype(np.float64)
+    with h5py.File(ds.files[0], "r") as f:
+        if "time" in f["dimensions"]:
+            times = np.asarray(f["dimensions/time"][()], dtype=np.float64)[frames]
+    return Rollout(frames, times, pred, truth, err)
