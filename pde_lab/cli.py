@@ -33,9 +33,21 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True, help="output directory")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--workers", type=int, default=1,
+                   help="processes solving batches in parallel, one thread each (same bytes as 1)")
+    g.add_argument("--shard", default=None, metavar="I/N",
+                   help="generate only shard I of N into --out, for `pde-lab merge` (any machine, any order)")
+
+    m = sub.add_parser("merge", help="join the shard directories of `generate --shard` into one dataset")
+    m.add_argument("shards", nargs="+", help="shard directories (all N of them)")
+    m.add_argument("--out", required=True, help="output dataset directory")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
 
     v = sub.add_parser("validate", help="check files against the HDF5 format and list every violation")
     v.add_argument("paths", nargs="+", help="files or dataset directories")
+    v.add_argument("--no-values", action="store_true",
+                   help="check structure only; skip reading fields (NaN/inf, checksums, constant trajectories)")
 
     i = sub.add_parser("info", help="summarise a dataset file or directory")
     i.add_argument("path")
@@ -49,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--model", help="model name (see `pde-lab list`)")
     t.add_argument("--config", help="YAML config; flags and --set override it")
     t.add_argument("--levels", type=_csv, default=None, help="training levels (default: all)")
+    t.add_argument("--mix", help="fraction of training trajectories per level, e.g. easy=0.9,hard=0.1 "
+                                 "(with --set n_train=N or --set compute_budget=SECONDS; docs/datasets.md)")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
@@ -78,6 +92,28 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default="auto")
     d.add_argument("--overwrite", action="store_true")
 
+    im = sub.add_parser("import", help="convert another project's HDF5 file (The Well, PDEBench) into a pde_lab file")
+    im.add_argument("format", help="the_well or pdebench (see docs/interop.md)")
+    im.add_argument("src", help="file to convert")
+    im.add_argument("out", help="pde_lab file to write, e.g. data/NAME/train/LEVEL.h5")
+    im.add_argument("--level", default="default", help="difficulty level stored in the file")
+    im.add_argument("--split", default="train", help="train, valid or test")
+    im.add_argument("--samples", default=None, metavar="START:STOP", help="pdebench: convert only these samples")
+    im.add_argument("--periodic", action="store_true", help="pdebench: the domain is periodic on every axis")
+    im.add_argument("--fields", type=_csv, default=None, help="pdebench group files: names of the channels")
+    im.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+
+    w = sub.add_parser("export-well", help="write a whole pde_lab file in The Well's HDF5 layout")
+    w.add_argument("file", help="a pde_lab .h5 file")
+    w.add_argument("out", help="The Well .hdf5 file to write")
+    w.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+
+    x = sub.add_parser("export", help="export one sample of a dataset file to VTU, XDMF or netCDF")
+    x.add_argument("file", help="a pde_lab .h5 file")
+    x.add_argument("--index", type=int, default=0, help="trajectory to export (default 0)")
+    x.add_argument("--format", default="vtu", help="vtu (a .pvd + one .vtu per frame), xdmf, netcdf or the_well")
+    x.add_argument("--out", required=True, help="output path (.vtu/.pvd, .xdmf or .nc)")
+
     sub.add_parser("list", help="list PDE families, levels and models")
     return p
 
@@ -87,8 +123,44 @@ def _generate(a) -> None:
 
     out = generate(GenerateConfig(pde=a.pde, out=a.out, levels=a.levels, n_train=a.n_train, n_valid=a.n_valid,
                                   n_test=a.n_test, resolution=a.resolution, seed=a.seed, batch_size=a.batch_size,
-                                  device=a.device, overwrite=a.overwrite, progress=not a.quiet))
+                                  device=a.device, overwrite=a.overwrite, progress=not a.quiet, workers=a.workers,
+                                  shard=a.shard))
     print(f"wrote {out}")
+
+
+def _import(a) -> None:
+    from .datasets.interop import import_file
+    from .errors import UserError
+
+    out = Path(a.out)
+    if out.exists() and not a.overwrite:
+        raise UserError(f"{out} exists; pass --overwrite to replace it")
+    kwargs = {"level": a.level, "split": a.split}
+    if a.format == "pdebench":
+        if a.samples:
+            start, sep, stop = a.samples.partition(":")
+            if not sep or not start.strip().isdigit() or not stop.strip().isdigit():
+                raise UserError(f"--samples {a.samples!r} is not START:STOP")
+            kwargs["samples"] = (int(start), int(stop))
+        kwargs.update(periodic=a.periodic, field_names=a.fields)
+    elif a.samples or a.periodic or a.fields:
+        raise UserError("--samples, --periodic and --fields apply to the pdebench format only")
+    print(f"wrote {import_file(a.format, a.src, out, **kwargs)}")
+
+
+def _export_well(a) -> None:
+    from .datasets.interop.the_well import export_well
+    from .errors import UserError
+
+    if Path(a.out).exists() and not a.overwrite:
+        raise UserError(f"{a.out} exists; pass --overwrite to replace it")
+    print(f"wrote {export_well(a.file, a.out)}")
+
+
+def _merge(a) -> None:
+    from .datasets.merge import merge_shards
+
+    print(f"wrote {merge_shards(a.shards, a.out, overwrite=a.overwrite, progress=not a.quiet)}")
 
 
 def _validate(a) -> int:
@@ -96,7 +168,7 @@ def _validate(a) -> int:
 
     bad = 0
     for path in a.paths:
-        for file, errs in validate_path(path).items():
+        for file, errs in validate_path(path, check_values=not a.no_values).items():
             if errs:
                 bad += 1
                 print(f"{file}: {len(errs)} violation(s)")
@@ -105,6 +177,13 @@ def _validate(a) -> int:
             else:
                 print(f"{file}: ok")
     return 1 if bad else 0
+
+
+def _export(a) -> None:
+    from .datasets.export import export_sample
+
+    for path in export_sample(a.file, a.index, a.format, a.out):
+        print(f"wrote {path}")
 
 
 def _info(a) -> None:
@@ -120,7 +199,7 @@ def _train_config(a):
     cfg = TrainConfig.from_yaml(a.config) if a.config else TrainConfig()
     flags = {"data": a.data, "model": a.model, "levels": a.levels, "epochs": a.epochs, "batch_size": a.batch_size,
              "lr": a.lr, "optimizer": a.optimizer, "time_limit_minutes": a.time_limit, "seed": a.seed,
-             "device": a.device, "out": a.out}
+             "device": a.device, "out": a.out, "level_mix": a.mix}
     overrides = [f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in flags.items() if v is not None]
     if a.overwrite:
         overrides.append("overwrite=true")
@@ -208,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("OMP_NUM_THREADS") == "1":
         torch.set_num_threads(1)
     handlers = {"generate": _generate, "validate": _validate, "info": _info, "train": _train,
-                "evaluate": _evaluate, "demo": _demo, "list": _list}
+                "evaluate": _evaluate, "demo": _demo, "list": _list, "merge": _merge, "import": _import,
+                "export-well": _export_well, "export": _export}
     try:
         return handlers[args.command](args) or 0
     except UserError as e:
@@ -218,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pde-lab {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        resume = "; run the same command again to resume" if args.command == "generate" else ""
+        print(f"interrupted{resume}", file=sys.stderr)
         return 130
 
 

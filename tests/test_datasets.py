@@ -76,13 +76,24 @@ def test_failed_generation_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(pde_cls, "solve", failing)
     with pytest.raises(RuntimeError, match="blew up"):
         make(tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    # Nothing at the output name; the two finished units wait, hidden, for the same command to resume.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".d.partial"]
+    assert len(list((tmp_path / ".d.partial" / "parts").glob("*.part"))) == 2
+    assert validate_path(tmp_path / ".d.partial") == {str(tmp_path / ".d.partial"): ["directory holds no .h5 files"]}
+    calls["n"] = -100  # no more failures; count the solves the resumed run needs
+    out = make(tmp_path)
+    calls["n"] += 100
+    assert calls["n"] == 12 - 2  # 2 levels x (3 + 1 + 2) batches, minus the two finished ones
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"] and all(v == [] for v in validate_path(out).values())
 
 
 def test_refuses_existing_output_unless_overwrite(tmp_path):
     out = make(tmp_path)
+    stamp = (out / "train" / "easy.h5").stat().st_mtime_ns
+    make(tmp_path)  # the same command on its own finished output: nothing to do
+    assert (out / "train" / "easy.h5").stat().st_mtime_ns == stamp
     with pytest.raises(UserError, match="--overwrite"):
-        make(tmp_path)
+        make(tmp_path, n_train=3)
     make(tmp_path, overwrite=True, n_train=2)
     with h5py.File(out / "train" / "easy.h5") as f:
         assert f.attrs["n_trajectories"] == 2

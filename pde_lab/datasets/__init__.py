@@ -1,6 +1,7 @@
 """The HDF5 dataset format (v1): generation, validation, readers and summaries."""
 from .generate import GenerateConfig, generate, sample_seed
 from .info import format_summary, summarize
+from .merge import merge_shards
 from .reader import FieldDataset, list_files, open_split
 from .validate import validate_file, validate_path
 
@@ -14,4 +15,4 @@ def open_dataset(path, split: str = "train"):
 
 
 __all__ = ["GenerateConfig", "generate", "sample_seed", "summarize", "format_summary", "FieldDataset",
-           "list_files", "open_split", "validate_file", "validate_path", "open_dataset"]
+           "list_files", "open_split", "validate_file", "validate_path", "open_dataset", "merge_shards"]

@@ -1,24 +1,28 @@
 """Generate a multi-difficulty dataset: sample instances, solve them in batches, write HDF5 files.
 
-The output directory is built under a temporary sibling name and renamed into place when every file
-is complete, so an interrupted run never leaves a directory that looks finished.
+The work is cut into units that are solved (in this process or in ``workers`` spawned ones), stored
+as checksummed part files in a hidden directory, then assembled into the final files; a killed run
+resumes from its finished units and ends with the same bytes (see :mod:`.engine`). Nothing appears
+under the output name until every file is complete and verified.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import shutil
-import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..errors import UserError, check_positive
 from ..pdes import get_pde
-from . import schema
-from .writer import DatasetWriter
+from . import engine, schema
+from .lock import DirectoryLock
+from .parts import write_part
 
 
 @dataclass
@@ -32,7 +36,10 @@ class GenerateConfig:
         resolution: grid points per axis (None: the PDE's default).
         seed: dataset seed; each sample's seed derives from (seed, level, split, index).
         batch_size: instances solved together; results do not depend on it.
-        device: where batched solvers run (``cpu``, ``cuda``).
+        device: where batched solvers run (``cpu``, ``cuda``, ``cuda:N``).
+        workers: processes solving units in parallel (one thread each); does not change the data.
+        shard: ``"i/N"`` or ``(i, N)``: generate only units ``i, i+N, i+2N, ...`` into a shard
+            directory for ``pde-lab merge``; ``None``: the whole dataset.
     """
 
     pde: str
@@ -48,6 +55,8 @@ class GenerateConfig:
     overwrite: bool = False
     progress: bool = True
     extra: dict = field(default_factory=dict)
+    workers: int = 1
+    shard: str | tuple[int, int] | None = None
 
 
 def sample_seed(dataset_seed: int, level: str, split: str, index: int) -> int:
@@ -70,70 +79,137 @@ def _check(config: GenerateConfig):
     for name in ("n_train", "n_valid", "n_test"):
         check_positive(name, getattr(config, name), allow_zero=name != "n_train")
     check_positive("batch_size", config.batch_size)
+    check_positive("workers", config.workers)
     if config.resolution is not None:
         check_positive("resolution", config.resolution)
         if config.resolution < 8:
             raise UserError(f"resolution must be at least 8, got {config.resolution}")
     if config.seed < 0:
         raise UserError(f"seed must be a non-negative integer, got {config.seed}")
+    _check_device(config.device)
+    shard = engine.parse_shard(config.shard)
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} exists and is not a directory")
-    if out.exists() and any(out.iterdir()) and not config.overwrite:
-        raise UserError(f"output {out} exists and is not empty; pass --overwrite to replace it")
-    return pde, levels
+    return pde, levels, shard
+
+
+def _check_device(device: str) -> None:
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise UserError(f"device must be cpu, cuda or cuda:N, got {device!r}")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"device {device!r} requested but CUDA is not available; use --device cpu")
 
 
 def generate(config: GenerateConfig) -> Path:
     """Generate the dataset described by ``config``; returns the output directory.
 
-    Layout: ``<out>/<split>/<level>.h5``, one file per split and level.
+    Layout: ``<out>/<split>/<level>.h5``, one file per split and level; with ``config.shard`` a
+    shard directory of part files for :func:`~pde_lab.datasets.merge.merge_shards`. Running the same
+    config again resumes an interrupted run, and does nothing if ``out`` is already complete. A
+    second process writing the same ``out`` is refused (:class:`UserError`).
     """
-    pde, levels = _check(config)
-    grid = pde.grid(config.resolution or pde.default_resolution)
+    pde, levels, shard = _check(config)
+    resolution = config.resolution or pde.default_resolution
+    grid = pde.grid(resolution)
     resolved = dataclasses.asdict(config)
-    resolved.update(levels=levels, resolution=grid.shape[0])
-    for key in ("out", "overwrite", "progress"):  # do not change the data
+    # A mesh's shape is its node count, not the resolution it was built from.
+    resolved.update(levels=levels, resolution=getattr(grid, "resolution", grid.shape[0]))
+    for key in ("out", "overwrite", "progress", "workers", "shard"):  # do not change the data
         resolved.pop(key)
-    out = Path(config.out)
-    tmp = out.with_name(f".{out.name}.partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     counts = {"train": config.n_train, "valid": config.n_valid, "test": config.n_test}
-    total = sum(counts.values()) * len(levels)
-    bar = tqdm(total=total, desc=f"generate {pde.name}", unit="sample", disable=not config.progress)
-    try:
-        for split in schema.SPLITS:
-            n = counts[split]
-            if n == 0:
-                continue
-            for level in levels:
-                _generate_file(pde, grid, level, split, n, config, resolved, tmp, bar)
-        bar.close()
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        bar.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    units = engine.plan_units(levels, counts, config.batch_size)
+    mine = [u for u in units if shard is None or u.id % shard[1] == shard[0]]
+    manifest = {"engine": engine.ENGINE_VERSION, "config": resolved, "shard": list(shard) if shard else None,
+                "n_units": len(units)}
+    out = Path(config.out)
+    with DirectoryLock(out):
+        if not config.overwrite and _finished(out, manifest, units, mine, shard is not None):
+            shutil.rmtree(engine.partial_path(out), ignore_errors=True)
+            if shard is None:
+                (out / engine.ENGINE_FILE).unlink(missing_ok=True)  # left if a run died right after its rename
+            return out
+        if out.is_dir() and any(out.iterdir()) and not config.overwrite:
+            raise UserError(f"output {out} exists and is not empty; pass --overwrite to replace it "
+                            "(it is not the finished result of this command)")
+        tmp = engine.partial_path(out)
+        _open_partial(tmp, manifest, config.overwrite)
+        grids = {lv: pde.level_grid(lv, resolution) for lv in levels}
+        done = _done_units(tmp, mine, shard is not None)
+        todo = [u for u in mine if u.id not in done]
+        desc = f"generate {pde.name}" + (f" shard {shard[0]}/{shard[1]}" if shard else "")
+        bar = engine.progress_bar(sum(u.size for u in mine), sum(u.size for u in mine if u.id in done), desc,
+                                  config.progress)
+
+        def store(unit: engine.Unit, batch) -> None:
+            write_part(engine.part_path(tmp, unit), batch, unit.meta())
+            bar.update(unit.size)
+            bar.set_postfix(split=unit.split, level=unit.level)
+
+        try:
+            engine.run_units(pde, grids, todo, config.seed, config.device, config.workers, store)
+            if shard is None:
+                engine.assemble(tmp, pde, grids, units, resolved, lambda u: engine.part_path(tmp, u),
+                                delete_parts=True, on_file=lambda sp, lv: bar.set_postfix_str(f"assembling {sp}/{lv}"))
+                shutil.rmtree(tmp / engine.PARTS_DIR, ignore_errors=True)
+        finally:
+            bar.close()
+        engine.replace_dir(tmp, out)
+        if shard is None:
+            (out / engine.ENGINE_FILE).unlink(missing_ok=True)
     return out
 
 
-def _generate_file(pde, grid, level, split, n, config, resolved, tmp, bar) -> None:
-    writer = DatasetWriter(schema.file_path(tmp, split, level), pde, grid, level, split, n, config.seed, resolved)
-    try:
-        for start in range(0, n, config.batch_size):
-            idx = range(start, min(n, start + config.batch_size))
-            seeds = [sample_seed(config.seed, level, split, i) for i in idx]
-            instances = [pde.sample(level, np.random.default_rng(s), grid) for s in seeds]
-            t0 = time.perf_counter()
-            result = pde.solve(instances, grid, device=config.device)
-            wall = time.perf_counter() - t0
-            writer.write_batch(start, instances, result, seeds, wall)
-            bar.update(len(instances))
-            bar.set_postfix(level=level, split=split)
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
+def _open_partial(tmp: Path, manifest: dict, overwrite: bool) -> None:
+    """Create the hidden build directory, or check that an existing one belongs to this command."""
+    if tmp.exists():
+        found = engine.read_manifest(tmp)
+        diffs = engine.manifest_differences(found, manifest) if found is not None else []
+        if found is None or (diffs and overwrite):
+            shutil.rmtree(tmp)
+        elif diffs:
+            raise UserError(f"{tmp} holds an unfinished generation with a different config ({'; '.join(diffs)}); "
+                            "rerun that command to finish it, or pass --overwrite to discard it")
+    if not tmp.exists():
+        tmp.mkdir(parents=True)
+        engine.write_manifest(tmp, manifest)
+    engine.clean_temporaries(tmp)
+
+
+def _done_units(tmp: Path, mine: list, sharded: bool) -> set[int]:
+    """Ids of units a previous run finished (checked part files, or verified assembled files)."""
+    done = set()
+    for (split, level), us in engine.file_groups(mine).items():
+        if not sharded and engine.assembled_ok(tmp, split, level):
+            done.update(u.id for u in us)
+            continue
+        done.update(u.id for u in us if engine.part_ok(tmp, u))
+    return done
+
+
+def _finished(out: Path, manifest: dict, units: list, mine: list, sharded: bool) -> bool:
+    """Whether ``out`` already holds exactly what this command would write (so running it again is a no-op)."""
+    from .validate import validate_file
+
+    if not out.is_dir():
+        return False
+    if sharded:
+        found = engine.read_manifest(out)
+        return (found is not None and not engine.manifest_differences(found, manifest)
+                and all(engine.part_ok(out, u, delete_bad=False) for u in mine))
+    expected = {schema.file_path(out, s, lv) for s, lv in engine.file_groups(units)}
+    if set(out.rglob("*.h5")) != expected:
+        return False
+    for path in sorted(expected):
+        if validate_file(path, check_values=False):
+            return False
+        with h5py.File(path, "r") as f:
+            try:
+                if json.loads(f.attrs["generation_config"]) != manifest["config"]:
+                    return False
+            except (KeyError, ValueError, TypeError):
+                return False
+    return True

@@ -34,6 +34,7 @@ def summarize(path: str | Path) -> dict:
             out["equation"] = attr_value(f.attrs["equation"])
             out["solver"] = attr_value(f.attrs["solver"])
             out["resolution"] = attr_value(f.attrs["spatial_resolution"])
+            out["grid_type"] = attr_value(f.attrs.get("grid_type", "cartesian"))
             out["n_times"] = len(f["dimensions/time"]) if "time" in f["dimensions"] else None
             wall = f["trajectories/wall_time"][()]
             lv = out["levels"].setdefault(level, {"splits": {}, "wall_time_s": 0.0, "parameters": {},
@@ -55,7 +56,8 @@ def format_summary(s: dict) -> str:
     """Human-readable text of :func:`summarize`'s result."""
     lines = [f"{s['path']}: PDE {s['pde']}  ({s['equation']})",
              f"  solver: {s['solver']}",
-             f"  resolution: {' x '.join(map(str, s['resolution']))}" +
+             (f"  mesh: {s['resolution'][0]} nodes" if s.get("grid_type") == "mesh" else
+              f"  resolution: {' x '.join(map(str, s['resolution']))}") +
              (f", {s['n_times']} stored times" if s.get("n_times") else ", steady"),
              f"  total generation cost: {s['total_wall_time_s']:.2f} s"]
     for level, lv in s["levels"].items():

@@ -14,13 +14,19 @@ them the map from input fields to targets is not a function. A parameter spec ``
 value, ``"log:nu"`` its logarithm (for parameters spanning decades). Items are shaped
 ``(T, *space, C)``. Each process opens its own file handles on first access, so the Dataset is safe
 with DataLoader workers.
+
+Memory stays bounded whatever the file size: an item reads only its own frames (one HDF5 chunk per
+frame), each file handle gets a chunk cache of :data:`CHUNK_CACHE_BYTES` per dataset, and the item
+index is arithmetic (offsets per file), not a list that grows with the number of windows. A
+``trajectories`` selection restricts a dataset to chosen trajectories of each file (see
+:mod:`pde_lab.datasets.mixing`).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -31,6 +37,19 @@ from ..pdes.base import Task
 from . import schema
 from .validate import validate_file
 from .writer import attr_value
+
+
+# h5py's chunk cache, per open dataset. Items touch each chunk (one frame) once per epoch, so a cache
+# cannot help across items; a small fixed size keeps a worker's memory independent of the file size.
+CHUNK_CACHE_BYTES = 4 << 20
+CHUNK_CACHE_SLOTS = 1021  # prime, as HDF5 recommends for its hash table
+LEAD_TIME = "lead_time"
+"""The extra input channel of the ``time`` task: target time minus the time of the last input frame."""
+
+
+def open_h5(path: str | Path) -> h5py.File:
+    """Open ``path`` read-only with the bounded chunk cache every reader here uses."""
+    return h5py.File(path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES, rdcc_nslots=CHUNK_CACHE_SLOTS)
 
 
 @dataclass(frozen=True)
@@ -90,10 +109,14 @@ class FieldDataset(torch.utils.data.Dataset):
 
     Items: ``x`` of shape ``(T_in, *space, C_in)`` and ``y`` of shape ``(T_out, *space, C_out)``,
     float32 tensors, in physical units.
+
+    ``trajectories``: file number → the trajectory indices of that file to use (files not named are
+    used whole); ``None`` = every trajectory. Items are ordered by file, then trajectory (in the
+    given order), then window start.
     """
 
     def __init__(self, files: Sequence[str | Path], task: Task | None = None, check: bool = True,
-                 parameters: Sequence[str] = ()):
+                 parameters: Sequence[str] = (), trajectories: Mapping[int, Sequence[int]] | None = None):
         self.files = [Path(p) for p in files]
         if not self.files:
             raise UserError("no files given")
@@ -108,7 +131,11 @@ class FieldDataset(torch.utils.data.Dataset):
             self.spatial_shape = tuple(attr_value(f.attrs["spatial_resolution"]))
             refs = _field_refs(f)
             self.n_times = len(f["dimensions/time"]) if "time" in f["dimensions"] else None
+            self.times = np.asarray(f["dimensions/time"][()], dtype=np.float64) if self.n_times else None
         self.task = task or _default_task(self.pde_name)
+        if self.task.mode == "time" and (self.n_times is None or self.task.output_steps != 1):
+            raise UserError("the time task needs time-dependent files and output_steps = 1 (one target frame "
+                            f"per item), got {self.n_times} stored frames and output_steps {self.task.output_steps}")
         self._refs = refs
         self.inputs = [r for r in refs if r.role == "input" and not r.time_varying] + \
                       [r for r in refs if r.role == "solution" and r.time_varying]
@@ -120,10 +147,17 @@ class FieldDataset(torch.utils.data.Dataset):
         nd = len(self.spatial_shape)
         self.parameters = list(parameters)
         self.input_channels = [c for r in self.inputs for c in _channel_names(r, nd)] + self.parameters
+        if self.task.mode == "time":
+            self.input_channels.append(LEAD_TIME)
         self.target_channels = [c for r in self.targets for c in _channel_names(r, nd)]
         self.levels: list[str] = []
-        self._index: list[tuple[int, int, int]] = []  # (file, trajectory, first frame)
+        self._trajs: list[np.ndarray] = []  # per file: the trajectories used, in item order
         self._param_values: list[np.ndarray] = []  # per file: (n_trajectories, n_parameters)
+        trajectories = dict(trajectories or {})
+        bad = sorted(set(trajectories) - set(range(len(self.files))))
+        if bad:
+            raise UserError(f"trajectory selection names file number(s) {bad}; "
+                            f"there are {len(self.files)} files")
         for k, p in enumerate(self.files):
             with h5py.File(p, "r") as f:
                 if attr_value(f.attrs["pde"]) != self.pde_name:
@@ -131,12 +165,24 @@ class FieldDataset(torch.utils.data.Dataset):
                 if tuple(attr_value(f.attrs["spatial_resolution"])) != self.spatial_shape:
                     raise UserError(f"{p} has resolution {attr_value(f.attrs['spatial_resolution'])}, "
                                     f"not {list(self.spatial_shape)}")
+                n_times = len(f["dimensions/time"]) if "time" in f["dimensions"] else None
+                if n_times != self.n_times:
+                    raise UserError(f"{p} holds {n_times} frames per trajectory, "
+                                    f"{self.files[0]} holds {self.n_times}")
+                if self.task.mode == "time" and not np.allclose(f["dimensions/time"][()], self.times, rtol=1e-12,
+                                                                 atol=0.0):
+                    raise UserError(f"{p} stores its frames at other times than {self.files[0]}; the time "
+                                    f"task's lead-time input needs the same times in every file")
                 n = attr_value(f.attrs["n_trajectories"])
                 self.levels.append(attr_value(f.attrs["level"]))
                 self._param_values.append(_parameter_values(f, self.parameters, p))
-            for i in range(n):
-                for s in self._starts():
-                    self._index.append((k, i, s))
+            sel = np.asarray(trajectories.get(k, np.arange(n)), dtype=np.int64).reshape(-1)
+            if sel.size and (sel.min() < 0 or sel.max() >= n):
+                raise UserError(f"trajectory selection for {p} has indices outside 0..{n - 1}")
+            self._trajs.append(sel)
+        self._window_starts = self._starts()
+        counts = [len(t) * len(self._window_starts) for t in self._trajs]
+        self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # item offset of each file
         self._handles: dict[int, h5py.File] = {}
         self._pid = None
 
@@ -153,21 +199,48 @@ class FieldDataset(torch.utils.data.Dataset):
             if last < 0:
                 raise UserError(f"window {t.input_steps}->{t.output_steps} is longer than the {self.n_times} stored frames")
             return list(range(last + 1))
-        raise UserError(f"unknown task mode {t.mode!r}; allowed: one_shot, window")
+        if t.mode == "time":
+            if t.input_steps >= self.n_times:
+                raise UserError(f"the time task needs more than {t.input_steps} stored frames, files hold {self.n_times}")
+            return list(range(t.input_steps, self.n_times))  # the target frame of each item
+        raise UserError(f"unknown task mode {t.mode!r}; allowed: one_shot, window, time")
+
+    def lead_time(self, frame: int) -> float:
+        """Time from the last input frame to stored frame ``frame`` (the time task's extra input)."""
+        return float(self.times[frame] - self.times[self.task.input_steps - 1])
 
     def _file(self, k: int) -> h5py.File:
         if self._pid != os.getpid():  # a forked DataLoader worker must not share the parent's handles
             self._handles, self._pid = {}, os.getpid()
         if k not in self._handles:
-            self._handles[k] = h5py.File(self.files[k], "r")
+            self._handles[k] = open_h5(self.files[k])
         return self._handles[k]
 
     def __len__(self) -> int:
-        return len(self._index)
+        return int(self._offsets[-1])
 
     def sample_index(self, item: int) -> tuple[int, int, int]:
         """(file number, trajectory, first frame) of an item."""
-        return self._index[item]
+        n = len(self)
+        if item < 0:
+            item += n
+        if not 0 <= item < n:
+            raise IndexError(f"item {item} out of range for a dataset of {n} items")
+        k = int(np.searchsorted(self._offsets, item, side="right")) - 1
+        local = item - int(self._offsets[k])
+        per = len(self._window_starts)
+        return k, int(self._trajs[k][local // per]), self._window_starts[local % per]
+
+    def file_items(self, k: int) -> range:
+        """The items that come from file number ``k``."""
+        return range(int(self._offsets[k]), int(self._offsets[k + 1]))
+
+    def level_items(self) -> dict[str, np.ndarray]:
+        """Level name → indices of its items (int64), over every file of that level."""
+        out: dict[str, list[np.ndarray]] = {}
+        for k, level in enumerate(self.levels):
+            out.setdefault(level, []).append(np.arange(self._offsets[k], self._offsets[k + 1], dtype=np.int64))
+        return {level: np.concatenate(parts) for level, parts in out.items()}
 
     def _frames(self, start: int) -> tuple[slice, slice]:
         t = self.task
@@ -175,6 +248,8 @@ class FieldDataset(torch.utils.data.Dataset):
             return slice(0, 1), slice(0, 1)
         if t.mode == "one_shot":
             return slice(0, t.input_steps), slice(self.n_times - t.output_steps, self.n_times)
+        if t.mode == "time":
+            return slice(0, t.input_steps), slice(start, start + 1)
         return slice(start, start + t.input_steps), slice(start + t.input_steps, start + t.input_steps + t.output_steps)
 
     def _read(self, f: h5py.File, ref: _FieldRef, traj: int, frames: slice, n_frames: int) -> np.ndarray:
@@ -185,7 +260,7 @@ class FieldDataset(torch.utils.data.Dataset):
         return a.reshape(*a.shape[: 1 + len(self.spatial_shape)], -1)
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
-        k, traj, start = self._index[item]
+        k, traj, start = self.sample_index(item)
         f = self._file(k)
         fin, fout = self._frames(start)
         n_in, n_out = fin.stop - fin.start, fout.stop - fout.start
@@ -193,6 +268,8 @@ class FieldDataset(torch.utils.data.Dataset):
         if self.parameters:
             values = self._param_values[k][traj]
             parts.append(np.broadcast_to(values, (n_in, *self.spatial_shape, len(values))))
+        if self.task.mode == "time":
+            parts.append(np.full((n_in, *self.spatial_shape, 1), self.lead_time(start)))
         x = np.concatenate(parts, axis=-1)
         y = np.concatenate([self._read(f, r, traj, fout, n_out) for r in self.targets], axis=-1)
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), \
@@ -202,15 +279,16 @@ class FieldDataset(torch.utils.data.Dataset):
         """Per-channel mean and standard deviation over every stored frame of these files.
 
         Returns ``x_mean, x_std`` of shape ``(C_in,)`` and ``y_mean, y_std`` of shape ``(C_out,)``
-        (float64), streamed one trajectory at a time so memory stays bounded.
+        (float64), streamed one trajectory at a time so memory stays bounded. Only the trajectories
+        this dataset uses count (see ``trajectories``).
         """
         acc: dict[str, list[float]] = {}  # channel → [count, sum, sum of squares]
         nd = len(self.spatial_shape)
-        for p in self.files:
-            with h5py.File(p, "r") as f:
+        for p, trajs in zip(self.files, self._trajs):
+            with open_h5(p) as f:
                 for r in self._refs:
                     d = f[r.path]
-                    for i in range(d.shape[0]):
+                    for i in trajs:
                         a = np.asarray(d[i], dtype=np.float64)
                         a = a[..., None] if r.rank == 0 else a.reshape(*a.shape[: a.ndim - r.rank], -1)
                         flat = a.reshape(-1, a.shape[-1])
@@ -226,9 +304,13 @@ class FieldDataset(torch.utils.data.Dataset):
             return mean, np.sqrt(np.maximum(var, 0.0))
 
         # A parameter channel is constant per sample, so each trajectory counts once.
-        values = np.concatenate(self._param_values) if self.parameters else np.zeros((1, 0))
+        values = (np.concatenate([v[t] for v, t in zip(self._param_values, self._trajs)]) if self.parameters
+                  else np.zeros((1, 0)))
         for c, name in enumerate(self.parameters):
             acc[name] = [len(values), values[:, c].sum(), (values[:, c] ** 2).sum()]
+        if self.task.mode == "time":  # every trajectory has the same lead times
+            lead = np.array([self.lead_time(j) for j in self._window_starts])
+            acc[LEAD_TIME] = [len(lead), lead.sum(), (lead**2).sum()]
         x_mean, x_std = ms(self.input_channels)
         y_mean, y_std = ms(self.target_channels)
         return {"x_mean": x_mean, "x_std": x_std, "y_mean": y_mean, "y_std": y_std}
@@ -284,9 +366,12 @@ def varying_parameters(files: Sequence[str | Path], log_span: float = 10.0) -> l
 
 
 def open_split(data: str | Path, split: str, levels: Sequence[str] | None = None, task: Task | None = None,
-               parameters: Sequence[str] = ()) -> FieldDataset:
+               parameters: Sequence[str] = (),
+               trajectories: Mapping[int, Sequence[int]] | None = None) -> FieldDataset:
     """The ``split`` of a dataset directory (or a single file) as a :class:`FieldDataset`.
 
     ``parameters``: parameter specs appended as constant input channels (see the module docstring).
+    ``trajectories``: file number (in :func:`list_files` order) → trajectories to use; ``None`` = all.
     """
-    return FieldDataset(list_files(data, split, levels), task=task, parameters=parameters)
+    return FieldDataset(list_files(data, split, levels), task=task, parameters=parameters,
+                        trajectories=trajectories)

@@ -48,3 +48,12 @@ def file_path(root, split: str, level: str):
     from pathlib import Path
 
     return Path(root) / split / f"{level}.h5"
+
+
+# Per-trajectory CRC-32 of each field's float32 bytes, in ``trajectories/checksum_<field>`` (uint32).
+CHECKSUM_PREFIX = "checksum_"
+
+
+def checksum_name(field: str) -> str:
+    """The ``trajectories/`` dataset holding the per-trajectory checksums of ``field``."""
+    return CHECKSUM_PREFIX + field

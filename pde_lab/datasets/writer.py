@@ -17,6 +17,7 @@ from .. import __version__
 from ..grids import CartesianGrid
 from ..pdes.base import PDE, Instance, SolveResult
 from . import schema
+from .parts import CHECKSUM_ALGORITHM, Batch
 
 
 def attr_value(value: Any) -> Any:
@@ -71,7 +72,7 @@ class DatasetWriter:
         a["n_trajectories"] = n
         a["n_spatial_dims"] = grid.dim
         a["spatial_resolution"] = np.array(grid.shape, dtype=np.int64)
-        a["grid_type"] = "cartesian"
+        a["grid_type"] = getattr(grid, "grid_type", "cartesian")
         a["solver"] = pde.solver
         lev = pde.level(level)
         a["level_definition"] = json.dumps({"name": lev.name, "ranges": {k: list(v) for k, v in lev.ranges.items()},
@@ -79,7 +80,11 @@ class DatasetWriter:
         a["generation_config"] = json.dumps(dict(generation_config), sort_keys=True)
         a["dataset_seed"] = int(dataset_seed)
         a["package_version"] = __version__
-        self._write_static()
+        try:
+            self._write_static()
+        except BaseException:  # a full disk: close and delete, so a retry can create the file again
+            self.abort()
+            raise
 
     def _write_static(self) -> None:
         f, grid = self.f, self.grid
@@ -109,11 +114,16 @@ class DatasetWriter:
             g.attrs["value"] = float(bc.value)
             # The points next to the boundary, per associated axis (the boundary of a cell-centred
             # grid carries no point of its own).
+            if is_mesh(grid):
+                _write_mesh_bc(g, grid, bc.axes)
+                continue
             for axis in bc.axes:
                 n = grid.shape[grid.axis_names.index(axis)]
                 mask = np.zeros(n, dtype=bool)
                 mask[[0, -1]] = True
                 g.create_dataset(f"mask_{axis}", data=mask)
+        if is_mesh(grid):
+            _write_mesh(f, grid)
         tr = f.create_group("trajectories")
         dtypes = {"u": np.uint64, "i": np.int64, "f": np.float64}
         for name, kind in schema.TRAJECTORY_DATASETS.items():
@@ -137,6 +147,10 @@ class DatasetWriter:
         for name in sorted(result.per_sample):
             f["trajectories"].create_dataset(name, shape=(self.n,), dtype=np.float64)
         f["trajectories"].attrs["solver_per_sample"] = _str_list(sorted(result.per_sample))
+        # Per-trajectory checksums let the validator tell a damaged file from a merely unusual one.
+        f["trajectories"].attrs["checksum_algorithm"] = CHECKSUM_ALGORITHM
+        for fs in self.pde.fields:
+            f["trajectories"].create_dataset(schema.checksum_name(fs.name), shape=(self.n,), dtype=np.uint32)
         dl = f["dimensionless"]
         dl.attrs["field_names"] = _str_list(dimless_names)
         for name in dimless_names:
@@ -149,32 +163,33 @@ class DatasetWriter:
 
         ``wall_time`` is the seconds the batched solve took; each trajectory is charged an equal share.
         """
-        b = len(instances)
-        dimless = [self.pde.dimensionless(inst.params, inst.inputs) for inst in instances]
+        self.write(start, Batch.from_solve(self.pde, instances, result, seeds, wall_time))
+
+    def write(self, start: int, batch: Batch) -> None:
+        """Store ``batch`` (already in stored dtypes, with checksums) as trajectories ``start .. start + B - 1``."""
+        b = batch.size
         if not self._created:
-            self._create_fields(result, sorted(dimless[0]))
-            self._settings = dict(result.settings)
-        elif result.settings != self._settings:
+            self._create_fields(batch, sorted(batch.dimensionless))
+            self._settings = dict(batch.settings)
+        elif batch.settings != self._settings:
             raise RuntimeError("solver settings changed between batches; per-instance values belong in "
-                               f"SolveResult.per_sample: {result.settings} != {self._settings}")
+                               f"SolveResult.per_sample: {batch.settings} != {self._settings}")
         sl = slice(start, start + b)
-        for fs in self.pde.fields:
-            data = np.asarray(result.fields[fs.name])
-            if not np.all(np.isfinite(data)):
-                raise RuntimeError(f"solver returned non-finite values in field {fs.name!r}; not stored")
-            self.f[f"t{fs.rank}_fields/{fs.name}"][sl] = data.astype(np.float32)
-        for p in self.pde.parameters:
-            self.f[f"scalars/{p.name}"][sl] = [inst.params[p.name] for inst in instances]
-        for name in self.f["dimensionless"].attrs["field_names"]:
-            self.f[f"dimensionless/{name}"][sl] = [d[name] for d in dimless]
         tr = self.f["trajectories"]
-        tr["seed"][sl] = np.asarray(seeds, dtype=np.uint64)
+        for fs in self.pde.fields:
+            self.f[f"t{fs.rank}_fields/{fs.name}"][sl] = batch.fields[fs.name]
+            tr[schema.checksum_name(fs.name)][sl] = batch.checksums[fs.name]
+        for p in self.pde.parameters:
+            self.f[f"scalars/{p.name}"][sl] = batch.params[p.name]
+        for name in self.f["dimensionless"].attrs["field_names"]:
+            self.f[f"dimensionless/{name}"][sl] = batch.dimensionless[attr_value(name)]
+        tr["seed"][sl] = batch.seeds
         tr["index"][sl] = np.arange(start, start + b)
-        tr["wall_time"][sl] = wall_time / b
-        tr["steps"][sl] = np.asarray(result.steps, dtype=np.int64)
+        tr["wall_time"][sl] = batch.wall_time / b
+        tr["steps"][sl] = batch.steps
         tr["batch_size"][sl] = b
         for name in tr.attrs["solver_per_sample"]:
-            tr[name][sl] = np.asarray(result.per_sample[name], dtype=np.float64)
+            tr[name][sl] = batch.per_sample[attr_value(name)]
 
     def close(self) -> Path:
         """Mark the file complete and move it to its final path."""
@@ -190,6 +205,34 @@ class DatasetWriter:
             self.f.close()
         finally:
             self.partial.unlink(missing_ok=True)
+
+
+def is_mesh(grid) -> bool:
+    """Whether ``grid`` is an unstructured mesh (:class:`pde_lab.meshes.TriangleMesh`): fields on its nodes."""
+    return getattr(grid, "grid_type", "cartesian") == "mesh"
+
+
+def _write_mesh(f: h5py.File, mesh) -> None:
+    """The ``mesh`` group: nodes, triangles and tagged boundary facets (docs/data_format.md, "Meshes")."""
+    g = f.create_group("mesh")
+    g.attrs["cell_type"] = mesh.cell_type
+    g.attrs["geometry"] = mesh.geometry
+    g.attrs["geometry_params"] = json.dumps(mesh.geometry_params, sort_keys=True, default=_json_default)
+    g.attrs["resolution"] = int(mesh.resolution)
+    g.attrs["tag_names"] = _str_list(mesh.tag_names)
+    g.create_dataset("nodes", data=np.asarray(mesh.nodes, dtype=np.float64))
+    g.create_dataset("cells", data=np.asarray(mesh.triangles, dtype=np.int64))
+    g.create_dataset("boundary_facets", data=np.asarray(mesh.boundary_facets, dtype=np.int64))
+    g.create_dataset("boundary_facet_tags", data=np.asarray(mesh.facet_tags, dtype=np.int64))
+
+
+def _write_mesh_bc(g: h5py.Group, mesh, tags) -> None:
+    """On a mesh a condition applies to boundary tags (``BoundaryCondition.axes``) present in the mesh;
+    ``mask_<tag>`` marks their nodes."""
+    present = [t for t in tags if t in mesh.tag_names]
+    g.attrs["associated_dims"] = _str_list(present)
+    for tag in present:
+        g.create_dataset(f"mask_{tag}", data=mesh.node_mask(tag))
 
 
 def _json_default(obj: Any) -> Any:

@@ -18,6 +18,9 @@ def _open_file(path: Path) -> xr.Dataset:
         coords = {d: f[f"dimensions/{d}"][()] for d in dims}
         if "time" in f["dimensions"]:
             coords["time"] = f["dimensions/time"][()]
+        if isinstance(f.get("mesh"), h5py.Group):  # fields on mesh nodes: positions as node coordinates
+            nodes = f["mesh/nodes"][()]
+            coords["x"], coords["y"] = ("node", nodes[:, 0]), ("node", nodes[:, 1])
         n = attr_value(f.attrs["n_trajectories"])
         coords["trajectory"] = np.arange(n)
         data_vars = {}

@@ -142,9 +142,12 @@ class Task:
     ``mode="one_shot"``: input = input fields + solution fields at the first ``input_steps`` stored
     times; target = solution fields at the last stored time (steady problems: the solution itself).
     ``mode="window"``: sliding windows of ``input_steps`` → ``output_steps`` consecutive frames.
+    ``mode="time"`` (time-conditioned): input = the first ``input_steps`` frames plus a constant
+    ``lead_time`` channel; target = the frame that lead time after the last input frame, one item
+    per later stored frame (``output_steps = 1``).
     """
 
-    mode: Literal["one_shot", "window"] = "one_shot"
+    mode: Literal["one_shot", "window", "time"] = "one_shot"
     input_steps: int = 1
     output_steps: int = 1
 
@@ -185,6 +188,12 @@ class PDE(ABC):
     def dimensionless(self, params: Mapping[str, float], inputs: Mapping[str, np.ndarray]) -> dict[str, float]:
         """Dimensionless numbers (Reynolds, contrast, ...) of an instance, stored with every sample."""
         return {}
+
+    def level_grid(self, level: str, resolution: int) -> CartesianGrid:
+        """The grid the samples of ``level`` live on; :meth:`grid` unless the geometry depends on the
+        level (unstructured meshes: a disk for ``easy``, a plate with holes for ``hard``)."""
+        self.level(level)
+        return self.grid(resolution)
 
     # ---- what each PDE implements ------------------------------------------------------------
     @abstractmethod
