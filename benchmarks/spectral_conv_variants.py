@@ -6,7 +6,9 @@ a full FFT followed by truncation, and the inverse as a product with the transpo
 zero-filling and an inverse FFT. On one CPU thread that is faster, mostly in the backward pass
 (whose rFFT gradient builds a full-size complex array), and above all on axes of awkward length
 (85 = 5·17). The variant below uses the weights of a pde_lab ``SpectralConv`` and gives the same
-output to float32 rounding; it is a measurement, not a replacement.
+output to float32 rounding; it is a measurement, not a replacement. The library's own version of
+it is ``FNO(transform="dft")`` (``pde_lab/operators/dft.py``); the second table times whole FNO
+training steps with ``transform="fft"`` and ``"dft"`` on the same weights.
 
     python benchmarks/spectral_conv_variants.py [--reps 15]
 """
@@ -120,6 +122,44 @@ def main(argv=None) -> None:
     print()
     print(table(["layer", "input", "FFT fwd [ms]", "matmul-DFT fwd [ms]", "FFT fwd+bwd [ms]",
                  "matmul-DFT fwd+bwd [ms]", "fwd+bwd speed-up", "max rel. difference"], rows))
+    print()
+    print(fno_step_table(cpu_ms))
+
+
+def fno_step_table(cpu_ms) -> str:
+    """Whole FNO training steps (forward, loss, backward, Adam) with the library's two transforms,
+    ``FNO(transform="fft")`` and ``FNO(transform="dft")``, on the same weights and data."""
+    import torch
+    from pde_lab.operators import build_model
+
+    rows = []
+    for name, (b, n_dims, space, kw) in {
+            "FNO-1D Burgers": (20, 1, (256,), {}),
+            "FNO-2D Darcy": (20, 2, (85, 85), {}),
+            "FNO-2D 128x128": (16, 2, (128, 128), {})}.items():
+        torch.manual_seed(0)
+        x, y = torch.randn(b, 1, *space), torch.randn(b, 1, *space)
+        models = {t: build_model("fno", n_dims=n_dims, transform=t, **kw) for t in ("fft", "dft")}
+        models["dft"].load_state_dict(models["fft"].state_dict())
+        with torch.no_grad():
+            ref = models["fft"](x)
+            diff = (models["dft"](x) - ref).abs().max().item() / ref.abs().max().item()
+
+        def step(model):
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+            def run():
+                loss = (model(x) - y).square().mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            return run
+
+        t_fft, t_dft = cpu_ms(step(models["fft"])), cpu_ms(step(models["dft"]))
+        rows.append([name, f"batch {b}, {'x'.join(map(str, space))}", f"{t_fft:.0f}", f"{t_dft:.0f}",
+                     f"{t_fft / t_dft:.2f}x", f"{diff:.1e}"])
+    return table(["FNO training step (default width/modes)", "data", "transform=fft [ms]", "transform=dft [ms]",
+                  "speed-up", "max rel. difference of outputs"], rows)
 
 
 if __name__ == "__main__":

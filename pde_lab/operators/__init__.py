@@ -7,9 +7,15 @@ from .base import (MODELS, Operator, build_model, data_arguments, load_model, mo
                    register_model, save_model)
 
 # Importing the modules registers their models.
-from . import fno, pinn  # noqa: E402,F401
+from . import cno, deeponet, ffno, fno, pinn, transformer, unet  # noqa: E402,F401
+from .cno import CNO  # noqa: E402
+from .deeponet import DeepONet  # noqa: E402
+from .ffno import FFNO, FactorizedSpectralConv  # noqa: E402
 from .fno import FNO, SpectralConv  # noqa: E402
 from .pinn import PINNMLP  # noqa: E402
+from .transformer import GalerkinTransformer  # noqa: E402
+from .unet import UNet  # noqa: E402
 
 __all__ = ["MODELS", "Operator", "build_model", "data_arguments", "load_model", "model_parameters",
-           "register_model", "save_model", "FNO", "SpectralConv", "PINNMLP"]
+           "register_model", "save_model", "FNO", "SpectralConv", "PINNMLP", "FFNO", "FactorizedSpectralConv",
+           "UNet", "DeepONet", "CNO", "GalerkinTransformer"]
