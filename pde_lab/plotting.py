@@ -550,12 +550,14 @@ def plot_rollout_error(
     title: str | None = None,
     ax: Axes | None = None,
 ) -> Figure:
-    """Autoregressive rollout error against time, one curve per difficulty level.
+    """Error against time, one curve per difficulty level: an autoregressive rollout's, or a
+    time-conditioned model's per lead time.
 
     Args:
-        metrics: the evaluator's output for a window-trained run (a dict, a path to
-            ``metrics.json``, or a run / run directory holding it); each level needs its
-            ``"rollout"`` entry (``times``, ``rel_l2_mean``, ``rel_l2_median``, ``rel_l2_max``).
+        metrics: the evaluator's output for a run trained on the ``window`` or ``time`` task (a
+            dict, a path to ``metrics.json``, or a run / run directory holding it); each level
+            needs its ``"error_vs_time"`` entry (``times``, ``rel_l2_mean``, ``rel_l2_median``,
+            ``rel_l2_max``).
         levels: which levels to draw (default: all, in the file's order).
         log: logarithmic error axis (errors typically grow by orders of magnitude along a rollout).
         title: axes title.
@@ -573,13 +575,14 @@ def plot_rollout_error(
     for name in names:
         if name not in entries:
             raise UserError(f"no level {name!r} in the metrics; they have {', '.join(entries)}")
-        if "rollout" not in entries[name]:
-            raise UserError(f"level {name!r} has no rollout errors: evaluate a run trained on the window task")
+        if "error_vs_time" not in entries[name]:
+            raise UserError(f"level {name!r} has no error against time: evaluate a run trained on the "
+                            f"window or time task")
     if ax is None:
         ax = _new_figure(5.5, 4.0).subplots()
     fig = ax.figure
     for i, name in enumerate(names):
-        r = entries[name]["rollout"]
+        r = entries[name]["error_vs_time"]
         t = np.asarray(r["times"], dtype=float)
         ax.plot(t, r["rel_l2_mean"], color=f"C{i}", label=f"{name} (mean)")
         ax.fill_between(t, r["rel_l2_median"], r["rel_l2_max"], color=f"C{i}", alpha=0.2, linewidth=0)

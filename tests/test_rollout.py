@@ -45,7 +45,7 @@ class _Persistence:
         self.t_out = t_out
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, -1:, :, :1].repeat_interleave(self.t_out, dim=1)
+        return x[:, -1:, ..., :1].repeat_interleave(self.t_out, dim=1)
 
 
 @pytest.mark.parametrize("t_in,t_out", [(1, 1), (2, 3)])
@@ -90,9 +90,123 @@ def test_evaluate_reports_rollouts_and_the_plot_draws_them(heat_data, tmp_path):
                       device="cpu", progress=False, out=str(run)))
     result = evaluate(run, heat_data, device="cpu")
     for level in ("easy", "hard"):
-        r = result["levels"][level]["rollout"]
+        r = result["levels"][level]["error_vs_time"]
+        assert r["kind"] == "rollout"
         assert len(r["times"]) == len(r["rel_l2_mean"]) == 10 and all(np.isfinite(r["rel_l2_max"]))
     fig = plot_rollout_error(run)
     assert len(fig.axes[0].lines) == 2
     with pytest.raises(UserError, match="no level"):
         plot_rollout_error(result, levels=["medium"])
+
+
+def test_time_task_items_carry_the_lead_time_and_the_target_frame(heat_data):
+    path = heat_data / "test" / "easy.h5"
+    ds = FieldDataset([path], task=Task("time", 2, 1), parameters=["log:kappa"])
+    assert ds.input_channels == ["u", "log:kappa", "lead_time"] and len(ds) == 3 * (ds.n_times - 2)
+    whole = FieldDataset([path], task=Task("one_shot", 1, ds.n_times - 1))
+    for item in (0, 5, len(ds) - 1):
+        _, traj, frame = ds.sample_index(item)
+        x, y = ds[item]
+        u = torch.cat([whole[traj][0], whole[traj][1]])  # (T, n, 1)
+        torch.testing.assert_close(x[..., 0], u[:2, :, 0])
+        torch.testing.assert_close(y, u[frame:frame + 1])
+        torch.testing.assert_close(x[..., 2], torch.full_like(x[..., 2], ds.times[frame] - ds.times[1]))
+    stats = ds.stats()
+    lead = ds.times[2:] - ds.times[1]
+    assert stats["x_mean"][2] == pytest.approx(lead.mean()) and stats["x_std"][2] == pytest.approx(lead.std())
+    with pytest.raises(UserError, match="output_steps = 1"):
+        FieldDataset([path], task=Task("time", 1, 2))
+
+
+def test_time_curve_groups_item_errors_by_frame(heat_data):
+    from pde_lab.evaluation.rollout import time_curve
+
+    ds = FieldDataset([heat_data / "test" / "hard.h5"], task=Task("time", 1, 1))
+    frames = torch.tensor([float(ds.sample_index(i)[2]) for i in range(len(ds))])
+    curve = time_curve(ds, frames * torch.tensor([1.0, 2.0, 3.0]).repeat_interleave(ds.n_times - 1))
+    assert curve["kind"] == "time_conditioned" and curve["frames"] == list(range(1, ds.n_times))
+    np.testing.assert_allclose(curve["rel_l2_mean"], 2.0 * np.arange(1, ds.n_times))
+    np.testing.assert_allclose(curve["rel_l2_max"], 3.0 * np.arange(1, ds.n_times))
+
+
+def test_time_conditioned_training_and_evaluation(heat_data, tmp_path):
+    from pde_lab.evaluation.evaluate import evaluate
+    from pde_lab.training import TrainConfig, train
+
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(heat_data), task=Task("time", 1, 1), model="fno",
+                      model_args=dict(width=8, modes=6, n_layers=2, proj_width=16), epochs=2, batch_size=16,
+                      device="cpu", progress=False, out=str(run)))
+    result = evaluate(run, heat_data, device="cpu")
+    curve = result["levels"]["easy"]["error_vs_time"]
+    assert curve["kind"] == "time_conditioned" and len(curve["rel_l2_mean"]) == 10
+
+
+class _ExactModule(torch.nn.Module):
+    """The exact heat step as a model in the trainer's layout: (B, [u, log κ], n) -> (B, T_out, n)."""
+
+    def __init__(self, dt: float, t_out: int):
+        super().__init__()
+        self.dt, self.t_out = dt, t_out
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out = []
+        for b in range(z.shape[0]):
+            kappa = float(np.exp(float(z[b, 1, 0])))
+            frames = heat_solution(z[b, 0].double().numpy(), kappa, self.dt * np.arange(1, self.t_out + 1))
+            out.append(torch.from_numpy(frames).float())
+        return torch.stack(out)
+
+
+def test_pushforward_pairs_and_unrolling_reach_the_true_later_window(heat_data):
+    from pde_lab.training.checkpoint import Normalizer
+    from pde_lab.training.pushforward import PushforwardPairs
+    from pde_lab.training.trainer import _push_forward
+
+    ds = FieldDataset([heat_data / "train" / "hard.h5"], task=Task("window", 1, 2), parameters=["log:kappa"])
+    pairs = PushforwardPairs(ds, max_steps=3, seed=0)
+    ks = [pairs.steps(i) for i in range(len(pairs))]
+    assert set(ks) == {0, 1, 2, 3} and ks == [pairs.steps(i) for i in range(len(pairs))]
+    pairs.set_epoch(1)
+    assert ks != [pairs.steps(i) for i in range(len(pairs))]
+    items = range(0, len(pairs), 3)
+    x = torch.stack([ds[i][0] for i in items])
+    k = torch.tensor([pairs.steps(i) for i in items])
+    y = torch.stack([pairs[i][1] for i in items])
+    assert max(ds.sample_index(i)[2] + 2 * pairs.steps(i) for i in range(len(ds))) <= ds.n_times - 3
+    model = _ExactModule(0.1, 2)
+    pushed = _push_forward(model, Normalizer.identity(2, 1), x, k, 2, pairs.pairs)
+    for b, i in enumerate(items):
+        true_x = ds[i + 2 * int(k[b])][0]
+        torch.testing.assert_close(pushed[b], true_x, rtol=1e-4, atol=1e-5)
+    step = Normalizer.identity(2, 1)
+    from pde_lab.training.checkpoint import predict_batch
+    torch.testing.assert_close(predict_batch(model, step, pushed, 2), y, rtol=1e-4, atol=1e-5)
+    with pytest.raises(UserError, match="window"):
+        PushforwardPairs(FieldDataset([heat_data / "train" / "hard.h5"], task=Task("one_shot", 1, 1)), 2, 0)
+
+
+def test_training_with_pushforward_runs_and_changes_the_result(heat_data, tmp_path):
+    from pde_lab.training import TrainConfig, load_run, train
+
+    runs = {}
+    for k in (0, 2):
+        run = tmp_path / f"run{k}"
+        train(TrainConfig(data=str(heat_data), task=Task("window", 1, 1), model="fno", pushforward=k,
+                          model_args=dict(width=8, modes=6, n_layers=2, proj_width=16), epochs=2, batch_size=8,
+                          device="cpu", progress=False, out=str(run)))
+        runs[k] = load_run(run, checkpoint="last")
+    assert all(np.isfinite(r["train_loss"]) for r in runs[2].log)
+    assert runs[0].log[-1]["train_loss"] != runs[2].log[-1]["train_loss"]
+
+
+def test_rollout_in_2d_has_the_persistence_error(tmp_path):
+    out = tmp_path / "heat2d"
+    generate(GenerateConfig(pde="heat_2d", out=str(out), levels=["easy"], n_train=1, n_valid=0, n_test=2,
+                            resolution=8, progress=False))
+    ds = FieldDataset([out / "test" / "easy.h5"], task=Task("window", 1, 1))
+    roll = rollout(_Persistence(1), ds)
+    u = torch.stack([ds[i][1][0] for i in range(len(ds))]).reshape(2, ds.n_times - 1, 8, 8, 1)
+    first = ds[0][0][0]
+    expected = torch.linalg.vector_norm(u[0] - first, dim=(1, 2, 3)) / torch.linalg.vector_norm(u[0], dim=(1, 2, 3))
+    torch.testing.assert_close(roll.rel_l2[0], expected, rtol=1e-5, atol=1e-7)

@@ -150,7 +150,7 @@ def test_config_overrides_convert_types():
     ("optimizer=sgd", r"unknown optimizer 'sgd'; allowed: adam, adamw"),
     ("scheduler=linear", r"allowed: cosine, none, step"),
     ("task.steps=3", r"unknown config key 'task.steps'; allowed: task.mode"),
-    ("task.mode=rollout", r"unknown task.mode 'rollout'; allowed: one_shot, window"),
+    ("task.mode=rollout", r"unknown task.mode 'rollout'; allowed: one_shot, time, window"),
     ("batch_size=0", r"'batch_size' must be positive"),
     ("device=gpu", r"unknown device 'gpu'"),
     ("model=nope", r"unknown model 'nope'; allowed: .*fno"),
@@ -346,3 +346,52 @@ def test_operator_training_with_the_preconditioned_optimizers(tmp_path, optimize
     bad = tiny_config(tmp_path, optimizer=optimizer, optimizer_args={"betaz": 0.9})
     with pytest.raises(UserError, match="rejects arguments"):
         fit(tiny_model(bad, train_ds), train_ds, valid_ds, bad, tmp_path / "run2")
+
+
+def test_early_stopping_stops_when_validation_stalls(tmp_path):
+    """lr = 0 freezes the model, so the validation loss never improves after epoch 1: with patience 2
+    training stops after epoch 3 of 10 and best.pt stays at epoch 1."""
+    train_ds, valid_ds = antiderivative_data(16, 32, seed=0), antiderivative_data(8, 32, seed=1)
+    config = tiny_config(tmp_path, epochs=10, batch_size=8, optimizer="adam", optimizer_args={"lr": 0.0},
+                         patience=2, scheduler="none")
+    run_dir = fit(tiny_model(config, train_ds), train_ds, valid_ds, config, tmp_path / "run")
+    run = load_run(run_dir)
+    assert len(run.log) == 3 and run.epoch == 1
+    with pytest.raises(UserError, match="patience"):
+        tiny_config(tmp_path, patience=0)
+
+
+@pytest.mark.parametrize("model_name,args", [("fno", dict(width=8, modes=4, n_layers=2, proj_width=16)),
+                                             ("ffno", dict(width=8, modes=4, n_layers=2))])
+def test_mixed_precision_runs_pointwise_layers_in_bfloat16_and_ffts_in_float32(tmp_path, model_name, args):
+    """amp=true on CPU autocast: the first lifting layer computes in bfloat16, the spectral layers get
+    float32 (the FFT rejects bfloat16), and training still lowers the loss."""
+    train_ds, valid_ds = antiderivative_data(32, 32, seed=0), antiderivative_data(8, 32, seed=1)
+    config = tiny_config(tmp_path, model=model_name, model_args=args, epochs=4, batch_size=8, lr=5e-3, amp=True)
+    torch.manual_seed(config.seed)
+    model = build_model(model_name, in_channels=1, out_channels=1, n_dims=1, **args)
+    seen = {}
+
+    def record(key):
+        def hook(module, inputs, output):
+            seen.setdefault(key, (inputs[0].dtype, output.dtype))
+        return hook
+
+    first = next(m for m in model.modules() if type(m).__name__ == "Pointwise")
+    first.register_forward_hook(record("lift"))
+    spectral = next(m for m in model.modules() if "Spectral" in type(m).__name__)
+    spectral.register_forward_hook(record("spectral"))
+    run_dir = fit(model, train_ds, valid_ds, config, tmp_path / "run")
+    assert seen["lift"][1] == torch.bfloat16 and seen["spectral"] == (torch.bfloat16, torch.float32)
+    rows = load_run(run_dir).log
+    assert rows[-1]["valid_loss"] < rows[0]["valid_loss"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_mixed_precision_training_on_cuda(tmp_path):
+    train_ds, valid_ds = antiderivative_data(32, 32, seed=0), antiderivative_data(8, 32, seed=1)
+    config = tiny_config(tmp_path, epochs=4, batch_size=8, lr=5e-3, amp=True, device="cuda")
+    run_dir = fit(tiny_model(config, train_ds), train_ds, valid_ds, config, tmp_path / "run")
+    rows = load_run(run_dir).log
+    assert rows[-1]["valid_loss"] < rows[0]["valid_loss"]

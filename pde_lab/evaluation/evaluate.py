@@ -3,7 +3,7 @@
 Writes ``metrics.json`` (every metric of :mod:`pde_lab.evaluation.metrics`, per sample and
 summarised, per level and overall, plus the model's and the classical solver's time for the same
 samples; for a model trained on the ``window`` task also its autoregressive rollout error against
-time per level, see :mod:`~pde_lab.evaluation.rollout`) and ``predictions_<split>.h5`` (predictions and truth, for plotting without re-running).
+time per level, for the ``time`` task its error per lead time, see :mod:`~pde_lab.evaluation.rollout`) and ``predictions_<split>.h5`` (predictions and truth, for plotting without re-running).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from ..pdes.base import Task
 from ..training.checkpoint import load_run
 from ..training.config import resolve_device
 from .metrics import compute_metrics, summarize
-from .rollout import rollout
+from .rollout import rollout, time_curve
 
 
 def _sync(device: torch.device) -> None:
@@ -76,7 +76,9 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
                          speedup=solver_s / model_s if model_s > 0 else None,
                          per_sample={k: v.double().cpu().tolist() for k, v in per_sample.items()})
             if task.mode == "window" and ds.n_times is not None:
-                entry["rollout"] = rollout(run, ds, batch_size=batch_size).summary()
+                entry["error_vs_time"] = rollout(run, ds, batch_size=batch_size).summary()
+            elif task.mode == "time":
+                entry["error_vs_time"] = time_curve(ds, per_sample["relative_l2"])
             result["levels"][level] = entry
             for k, v in per_sample.items():
                 all_metrics.setdefault(k, []).append(v)

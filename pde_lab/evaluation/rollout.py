@@ -1,4 +1,5 @@
-"""Autoregressive rollouts of a window-trained model, and their error against time.
+"""Error against time: autoregressive rollouts of a window-trained model, and the per-frame error of
+a time-conditioned one.
 
 A model trained on the ``window`` task maps ``T_in`` frames to the next ``T_out``. A rollout starts
 from the first ``T_in`` stored frames of each trajectory and feeds the model its own predictions:
@@ -11,6 +12,9 @@ trajectory ends (whole ``T_out`` blocks only) and is compared frame by frame wit
 which is how error accumulation is reported in the autoregressive-surrogate literature (PDEBench's
 rollout nRMSE, Brandstetter et al.'s pushforward study). The one-step error of the training loss
 is ``e(T_in)`` to ``e(T_in + T_out − 1)``.
+
+A model trained on the ``time`` task predicts each frame directly from the first ``T_in`` and the
+lead time; :func:`time_curve` reports the same ``e_b(t)`` for it, so both kinds plot alike.
 """
 from __future__ import annotations
 
@@ -43,10 +47,32 @@ class Rollout:
 
     def summary(self) -> dict:
         """JSON-ready: frames, times, mean/median/max error per frame, and the per-trajectory curves."""
-        e = self.rel_l2.double()
-        return {"frames": self.frames.tolist(), "times": self.times.tolist(),
-                "rel_l2_mean": e.mean(0).tolist(), "rel_l2_median": e.median(0).values.tolist(),
-                "rel_l2_max": e.max(0).values.tolist(), "rel_l2_per_sample": e.tolist()}
+        return _curve("rollout", self.frames, self.times, self.rel_l2)
+
+
+def _curve(kind: str, frames: np.ndarray, times: np.ndarray, errors: torch.Tensor) -> dict:
+    e = errors.double()
+    return {"kind": kind, "frames": [int(f) for f in frames], "times": [float(t) for t in times],
+            "rel_l2_mean": e.mean(0).tolist(), "rel_l2_median": e.median(0).values.tolist(),
+            "rel_l2_max": e.max(0).values.tolist(), "rel_l2_per_sample": e.tolist()}
+
+
+def time_curve(ds: FieldDataset, rel_l2: torch.Tensor) -> dict:
+    """Error against time of a time-conditioned model from its per-item errors.
+
+    Args:
+        ds: a dataset read with the ``time`` task (items: trajectory-major, then target frame).
+        rel_l2: ``(len(ds),)`` relative L2 error per item.
+
+    Returns:
+        the summary of :meth:`Rollout.summary` with ``kind = "time_conditioned"``.
+    """
+    if ds.task.mode != "time":
+        raise UserError(f"time_curve needs a dataset read with the time task, got {ds.task.mode!r}")
+    frames = np.array([ds.sample_index(i)[2] for i in range(len(ds))])
+    n_frames = ds.n_times - ds.task.input_steps
+    frames = frames[:n_frames]
+    return _curve("time_conditioned", frames, ds.times[frames], rel_l2.reshape(-1, n_frames))
 
 
 def feedback_channels(ds: FieldDataset) -> list[tuple[int, int]]:
@@ -54,6 +80,26 @@ def feedback_channels(ds: FieldDataset) -> list[tuple[int, int]]:
     overwrites with its own predictions."""
     target = {name: j for j, name in enumerate(ds.target_channels)}
     return [(i, target[name]) for i, name in enumerate(ds.input_channels) if name in target]
+
+
+def advance(x: torch.Tensor, y: torch.Tensor, pairs: list[tuple[int, int]]) -> torch.Tensor:
+    """The next input of an autoregressive step.
+
+    Args:
+        x: ``(B, T_in, *space, C_in)`` the current input.
+        y: ``(B, T_out, *space, C_out)`` the model's prediction from it.
+        pairs: :func:`feedback_channels`.
+
+    Returns:
+        ``(B, T_in, *space, C_in)``: the last ``T_in`` frames of ``x`` followed by ``y``, where a
+        predicted frame keeps the constant channels of ``x``'s last frame.
+    """
+    t_in, t_out = x.shape[1], y.shape[1]
+    feed_in = torch.tensor([i for i, _ in pairs], device=x.device)
+    feed_out = torch.tensor([j for _, j in pairs], device=x.device)
+    nxt = x[:, -1:].repeat_interleave(t_out, dim=1).clone()
+    nxt[..., feed_in] = y[..., feed_out].to(nxt.dtype)
+    return torch.cat([x, nxt], dim=1)[:, -t_in:]
 
 
 @torch.no_grad()
@@ -74,8 +120,6 @@ def rollout(run, ds: FieldDataset, batch_size: int = 32) -> Rollout:
     pairs = feedback_channels(ds)
     if not pairs:
         raise UserError("no input channel carries a predicted field, so predictions cannot be fed back")
-    feed_in = torch.tensor([i for i, _ in pairs])
-    feed_out = torch.tensor([j for _, j in pairs])
     # the reader orders a trajectory's windows by start, so window s of the trajectory whose first
     # window is item i is item i + s
     first_items = [i for i in range(len(ds)) if ds.sample_index(i)[2] == 0]
@@ -88,14 +132,14 @@ def rollout(run, ds: FieldDataset, batch_size: int = 32) -> Rollout:
             y = run.predict(x)
             blocks.append(y)
             true_blocks.append(torch.stack([ds[i + b * t_out][1] for i in items]))
-            nxt = x[:, -1:].repeat_interleave(t_out, dim=1).clone()
-            nxt[..., feed_in] = y[..., feed_out].to(nxt.dtype)
-            x = torch.cat([x, nxt], dim=1)[:, -t_in:]
+            x = advance(x, y, pairs)
         preds.append(torch.cat(blocks, dim=1))
         truths.append(torch.cat(true_blocks, dim=1))
     pred, truth = torch.cat(preds), torch.cat(truths)
     dims = tuple(range(2, pred.dim()))
-    err = (pred - truth).norm(dim=dims) / truth.norm(dim=dims).clamp_min(torch.finfo(truth.dtype).tiny)
+    # vector_norm: Tensor.norm with three or more dims (2D fields: space x channels) raises
+    err = (torch.linalg.vector_norm(pred - truth, dim=dims)
+           / torch.linalg.vector_norm(truth, dim=dims).clamp_min(torch.finfo(truth.dtype).tiny))
     frames = np.arange(t_in, t_in + n_blocks * t_out)
     times = frames.astype(np.float64)
     with h5py.File(ds.files[0], "r") as f:

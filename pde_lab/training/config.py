@@ -31,7 +31,7 @@ from ..pdes.base import Task
 
 OPTIMIZERS = tuple(FIRST_ORDER)
 SCHEDULERS = ("cosine", "step", "none")
-TASK_MODES = ("one_shot", "window")
+TASK_MODES = ("one_shot", "window", "time")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
@@ -92,7 +92,10 @@ class YamlConfig:
             path = Path(source)
             if not path.is_file():
                 raise UserError(f"config file {str(path)!r} does not exist")
-            text = path.read_text()
+            try:
+                text = path.read_text()
+            except UnicodeDecodeError:
+                raise UserError(f"config file {str(path)!r} is not a UTF-8 text (YAML) file") from None
         try:
             values = yaml.safe_load(text)
         except yaml.YAMLError as err:
@@ -112,6 +115,14 @@ class TrainConfig(YamlConfig):
             and stored when training starts); ``[]`` = none.
         task: what the model learns (``mode``, ``input_steps``, ``output_steps``, see
             :class:`~pde_lab.pdes.base.Task`); ``None`` = the PDE's default task.
+        level_mix: level → fraction of the training trajectories (sums to 1), e.g.
+            ``{easy: 0.9, hard: 0.1}`` (command line: ``level_mix=easy:0.9,hard:0.1``); ``None`` =
+            each level's share of the data (see :mod:`pde_lab.datasets.mixing`).
+        n_train: train on this many trajectories, split between levels by ``level_mix``.
+        compute_budget: instead of ``n_train``: train on the trajectories whose recorded generation
+            time (``trajectories/wall_time``) sums to at most this many seconds.
+        budget_share: what ``level_mix`` splits under a budget: ``count`` (trajectories) or
+            ``compute`` (seconds). Unset ``level_mix``, ``n_train`` and ``compute_budget``: all data.
     Model:
         model: registered model name (``pde_lab.operators.MODELS``).
         model_args: constructor arguments of the model; ``in_channels``, ``out_channels`` and
@@ -128,9 +139,19 @@ class TrainConfig(YamlConfig):
         normalize: standardise inputs and targets per channel with the training split's statistics.
         time_limit_minutes: do not start an epoch that would end after this much training time;
             ``None`` = no limit. At least one epoch always runs.
+        patience: early stopping: stop once the validation loss has not improved for this many
+            epochs; ``None`` = train all ``epochs``.
+        amp: mixed precision: the forward pass under bfloat16 autocast (convolutions and linear
+            layers in bfloat16; the spectral layers opt out and stay float32, as the FFTs need); the
+            loss and the optimizer state stay float32. Meant for CUDA; works on CPU too.
+        pushforward: the ``window`` task's pushforward trick: unroll each training sample up to this
+            many steps with the model's own predictions, without gradient, before the loss
+            (:mod:`pde_lab.training.pushforward`); 0 = teacher forcing only.
     Run:
         seed: seeds the model initialisation and the order of the samples.
-        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``. Under ``torchrun`` the
+            ranks train data-parallel (:mod:`pde_lab.training.distributed`), rank ``r`` on
+            ``cuda:LOCAL_RANK`` when the device is CUDA.
         num_workers: DataLoader worker processes.
         out: run directory.
         resume: continue the run in ``out`` from ``checkpoints/last.pt``.
@@ -142,6 +163,10 @@ class TrainConfig(YamlConfig):
     levels: list[str] | None = None
     parameters: list[str] | None = None
     task: Task | None = None
+    level_mix: dict[str, float] | None = None
+    n_train: int | None = None
+    compute_budget: float | None = None
+    budget_share: str = "count"
     model: str = "fno"
     model_args: dict[str, Any] = field(default_factory=dict)
     optimizer: str = "adam"
@@ -156,6 +181,9 @@ class TrainConfig(YamlConfig):
     grad_clip: float | None = None
     normalize: bool = True
     time_limit_minutes: float | None = None
+    patience: int | None = None
+    pushforward: int = 0
+    amp: bool = False
     seed: int = 0
     device: str = "auto"
     num_workers: int = 0
@@ -165,6 +193,10 @@ class TrainConfig(YamlConfig):
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if isinstance(self.level_mix, str) and "{" not in self.level_mix and any(c in self.level_mix for c in ":="):
+            # The command-line forms easy:0.9,hard:0.1 and easy=0.9,hard=0.1 (a YAML mapping also works).
+            pairs = [part.replace("=", ":").partition(":") for part in self.level_mix.split(",") if part.strip()]
+            self.level_mix = {k.strip(): v.strip() for k, _, v in pairs}
         hints = _field_types()
         for f in dataclasses.fields(self):
             setattr(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
@@ -183,9 +215,18 @@ class TrainConfig(YamlConfig):
         _positive("step_size", self.step_size)
         _positive("gamma", self.gamma)
         _positive("num_workers", self.num_workers, allow_zero=True)
-        for name in ("grad_clip", "time_limit_minutes"):
+        _positive("pushforward", self.pushforward, allow_zero=True)
+        for name in ("grad_clip", "time_limit_minutes", "patience", "n_train", "compute_budget"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
+        from ..datasets.mixing import SHARES, check_ratios
+
+        check_choice("budget_share", self.budget_share, SHARES)
+        if self.level_mix is not None:
+            check_ratios(self.level_mix, list(self.level_mix))  # levels are checked against the data later
+            self.level_mix = {str(k): float(v) for k, v in self.level_mix.items()}
+        if self.n_train is not None and self.compute_budget is not None:
+            raise UserError(f"give n_train ({self.n_train}) or compute_budget ({self.compute_budget}), not both")
         if self.task is not None:
             check_choice("task.mode", self.task.mode, TASK_MODES)
             _positive("task.input_steps", self.task.input_steps)

@@ -48,6 +48,9 @@ from ..errors import UserError
 from ..operators.base import Operator, build_model, data_arguments
 from ..optim.first_order import build_first_order
 from .checkpoint import Normalizer, load_checkpoint, predict_batch, save_checkpoint
+from ..evaluation.rollout import advance
+from . import distributed
+from .pushforward import PushforwardPairs
 from .config import TrainConfig, resolve_device
 
 LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "lr", "seconds")
@@ -253,8 +256,13 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
             staged runs); the run can then be resumed.
     """
     run_dir = Path(run_dir)
-    prepare_run_dir(run_dir, config.overwrite, config.resume)
     device = resolve_device(config.device)
+    ctx = distributed.context(device)
+    if ctx.active and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+    if ctx.is_main:
+        prepare_run_dir(run_dir, config.overwrite, config.resume)
+    distributed.barrier(ctx)
     t_in, c_in, t_out, c_out, space = sample_shapes(train_ds)
 
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt") if config.resume else None
@@ -275,15 +283,18 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
 
     resolved = dataclasses.replace(config, model=model.spec()["name"], model_args=model.spec()["args"],
                                    out=str(run_dir.resolve()), resume=False, overwrite=False)
-    resolved.to_yaml(run_dir / "config.yaml")
-    if data_info is not None:
-        _write_data_json(run_dir / "data.json", data_info, resumed=state is not None)
+    if ctx.is_main:
+        resolved.to_yaml(run_dir / "config.yaml")
+        if data_info is not None:
+            _write_data_json(run_dir / "data.json", data_info, resumed=state is not None)
     data_meta = {"input_channels": list(getattr(train_ds, "input_channels", [f"in{i}" for i in range(c_in)])),
                  "target_channels": list(getattr(train_ds, "target_channels", [f"out{i}" for i in range(c_out)])),
                  "spatial_shape": list(getattr(train_ds, "spatial_shape", space)),
                  "pde_name": getattr(train_ds, "pde_name", None),
                  "input_steps": int(t_in), "output_steps": int(t_out)}
 
+    if config.pushforward:
+        train_ds = PushforwardPairs(train_ds, config.pushforward, config.seed)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config)
     start_epoch, history, best_valid, best_epoch = 0, [], math.inf, -1
@@ -294,7 +305,8 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
         best_valid, best_epoch = float(state["best_valid"]), int(state["best_epoch"])
         set_rng_state(state["rng"])
         # The checkpoint is the truth: drop log rows of epochs written after it.
-        _write_log(run_dir / "log.csv", history)
+        if ctx.is_main:
+            _write_log(run_dir / "log.csv", history)
     else:
         seed_everything(config.seed)
 
@@ -302,8 +314,8 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
     started = time.perf_counter()
     last_epoch_s = 0.0
     shown_valid = "-"
-    bar = tqdm(total=config.epochs, initial=start_epoch, desc="train", unit="epoch", disable=not config.progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=config.epochs, initial=start_epoch, desc="train", unit="epoch",
+               disable=not (config.progress and ctx.is_main), dynamic_ncols=True)
     try:
         for epoch in range(start_epoch, config.epochs):
             if stop_after is not None and epoch - start_epoch >= stop_after:
@@ -315,7 +327,7 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
             t0 = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
             train_loss = _train_epoch(model, train_ds, normalizer, optimizer, config, epoch, t_out, device, bar,
-                                      shown_valid)
+                                      shown_valid, ctx)
             scheduler.step()
             valid_loss = (evaluate_loss(model, valid_ds, normalizer, t_out, config.batch_size, device,
                                         config.num_workers) if valid_ds is not None else math.nan)
@@ -332,13 +344,18 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
                           "best_valid": best_valid, "best_epoch": best_epoch, "history": history,
                           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                           "rng": rng_state()}
-            save_checkpoint(checkpoint, run_dir / "checkpoints" / "last.pt")
-            if improved:
-                save_checkpoint(checkpoint, run_dir / "checkpoints" / "best.pt")
-            _write_log(run_dir / "log.csv", history)
+            if ctx.is_main:
+                save_checkpoint(checkpoint, run_dir / "checkpoints" / "last.pt")
+                if improved:
+                    save_checkpoint(checkpoint, run_dir / "checkpoints" / "best.pt")
+                _write_log(run_dir / "log.csv", history)
             shown_valid = f"{valid_loss:.4g}"
             bar.set_postfix(loss=f"{train_loss:.4g}", valid=shown_valid, refresh=False)
             bar.update(1)
+            if config.patience is not None and epoch + 1 - best_epoch >= config.patience:
+                bar.write(f"early stop after epoch {epoch + 1}: no improvement for {config.patience} epochs "
+                          f"(best {best_valid:.4g} at epoch {best_epoch})")
+                break
     finally:
         bar.close()
     return run_dir
@@ -346,25 +363,54 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
 
 def _train_epoch(model: torch.nn.Module, ds: Dataset, normalizer: Normalizer, optimizer: torch.optim.Optimizer,
                  config: TrainConfig, epoch: int, output_steps: int, device: torch.device, bar: tqdm,
-                 shown_valid: str) -> float:
-    """One pass over ``ds`` in the order of :func:`epoch_order`; returns the mean per-sample loss."""
+                 shown_valid: str, ctx: distributed.Context = distributed.Context()) -> float:
+    """One pass over ``ds`` in the order of :func:`epoch_order`; returns the mean per-sample loss.
+
+    Each global batch of ``config.batch_size`` samples is shared among the ranks
+    (:mod:`~pde_lab.training.distributed`); every rank's loss is its samples' sum over the global batch
+    size and the gradients are summed, so the step is the one-process step on the global batch.
+    """
     model.train()
-    loader = DataLoader(ds, batch_size=config.batch_size, sampler=epoch_order(len(ds), config.seed, epoch),
-                        num_workers=config.num_workers, pin_memory=device.type == "cuda")
+    if isinstance(ds, PushforwardPairs):
+        ds.set_epoch(epoch)
+    order = epoch_order(len(ds), config.seed, epoch)
+    batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    shares = [distributed.rank_share(b, ctx) for b in batches]
+    loader = iter(DataLoader(ds, batch_sampler=[s for s in shares if s], num_workers=config.num_workers,
+                             pin_memory=device.type == "cuda"))
+    params = [p for p in model.parameters() if p.requires_grad]
     total, count = 0.0, 0
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        err = relative_l2(predict_batch(model, normalizer, x, output_steps), y)
-        loss = err.mean()
+    for batch, share in zip(batches, shares):
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if share:
+            x, y, *unroll = next(loader)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if unroll and int(unroll[0].max()) > 0:
+                x = _push_forward(model, normalizer, x, unroll[0].to(device), output_steps, ds.pairs)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
+                pred = predict_batch(model, normalizer, x, output_steps)
+            err = relative_l2(pred.float(), y)
+            (err.sum() / len(batch)).backward()
+            total += err.detach().sum().item()
+            count += err.numel()
+        distributed.sum_gradients(params, ctx)
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
-        total += err.detach().sum().item()
-        count += err.numel()
-        bar.set_postfix(loss=f"{total / count:.4g}", valid=shown_valid, refresh=False)
+        bar.set_postfix(loss=f"{total / max(count, 1):.4g}", valid=shown_valid, refresh=False)
+    total, count = distributed.sum_scalars([total, count], ctx, device)
     return total / max(count, 1)
+
+
+@torch.no_grad()
+def _push_forward(model: torch.nn.Module, normalizer: Normalizer, x: torch.Tensor, steps: torch.Tensor,
+                  output_steps: int, pairs: list[tuple[int, int]]) -> torch.Tensor:
+    """Advance each sample's input ``steps[b]`` times with the model's own predictions (no gradient)."""
+    for j in range(1, int(steps.max()) + 1):
+        moved = advance(x, predict_batch(model, normalizer, x, output_steps), pairs)
+        keep = (steps >= j).reshape(-1, *([1] * (x.dim() - 1)))
+        x = torch.where(keep, moved, x)
+    return x
 
 
 def _write_data_json(path: Path, info: dict[str, Any], resumed: bool) -> None:
@@ -394,7 +440,13 @@ def train(config: TrainConfig) -> Path:
 
     if config.parameters is None:
         config = dataclasses.replace(config, parameters=varying_parameters(list_files(config.data, "train", config.levels)))
-    train_ds = open_split(config.data, "train", levels=config.levels, task=config.task, parameters=config.parameters)
+    from ..datasets.mixing import select_training_set, selection_summary
+
+    train_files = list_files(config.data, "train", config.levels)
+    selection = select_training_set(train_files, config.level_mix, config.n_train, config.compute_budget,
+                                    config.budget_share, config.seed)
+    train_ds = open_split(config.data, "train", levels=config.levels, task=config.task, parameters=config.parameters,
+                          trajectories=selection)
     valid_ds = open_split(config.data, "valid", levels=config.levels, task=config.task, parameters=config.parameters)
     t_in, c_in, t_out, c_out, space = sample_shapes(train_ds)
     data_args = data_arguments(config.model, t_in * c_in, t_out * c_out, len(space))
@@ -406,4 +458,8 @@ def train(config: TrainConfig) -> Path:
     model = build_model(config.model, **{**config.model_args, **data_args})
     task = getattr(train_ds, "task", None) or config.task
     config = dataclasses.replace(config, task=task)
-    return fit(model, train_ds, valid_ds, config, run_dir, data_info=data_record(config, train_ds, valid_ds))
+    info = data_record(config, train_ds, valid_ds)
+    if selection is not None:  # which trajectories a mixed or budgeted run saw, and what they cost
+        info["selection"] = {"per_level": selection_summary(train_files, selection),
+                             "trajectories": {str(train_files[k]): v.tolist() for k, v in selection.items()}}
+    return fit(model, train_ds, valid_ds, config, run_dir, data_info=info)
