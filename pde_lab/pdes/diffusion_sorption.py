@@ -276,3 +276,48 @@ class DiffusionSorption(PDE):
                           d * (2.0 / (h + 2.0 * d)) * (0.0 - um[..., -1:])], dim=-1)
         r = retardation(um, p) * u_t - (grad[..., 1:] - grad[..., :-1]) / h
         return r.numpy() if as_numpy else r
+
+    # ---- pointwise residual terms (physics-informed networks, hard constraints) --------------
+    #: Network outputs, and the coordinates a network of ``(x, t)`` takes (in this order).
+    pinn_fields: ClassVar[tuple[str, ...]] = ("u",)
+    pinn_coordinates: ClassVar[tuple[str, ...]] = ("x", "t")
+
+    def pinn_domain(self, params: Mapping[str, float]) -> tuple[tuple[float, float], ...]:
+        """The space-time box ``((0, 1), (0, t_final))`` the collocation points fill."""
+        return ((0.0, 1.0), (0.0, float(params["t_final"])))
+
+    def hard_constraint_terms(self, params: Mapping[str, float]) -> list[tuple]:
+        """The strong form of the problem as pointwise residual terms of the derivatives of ``u``.
+
+        Each term is ``(name, face, jets, fn)``: ``face`` is ``None`` for interior points or
+        ``(axis, side)`` for a face of :meth:`pinn_domain` (``side`` 0 = lower); ``jets`` names the
+        values the term needs (``"u"``, ``"u_t"``, ``"u_x"``, ``"u_xx"``: derivatives with respect to
+        the coordinates named by the letters); ``fn(jets, x, inputs) -> (P,)`` takes those values as
+        ``(P,)`` tensors, the points ``x (P, 2)`` and the instance's input fields at the points
+        (``inputs["u"]``: the initial concentration). The terms are, in physical units:
+
+        * ``pde``: ``R(u) u_t − D u_xx`` (``R`` as in :func:`retardation`, with its clipping);
+        * ``initial`` (``t = 0``): ``u − u_init``;
+        * ``inflow`` (``x = 0``): ``u − 1``;
+        * ``outflow`` (``x = 1``): ``u + D u_x`` (the solver's Robin condition).
+
+        The PDE term scales like ``1/t_final`` against the others; callers weight it (e.g. by
+        ``t_final``, i.e. time measured in units of ``t_final``).
+        """
+        d = float(params["D"])
+        p = {k: float(params[k]) for k in ("porosity", "rho_s", "k_f", "n_f")}
+
+        def pde(j, x, inputs):
+            return retardation(j["u"], p) * j["u_t"] - d * j["u_xx"]
+
+        def initial(j, x, inputs):
+            return j["u"] - inputs["u"]
+
+        def inflow(j, x, inputs):
+            return j["u"] - 1.0
+
+        def outflow(j, x, inputs):
+            return j["u"] + d * j["u_x"]
+
+        return [("pde", None, ("u", "u_t", "u_xx"), pde), ("initial", (1, 0), ("u",), initial),
+                ("inflow", (0, 0), ("u",), inflow), ("outflow", (0, 1), ("u", "u_x"), outflow)]

@@ -349,6 +349,84 @@ class NavierStokes2D(PDE):
         r = torch.fft.irfft2(_truncate_spectrum(torch.fft.rfft2(w_t - f), n), s=(n, n)) + space
         return r.numpy() if as_numpy else r
 
+    # ---- pointwise residual terms on the grid (hard constraints, physics-informed operators) ---
+    #: Network output, and the coordinates of a point ``(x, y, t)`` (in this order).
+    pinn_fields: ClassVar[tuple[str, ...]] = ("vorticity",)
+    pinn_coordinates: ClassVar[tuple[str, ...]] = ("x", "y", "t")
+
+    def pinn_domain(self, params: Mapping[str, float]) -> tuple[tuple[float, float], ...]:
+        """The space-time box ``((0, 1), (0, 1), (0, t_final))``."""
+        return ((0.0, 1.0), (0.0, 1.0), (0.0, float(params["t_final"])))
+
+    @staticmethod
+    def grid_jets(w: torch.Tensor, times) -> dict[str, torch.Tensor]:
+        """The values :meth:`hard_constraint_terms` needs, for fields given on the periodic grid.
+
+        Every output is linear in ``w``, so applied to basis functions it gives the basis of each
+        quantity. Space: Fourier multipliers on each frame, Nyquist modes dropped as in
+        :meth:`residual` (exact for the band-limited interpolant); velocity ``(ψ_y, −ψ_x)`` with
+        ``−Δψ = w``. Time: second-order three-point differences over the frames (one-sided at the
+        first and last frame; unequal spacing allowed).
+
+        Args:
+            w: ``(..., T, n, n)`` vorticity-like fields on ``T ≥ 3`` frames (torch, differentiable).
+            times: ``(T,)`` frame times.
+
+        Returns:
+            ``{"w", "w_t", "w_x", "w_y", "lap_w", "vel_x", "vel_y"}``, each ``(..., T, n, n)``.
+        """
+        if w.dim() < 3 or w.shape[-3] < 3 or w.shape[-1] != w.shape[-2]:
+            raise UserError(f"grid_jets needs fields (..., T >= 3, n, n), got {tuple(w.shape)}")
+        n = w.shape[-1]
+        t = torch.as_tensor(np.asarray(times, dtype=np.float64), dtype=w.dtype, device=w.device)
+        if t.shape != (w.shape[-3],):
+            raise UserError(f"grid_jets needs one time per frame ({w.shape[-3]}), got {tuple(t.shape)}")
+        kx = wavenumbers(n, 1.0, real=False, device=w.device).to(w.dtype)[:, None]
+        ky = wavenumbers(n, 1.0, device=w.device).to(w.dtype)[None, :]
+        keep = torch.ones(n, n // 2 + 1, dtype=w.dtype, device=w.device)
+        keep[n // 2, :] = 0.0
+        keep[:, n // 2] = 0.0
+        k2 = kx**2 + ky**2
+        inv = torch.where(k2 > 0, 1.0 / torch.where(k2 > 0, k2, 1.0), 0.0)
+        wh = torch.fft.rfft2(w) * keep
+        ir = lambda a: torch.fft.irfft2(a, s=(n, n))  # noqa: E731
+        # Three-point weights for the derivative at frame i from frames (a, b, c) at offsets h1, h2.
+        def weights(ta, tb, tc, at):
+            return ((at - tb) + (at - tc)) / ((ta - tb) * (ta - tc)), ((at - ta) + (at - tc)) / ((tb - ta) * (tb - tc)), \
+                ((at - ta) + (at - tb)) / ((tc - ta) * (tc - tb))
+        frames = []
+        T = t.shape[0]
+        for i in range(T):
+            a = min(max(i - 1, 0), T - 3)
+            ca, cb, cc = weights(t[a], t[a + 1], t[a + 2], t[i])
+            frames.append(ca * w[..., a, :, :] + cb * w[..., a + 1, :, :] + cc * w[..., a + 2, :, :])
+        return {"w": ir(wh), "w_t": torch.stack(frames, dim=-3),
+                "w_x": ir(1j * kx * wh), "w_y": ir(1j * ky * wh), "lap_w": ir(-k2 * wh),
+                "vel_x": ir(1j * ky * inv * wh), "vel_y": ir(-1j * kx * inv * wh)}
+
+    def hard_constraint_terms(self, params: Mapping[str, float]) -> list[tuple]:
+        """The vorticity equation as pointwise residual terms of the values of :meth:`grid_jets`.
+
+        Each term is ``(name, face, jets, fn)`` with ``fn(jets, x, inputs) -> (P,)`` (see
+        :meth:`DiffusionSorption.hard_constraint_terms <pde_lab.pdes.diffusion_sorption.DiffusionSorption.hard_constraint_terms>`):
+
+        * ``pde``: ``w_t + u w_x + v w_y − ν Δw − f(x, y)``;
+        * ``initial`` (face ``t = 0``): ``w − ω0`` with ``inputs["vorticity"]`` the initial vorticity.
+        """
+        nu = float(params["nu"])
+        amp = float(params.get("forcing_amplitude", 0.1))
+
+        def pde(j, x, inputs):
+            s = 2.0 * math.pi * (x[..., 0] + x[..., 1])
+            f = amp * (torch.sin(s) + torch.cos(s))
+            return j["w_t"] + j["vel_x"] * j["w_x"] + j["vel_y"] * j["w_y"] - nu * j["lap_w"] - f
+
+        def initial(j, x, inputs):
+            return j["w"] - inputs["vorticity"]
+
+        return [("pde", None, ("w", "w_t", "w_x", "w_y", "lap_w", "vel_x", "vel_y"), pde),
+                ("initial", (2, 0), ("w",), initial)]
+
 
 def _pad_spectrum(c: torch.Tensor, big: int) -> torch.Tensor:
     """rfft2 coefficients ``(..., n, n//2 + 1)`` of an ``n``-grid placed into those of a ``big``-grid,

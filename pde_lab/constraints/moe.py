@@ -1,0 +1,137 @@
+"""Mixture of experts for hard constraints: a uniform partition of the (space-)time box into ``K``
+subdomains, one least-squares solve per subdomain, and the assembled output.
+
+Each expert ``k`` owns a box ``Ω_k`` of a uniform ``parts[0] × parts[1] × …`` partition of the domain.
+Its problem uses only collocation points sampled in ``Ω_k`` (optionally in ``Ω_k`` widened by
+``overlap`` times its width on each side, clipped to the domain), so the ``K`` solves are
+independent: they are batched along a leading axis and vectorised with :func:`torch.func.vmap` by
+:func:`~pde_lab.constraints.hard_constraint.hard_constraint_solve`, every expert with the same number of
+points and the same iteration count; the batch axis can equally be split across devices. The
+constrained field at a point ``x`` is ``b(x) · ω_k`` with ``k`` the expert whose (unwidened) box holds
+``x`` (:func:`assemble`). ``K = 1`` is the global hard constraint.
+
+Points on an internal face belong to the expert above it; the domain's upper faces to the last
+expert along each axis, so every point of the closed box has exactly one expert.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..errors import UserError
+
+__all__ = ["Partition", "assemble"]
+
+
+class Partition:
+    """Uniform partition of a box into ``prod(parts)`` experts, numbered in C order over ``parts``.
+
+    Args:
+        bounds: ``((lo, hi), …)`` per coordinate (space, then time).
+        parts: number of subdomains per coordinate (1 = not split along that axis).
+        overlap: widening of each box on every side for sampling, as a fraction of its width (≥ 0).
+    """
+
+    def __init__(self, bounds: Sequence[tuple[float, float]], parts: Sequence[int], overlap: float = 0.0):
+        self.bounds = tuple((float(lo), float(hi)) for lo, hi in bounds)
+        self.parts = tuple(int(p) for p in parts)
+        if len(self.parts) != len(self.bounds):
+            raise UserError(f"partition parts needs one entry per coordinate ({len(self.bounds)}), got {list(parts)}")
+        if any(p < 1 for p in self.parts) or any(int(p) != p for p in parts):
+            raise UserError(f"partition parts must be positive integers, got {list(parts)}")
+        if any(not hi > lo for lo, hi in self.bounds):
+            raise UserError(f"partition bounds need lo < hi on every axis, got {self.bounds}")
+        if not float(overlap) >= 0:
+            raise UserError(f"partition overlap must be a non-negative fraction of a subdomain width, got {overlap!r}")
+        self.overlap = float(overlap)
+
+    @property
+    def n_experts(self) -> int:
+        n = 1
+        for p in self.parts:
+            n *= p
+        return n
+
+    @property
+    def dim(self) -> int:
+        return len(self.bounds)
+
+    def _multi_index(self) -> torch.Tensor:
+        """``(K, d)`` integer position of each expert's box along each axis (C order)."""
+        grids = torch.meshgrid(*[torch.arange(p) for p in self.parts], indexing="ij")
+        return torch.stack([g.reshape(-1) for g in grids], dim=-1)
+
+    def boxes(self, expanded: bool = False, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """``(K, d, 2)`` lower and upper corners of every expert's box (widened and clipped if ``expanded``)."""
+        lo = torch.tensor([b[0] for b in self.bounds], dtype=dtype)
+        width = torch.tensor([(b[1] - b[0]) / p for b, p in zip(self.bounds, self.parts)], dtype=dtype)
+        idx = self._multi_index().to(dtype)
+        start, end = lo + idx * width, lo + (idx + 1) * width
+        if expanded and self.overlap > 0:
+            hi = torch.tensor([b[1] for b in self.bounds], dtype=dtype)
+            start = torch.maximum(start - self.overlap * width, lo)
+            end = torch.minimum(end + self.overlap * width, hi)
+        return torch.stack([start, end], dim=-1)
+
+    def assign(self, x: torch.Tensor) -> torch.Tensor:
+        """Expert index ``(P,)`` (int64) of points ``x (P, d)`` inside the domain."""
+        if x.dim() != 2 or x.shape[-1] != self.dim:
+            raise UserError(f"partition.assign expects points (P, {self.dim}), got {tuple(x.shape)}")
+        k = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+        for axis, ((lo, hi), p) in enumerate(zip(self.bounds, self.parts)):
+            pos = torch.floor((x[:, axis] - lo) / (hi - lo) * p).to(torch.int64).clamp(0, p - 1)
+            k = k * p + pos
+        return k
+
+    def sample(self, n_per_expert: int, generator: torch.Generator, dtype: torch.dtype = torch.float64,
+               fixed: dict[int, float] | None = None) -> torch.Tensor:
+        """``(K, n, d)`` points uniform in each expert's (expanded) box.
+
+        Args:
+            n_per_expert: points per expert (the same for all, so the solves batch).
+            generator: the source of randomness.
+            fixed: ``{axis: value}`` coordinates to pin (points on a face, e.g. ``{1: 0.0}`` for ``t = 0``).
+        """
+        if int(n_per_expert) < 1:
+            raise UserError(f"n_per_expert must be a positive integer, got {n_per_expert!r}")
+        boxes = self.boxes(expanded=True, dtype=dtype)
+        u = torch.rand(self.n_experts, int(n_per_expert), self.dim, generator=generator, dtype=dtype)
+        x = boxes[:, None, :, 0] + u * (boxes[:, None, :, 1] - boxes[:, None, :, 0])
+        for axis, value in (fixed or {}).items():
+            x[..., axis] = float(value)
+        return x
+
+    def touches(self, axis: int, side: int) -> torch.Tensor:
+        """``(K,)`` bool: whether each expert's (expanded) box reaches the domain face ``(axis, side)``
+        (``side`` 0 = lower, 1 = upper)."""
+        boxes = self.boxes(expanded=True)
+        edge = self.bounds[axis][side]
+        return boxes[:, axis, side] == edge
+
+    def grid_indices(self, coords: torch.Tensor, n_per_expert: int, generator: torch.Generator) -> torch.Tensor:
+        """``(K, n)`` indices into a fixed point set ``coords (G, d)``: ``n`` distinct points drawn
+        from each expert's (unwidened) box, for problems whose basis lives on a grid."""
+        k = self.assign(coords)
+        out = []
+        for e in range(self.n_experts):
+            mine = torch.nonzero(k == e).reshape(-1)
+            if mine.numel() < n_per_expert:
+                raise UserError(f"expert {e} owns {mine.numel()} grid points, fewer than the {n_per_expert} requested; "
+                                f"use fewer points per expert or fewer experts")
+            out.append(mine[torch.randperm(mine.numel(), generator=generator)[:n_per_expert]])
+        return torch.stack(out)
+
+
+def assemble(basis: torch.Tensor, expert: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+    """The constrained field ``u(x_p) = b(x_p) · ω_{k(p)}``.
+
+    Args:
+        basis: ``(..., P, N)`` basis values at the points (leading axes, e.g. a sample batch, allowed).
+        expert: ``(P,)`` expert of each point (:meth:`Partition.assign`).
+        omega: ``(..., K, N)`` coefficients of every expert.
+
+    Returns:
+        ``(..., P)``.
+    """
+    return (basis * omega[..., expert, :]).sum(-1)
