@@ -31,11 +31,12 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from ..errors import check_positive
+from ..errors import UserError, check_positive
 from ..solvers.semilinear import PeriodicBox, solver_size
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
 from .periodic_semilinear import PeriodicSemilinearPDE, normalized_grf
+from .poisson import PointFunction, laplacian
 
 __all__ = ["AllenCahn", "AllenCahn1D", "AllenCahn2D", "kink_pair"]
 
@@ -125,6 +126,25 @@ class AllenCahn(PeriodicSemilinearPDE):
 
     def rhs(self, u, box, p):
         return p["nu"] * box.to_physical(box.laplacian(box.to_spectral(u))) + u - u * u * u
+
+    def pointwise_rhs(self, u_fn: PointFunction, x: torch.Tensor,
+                      params: Mapping[str, float] | None = None) -> torch.Tensor:
+        """The right-hand side ``F[u] = ν Δu + u − u³`` of ``u_t = F[u]`` at points, for a field given as
+        a function (a network): what sequential-in-time solvers such as :mod:`pde_lab.optim.teng` evolve.
+
+        Args:
+            u_fn: ``(N, dim) -> (N, 1)`` with independent rows (see :mod:`pde_lab.pdes.poisson`).
+            x: ``(N, dim)`` points of the periodic unit box.
+            params: ``nu`` (default: the family's default).
+
+        Returns:
+            ``(N,)``.
+        """
+        if x.dim() != 2 or x.shape[1] != self.dim:
+            raise UserError(f"{self.name} pointwise_rhs needs points of shape (N, {self.dim}), got {tuple(x.shape)}")
+        nu = float({**self.default_params(), **(params or {})}["nu"])
+        u = u_fn(x)[:, 0]
+        return nu * laplacian(u_fn, x) + u - u * u * u
 
     def settings(self):
         return {

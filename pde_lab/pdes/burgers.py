@@ -37,6 +37,7 @@ from ..solvers.spectral import (NonFiniteError, dealias_mask, etdrk4_solve, imag
                                 wavenumbers)
 from . import PDES
 from .base import PDE, BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task
+from .poisson import PointFunction, gradient, laplacian
 
 __all__ = ["Burgers", "cole_hopf_solution", "burgers_etdrk4"]
 
@@ -370,6 +371,26 @@ class Burgers(PDE):
         }
         times = np.linspace(0.0, t_final, self.n_snapshots)
         return SolveResult(fields={"u": out}, times=times, steps=steps, settings=settings, per_sample=per_sample)
+
+    def pointwise_rhs(self, u_fn: PointFunction, x: torch.Tensor,
+                      params: Mapping[str, float] | None = None) -> torch.Tensor:
+        """The right-hand side ``F[u] = −u u_x + ν u_xx`` of ``u_t = F[u]`` at points, for a field given
+        as a function (a network): what sequential-in-time solvers such as :mod:`pde_lab.optim.teng`
+        evolve. (The conservative ``−(u²/2)_x`` and ``−u u_x`` agree for a differentiable field.)
+
+        Args:
+            u_fn: ``(N, 1) -> (N, 1)`` with independent rows (see :mod:`pde_lab.pdes.poisson`).
+            x: ``(N, 1)`` points of the periodic interval ``[0, 1)``.
+            params: ``nu`` (default: the family's default).
+
+        Returns:
+            ``(N,)``.
+        """
+        if x.dim() != 2 or x.shape[1] != 1:
+            raise UserError(f"burgers pointwise_rhs needs points of shape (N, 1), got {tuple(x.shape)}")
+        nu = float({**self.default_params(), **(params or {})}["nu"])
+        u = u_fn(x)[:, 0]
+        return -u * gradient(u_fn, x)[:, 0] + nu * laplacian(u_fn, x)
 
     # ---- residual ----------------------------------------------------------------------------
     def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid, times=None):

@@ -11,10 +11,13 @@ from __future__ import annotations
 from typing import Mapping
 
 import numpy as np
+import torch
 
+from ..errors import UserError
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
 from .periodic_semilinear import PeriodicSemilinearPDE, normalized_grf
+from .poisson import PointFunction, laplacian
 
 __all__ = ["Heat", "Heat1D", "Heat2D", "heat_solution"]
 
@@ -106,6 +109,24 @@ class Heat(PeriodicSemilinearPDE):
 
     def settings(self):
         return {"time_step_rule": "one exact exponential step e^{-kappa |k|^2 dt_out} per output interval"}
+
+    def pointwise_rhs(self, u_fn: PointFunction, x: torch.Tensor,
+                      params: Mapping[str, float] | None = None) -> torch.Tensor:
+        """The right-hand side ``F[u] = κ Δu`` of ``u_t = F[u]`` at points, for a field given as a function
+        (a network): what sequential-in-time solvers such as :mod:`pde_lab.optim.teng` evolve.
+
+        Args:
+            u_fn: ``(N, dim) -> (N, 1)`` with independent rows (see :mod:`pde_lab.pdes.poisson`).
+            x: ``(N, dim)`` points of the periodic unit box.
+            params: ``kappa`` (default: the family's default).
+
+        Returns:
+            ``(N,)``.
+        """
+        if x.dim() != 2 or x.shape[1] != self.dim:
+            raise UserError(f"{self.name} pointwise_rhs needs points of shape (N, {self.dim}), got {tuple(x.shape)}")
+        kappa = float({**self.default_params(), **(params or {})}["kappa"])
+        return kappa * laplacian(u_fn, x)
 
 
 @PDES.register("heat_1d")
