@@ -139,7 +139,8 @@ def _random_state(shape, seed):
 def test_linear_problem_is_exact_to_round_off():
     """N = 0 and a constant forcing N = f are integrated exactly (the scheme's weights sum to φ1)."""
     B, K, T, steps = 3, 40, 2.0, 7
-    L = torch.complex(-torch.linspace(0, 300, K, dtype=torch.float64).repeat(B, 1) * torch.rand(B, 1, dtype=torch.float64),
+    scale = torch.rand(B, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(44))
+    L = torch.complex(-torch.linspace(0, 300, K, dtype=torch.float64).repeat(B, 1) * scale,
                       torch.linspace(-20, 20, K, dtype=torch.float64).repeat(B, 1))
     v0 = _random_state((B, K), 1)
     out, taken = etdrk4_solve(v0, L, lambda v: torch.zeros_like(v), T / steps, steps, [0, steps])
@@ -249,3 +250,27 @@ def test_cuda_matches_cpu():
     cpu, _ = etdrk4_solve(v0, L, nl, 1e-3, 50, [50])
     gpu, _ = etdrk4_solve(v0.cuda(), L.cuda(), nl, 1e-3, 50, [50])
     assert torch.allclose(gpu.cpu(), cpu, rtol=1e-12, atol=1e-14)
+
+
+def test_coefficients_match_50_digit_values_near_the_unit_circle():
+    """Q, f1, f2, f3 against mpmath at 50 digits for |z| from 1e-3 to 30, including |z| ≈ 1, where a
+    radius-1 contour around z passes next to the removable singularity at 0 (it lost 8 digits at
+    z = −0.99 − 0.15i)."""
+    import mpmath
+
+    mpmath.mp.dps = 50
+    radii = [1e-3, 0.3, 0.9, 0.99, 0.999, 1.0, 1.001, 1.01, 1.5, 5.0, 30.0]
+    angles = np.linspace(0.0, 2.0 * np.pi, 37)[:-1] + 0.01
+    z = np.array([r * np.exp(1j * a) for r in radii for a in angles])
+    c = etdrk4_coefficients(torch.as_tensor(z), dt=1.0)
+
+    def exact(zz):
+        zz = mpmath.mpc(zz.real, zz.imag)
+        e = mpmath.exp(zz)
+        return [mpmath.expm1(zz / 2) / zz, (-4 - zz + e * (4 - 3 * zz + zz**2)) / zz**3,
+                (2 + zz + e * (zz - 2)) / zz**3, (-4 - 3 * zz - zz**2 + e * (4 - zz)) / zz**3]
+
+    ref = np.array([[complex(v) for v in exact(zz)] for zz in z])  # (n, 4)
+    got = np.stack([c.Q.numpy(), c.f1.numpy(), c.f2.numpy(), c.f3.numpy()], axis=1)
+    rel = np.abs(got - ref) / np.abs(ref)
+    assert rel.max() < 1e-13, (rel.max(), z[np.unravel_index(rel.argmax(), rel.shape)[0]])
