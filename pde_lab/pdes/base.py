@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import check_choice
+from ..errors import UserError, check_choice
 from ..grids import CartesianGrid
 
 
@@ -112,6 +112,18 @@ class Instance:
 
     params: dict[str, float]
     inputs: dict[str, np.ndarray]
+
+    def field(self, name: str, shape: tuple[int, ...], index: int = 0) -> np.ndarray:
+        """Input field ``name`` as float64 of ``shape``; :class:`UserError` naming instance ``index``
+        when it is missing, has another shape or is not finite."""
+        if name not in self.inputs:
+            raise UserError(f"instance {index}: missing input field {name!r} (has {sorted(self.inputs)})")
+        a = np.asarray(self.inputs[name], dtype=np.float64)
+        if a.shape != tuple(shape):
+            raise UserError(f"instance {index}: field {name!r} has shape {a.shape}, expected {tuple(shape)}")
+        if not np.all(np.isfinite(a)):
+            raise UserError(f"instance {index}: field {name!r} is not finite (params {self.params})")
+        return a
 
 
 @dataclass

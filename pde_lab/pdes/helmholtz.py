@@ -81,7 +81,7 @@ class Helmholtz(Poisson):
         self._check_grid(grid)
         if len(instances) == 0:
             raise ValueError("Helmholtz.solve needs at least one instance")
-        f = np.stack([np.asarray(inst.inputs["f"], dtype=np.float64) for inst in instances])
+        f = np.stack([inst.field("f", grid.shape, i) for i, inst in enumerate(instances)])
         A0, _ = fv.assemble(np.ones(grid.shape), grid, f=0.0, g=0.0)
         eye = sp.identity(A0.shape[0], format="csc")
         u = np.stack([spla.splu((A0 - inst.params["k"] ** 2 * eye).tocsc()).solve(fi.ravel()).reshape(grid.shape)

@@ -158,16 +158,7 @@ class PeriodicSemilinearPDE(PDE):
         first = instances[0].params
         out = []
         for i, inst in enumerate(instances):
-            fields = []
-            for c in self.components:
-                if c not in inst.inputs:
-                    raise UserError(f"instance {i}: missing input field {c!r} (needs {list(self.components)})")
-                a = np.asarray(inst.inputs[c], dtype=np.float64)
-                if a.shape != grid.shape:
-                    raise UserError(f"instance {i}: field {c!r} has shape {a.shape}, expected {grid.shape}")
-                if not np.all(np.isfinite(a)):
-                    raise UserError(f"instance {i}: field {c!r} is not finite (params {inst.params})")
-                fields.append(a)
+            fields = [inst.field(c, grid.shape, i) for c in self.components]
             missing = [p.name for p in self.parameters if p.name not in inst.params]
             if missing:
                 raise UserError(f"instance {i}: missing parameters {missing}")

@@ -144,17 +144,7 @@ class MeshPDE(PDE):
             raise UserError(f"{self.name}.solve needs at least one instance")
         out = {}
         for name in names:
-            arrs = []
-            for i, inst in enumerate(instances):
-                if name not in inst.inputs:
-                    raise UserError(f"instance {i}: missing input field {name!r}")
-                a = np.asarray(inst.inputs[name], dtype=np.float64)
-                if a.shape != mesh.shape:
-                    raise UserError(f"instance {i}: field {name!r} has shape {a.shape}, the mesh needs {mesh.shape}")
-                if not np.all(np.isfinite(a)):
-                    raise UserError(f"instance {i}: field {name!r} is not finite")
-                arrs.append(a)
-            out[name] = np.stack(arrs)
+            out[name] = np.stack([inst.field(name, mesh.shape, i) for i, inst in enumerate(instances)])
         if "a" in out and not np.all(out["a"] > 0):
             raise UserError("coefficient a must be positive at every node")
         return out
