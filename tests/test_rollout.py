@@ -210,3 +210,24 @@ def test_rollout_in_2d_has_the_persistence_error(tmp_path):
     first = ds[0][0][0]
     expected = torch.linalg.vector_norm(u[0] - first, dim=(1, 2, 3)) / torch.linalg.vector_norm(u[0], dim=(1, 2, 3))
     torch.testing.assert_close(roll.rel_l2[0], expected, rtol=1e-5, atol=1e-7)
+
+
+def test_a_run_trained_at_one_resolution_evaluates_at_others(heat_data, tmp_path):
+    """Multi-resolution evaluation: an FNO trained on 32-point heat data is evaluated on 64 and 128
+    points (same seeds, so the same initial states, sampled finer); the error stays of the same size."""
+    from pde_lab.evaluation.evaluate import evaluate
+    from pde_lab.training import TrainConfig, train
+
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(heat_data), task=Task("one_shot", 1, 1), model="fno",
+                      model_args=dict(width=8, modes=6, n_layers=2, proj_width=16), epochs=3, batch_size=8,
+                      device="cpu", progress=False, out=str(run)))
+    errors = {}
+    for n in (32, 64, 128):
+        data = heat_data if n == 32 else tmp_path / f"heat{n}"
+        if n != 32:
+            generate(GenerateConfig(pde="heat_1d", out=str(data), levels=["easy", "hard"], n_train=6, n_valid=2,
+                                    n_test=3, resolution=n, progress=False))
+        errors[n] = evaluate(run, data, device="cpu", save_predictions=False)["overall"]["relative_l2"]["mean"]
+    assert all(np.isfinite(list(errors.values())))
+    assert max(errors.values()) < 2.0 * errors[32] + 0.05, errors
