@@ -395,3 +395,18 @@ def test_mixed_precision_training_on_cuda(tmp_path):
     run_dir = fit(tiny_model(config, train_ds), train_ds, valid_ds, config, tmp_path / "run")
     rows = load_run(run_dir).log
     assert rows[-1]["valid_loss"] < rows[0]["valid_loss"]
+
+
+def test_tensorboard_scalars_match_the_log(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train_ds, valid_ds = antiderivative_data(16, 32, seed=0), antiderivative_data(8, 32, seed=1)
+    config = tiny_config(tmp_path, epochs=3, batch_size=8, tensorboard=True)
+    run_dir = fit(tiny_model(config, train_ds), train_ds, valid_ds, config, tmp_path / "run")
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    log = load_run(run_dir, checkpoint="last").log
+    for key in ("train_loss", "valid_loss"):
+        scalars = events.Scalars(key)
+        assert [s.step for s in scalars] == [1, 2, 3]
+        assert [s.value for s in scalars] == pytest.approx([row[key] for row in log], rel=1e-6)

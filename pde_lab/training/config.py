@@ -153,6 +153,8 @@ class TrainConfig(YamlConfig):
             ranks train data-parallel (:mod:`pde_lab.training.distributed`), rank ``r`` on
             ``cuda:LOCAL_RANK`` when the device is CUDA.
         num_workers: DataLoader worker processes.
+        tensorboard: also write the per-epoch log as TensorBoard scalars to ``out/tensorboard``
+            (needs the optional ``tensorboard`` package).
         out: run directory.
         resume: continue the run in ``out`` from ``checkpoints/last.pt``.
         overwrite: replace the run artefacts in an existing, non-empty ``out``.
@@ -184,6 +186,7 @@ class TrainConfig(YamlConfig):
     patience: int | None = None
     pushforward: int = 0
     amp: bool = False
+    tensorboard: bool = False
     seed: int = 0
     device: str = "auto"
     num_workers: int = 0

@@ -24,6 +24,7 @@ Run directory::
     log.csv                  epoch, train_loss, valid_loss, lr, seconds (one row per epoch)
     checkpoints/last.pt      after every epoch
     checkpoints/best.pt      the lowest validation loss so far
+    tensorboard/             with ``tensorboard: true``: the log's columns as TensorBoard scalars
 """
 from __future__ import annotations
 
@@ -316,6 +317,7 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
     shown_valid = "-"
     bar = tqdm(total=config.epochs, initial=start_epoch, desc="train", unit="epoch",
                disable=not (config.progress and ctx.is_main), dynamic_ncols=True)
+    board = _tensorboard(run_dir) if config.tensorboard and ctx.is_main else None
     try:
         for epoch in range(start_epoch, config.epochs):
             if stop_after is not None and epoch - start_epoch >= stop_after:
@@ -349,6 +351,10 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
                 if improved:
                     save_checkpoint(checkpoint, run_dir / "checkpoints" / "best.pt")
                 _write_log(run_dir / "log.csv", history)
+                if board is not None:
+                    for key in ("train_loss", "valid_loss", "lr", "seconds"):
+                        board.add_scalar(key, history[-1][key], epoch + 1)
+                    board.flush()
             shown_valid = f"{valid_loss:.4g}"
             bar.set_postfix(loss=f"{train_loss:.4g}", valid=shown_valid, refresh=False)
             bar.update(1)
@@ -358,7 +364,19 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
                 break
     finally:
         bar.close()
+        if board is not None:
+            board.close()
     return run_dir
+
+
+def _tensorboard(run_dir: Path):
+    """A TensorBoard writer into ``run_dir/tensorboard`` (the optional ``tensorboard`` package)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("tensorboard=true needs the tensorboard package: pip install -c constraints.txt "
+                        "'pde_lab[tensorboard]'") from None
+    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 def _train_epoch(model: torch.nn.Module, ds: Dataset, normalizer: Normalizer, optimizer: torch.optim.Optimizer,
