@@ -254,3 +254,26 @@ def test_time_limit_stops_the_run_on_the_chosen_clock(clock):
     assert m["stop_reason"] == "time limit" and m["clock"] == clock and 0 < m["steps"] < 10 ** 7
     assert m["seconds"] == m[f"{clock}_seconds"]
     assert m["seconds"] >= 0.12 and out["log"][-1]["seconds"] == pytest.approx(m["seconds"], abs=0.05)
+
+
+def test_hard_boundary_imposes_the_data_exactly_and_trains():
+    from pde_lab.training.pinn import HardBoundary
+
+    cfg = PINNConfig(hard_bc=True, params={"wave_number": 2.0}, optimizer="engd",
+                     optimizer_args={"solver": "lstsq", "adaptive_damping": True, "line_search": "descending"},
+                     steps=40, eval_every=20, n_interior=144, n_boundary=40, eval_points=400,
+                     model_args={"widths": [16]}, progress=False)
+    prob = build_problem(cfg)
+    assert isinstance(prob.field, HardBoundary) and len(prob.x_boundary) == 0
+    assert [t.name for t in prob.residual.terms] == ["interior"]
+    # on every face the field is the data, whatever the network
+    t = torch.rand(50, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for axis in (0, 1):
+        for side in (0.0, 1.0):
+            x = torch.stack([t, t], 1)
+            x[:, axis] = side
+            g = prob.pde.boundary_value(x, prob.params)
+            torch.testing.assert_close(prob.field(x)[:, 0].detach(), g, atol=1e-15, rtol=0)
+    before = prob.relative_l2()
+    out = fit_pinn(prob, cfg)
+    assert out["metrics"]["rel_l2"] < 1e-3 < before

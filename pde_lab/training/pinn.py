@@ -73,6 +73,10 @@ class PINNConfig(YamlConfig):
             (``in_dim``, ``out_dim`` and ``dtype`` are filled in from the PDE and ``dtype``).
     Points:
         n_interior, n_boundary: collocation points (``grid`` rounds to a full grid).
+        hard_bc: impose the Dirichlet data exactly, ``u = g + d·N`` with ``d`` vanishing on the
+            faces that carry conditions (:class:`HardBoundary`); the boundary points and loss term
+            are dropped. Needs a single-field PDE whose ``boundary_value(x, params)`` extends the data
+            smoothly into the domain.
         sampler: ``grid``, ``uniform`` or ``sobol``.
     Optimisation:
         optimizer: one of ``adam``, ``soap``, ``shampoo``, ``multiadam``, ``config``, ``lbfgs``,
@@ -107,6 +111,7 @@ class PINNConfig(YamlConfig):
     n_interior: int = 900
     n_boundary: int = 120
     sampler: str = "grid"
+    hard_bc: bool = False
     optimizer: str = "engd"
     optimizer_args: dict[str, Any] = field(default_factory=dict)
     lr: float = 1e-3
@@ -266,7 +271,9 @@ class PINNProblem:
 
     Attributes:
         pde, params: the PDE instance and its resolved parameters.
-        model: the network; residual: the pointwise residual bound to its parameters.
+        model: the network (what is saved); field: the function of the points that approximates
+            the solution: ``model`` itself, or ``model`` inside :class:`HardBoundary`.
+        residual: the pointwise residual bound to the network's parameters.
         x_interior ``(N_int, d)``, x_boundary ``(N_bd, d)``, x_test ``(N_test, d)``, u_test
         ``(N_test, n_fields)`` (``None`` without an exact solution).
     """
@@ -279,13 +286,14 @@ class PINNProblem:
     x_boundary: torch.Tensor
     x_test: torch.Tensor
     u_test: torch.Tensor | None
+    field: torch.nn.Module
 
     @torch.no_grad()
     def relative_l2(self) -> float:
         """``‖u_θ − u*‖ / ‖u*‖`` over the test points (NaN without an exact solution)."""
         if self.u_test is None:
             return float("nan")
-        diff = self.model(self.x_test) - self.u_test
+        diff = self.field(self.x_test) - self.u_test
         return float(diff.norm() / self.u_test.norm())
 
 
@@ -307,22 +315,53 @@ def build_problem(config: PINNConfig) -> PINNProblem:
     torch.manual_seed(config.seed)
     model = build_model(config.model, **{**config.model_args, **filled}).to(device=device, dtype=dtype)
     rng = np.random.default_rng(config.seed)
-    xi, xb = collocation_points(bounds, config.n_interior, config.n_boundary, config.sampler, rng,
-                                _faces(pde, params, dim))
+    faces = _faces(pde, params, dim)
+    xi, xb = collocation_points(bounds, config.n_interior, 0 if config.hard_bc else config.n_boundary,
+                                config.sampler, rng, faces)
     as_tensor = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
     x_int, x_bd = as_tensor(xi), as_tensor(xb)
     terms = [(lambda u, x: pde.pointwise_residual(u, x, params), x_int, 1.0 / math.sqrt(len(x_int)), "interior")]
     if len(x_bd):
         terms.append((lambda u, x: pde.boundary_residual(u, x, params), x_bd, 1.0 / math.sqrt(len(x_bd)),
                       "boundary"))
-    residual = model_terms(model, terms)
+    field = HardBoundary(model, pde, params, bounds, faces) if config.hard_bc else model
+    residual = model_terms(field, terms)
     x_test = as_tensor(evaluation_points(bounds, config.eval_points, config.seed))
     exact = getattr(pde, "exact_solution", None)
     u_test = None
     if exact is not None:
         u_test = exact(x_test, params)
         u_test = None if u_test is None else u_test.to(dtype).reshape(len(x_test), -1)
-    return PINNProblem(pde, params, model, residual, x_int, x_bd, x_test, u_test)
+    return PINNProblem(pde, params, model, residual, x_int, x_bd, x_test, u_test, field)
+
+
+class HardBoundary(torch.nn.Module):
+    """``u(x) = g(x) + d(x) N(x)``: a network ``N`` with the Dirichlet data imposed exactly.
+
+    ``g`` is the PDE's ``boundary_value`` (which must extend the data into the domain) and
+    ``d(x) = Π_faces (x_a − lo_a)/(hi_a − lo_a)`` or ``(hi_a − x_a)/(hi_a − lo_a)`` over the faces
+    that carry conditions, so ``d = 0`` there and ``d > 0`` inside (Lagaris et al. 1998; Sukumar &
+    Srivastava 2022 for distance functions on general domains). Shapes: ``(N, d) -> (N, 1)``.
+    """
+
+    def __init__(self, net: torch.nn.Module, pde, params: Mapping[str, Any],
+                 bounds: Sequence[tuple[float, float]], faces: Sequence[tuple[int, int]]):
+        super().__init__()
+        if len(getattr(pde, "pinn_fields", ("u",))) != 1 or not hasattr(pde, "boundary_value"):
+            raise UserError(f"hard_bc needs a single-field PDE with a boundary_value method; {pde.name!r} is not one")
+        self.net, self.pde, self.params = net, pde, dict(params)
+        self.bounds, self.faces = [tuple(map(float, b)) for b in bounds], list(faces)
+
+    def distance(self, x: torch.Tensor) -> torch.Tensor:
+        """``d(x)`` ``(N,)``: zero on the constrained faces, positive inside."""
+        d = torch.ones_like(x[:, 0])
+        for axis, side in self.faces:
+            lo, hi = self.bounds[axis]
+            d = d * ((x[:, axis] - lo) if side == 0 else (hi - x[:, axis])) / (hi - lo)
+        return d
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pde.boundary_value(x, self.params)[:, None] + self.distance(x)[:, None] * self.net(x)
 
 
 class _Logger:
