@@ -73,6 +73,9 @@ class PINNConfig(YamlConfig):
             (``in_dim``, ``out_dim`` and ``dtype`` are filled in from the PDE and ``dtype``).
     Points:
         n_interior, n_boundary: collocation points (``grid`` rounds to a full grid).
+        resample_every: residual-adaptive collocation (RAD, Wu et al. 2023): every this many
+            steps the interior points are drawn anew from ``10 · n_interior`` uniform candidates with
+            probability ∝ ``|r|/mean|r| + 1`` (:func:`resample_interior`); 0 = fixed points.
         hard_bc: impose the Dirichlet data exactly, ``u = g + d·N`` with ``d`` vanishing on the
             faces that carry conditions (:class:`HardBoundary`); the boundary points and loss term
             are dropped. Needs a single-field PDE whose ``boundary_value(x, params)`` extends the data
@@ -112,6 +115,7 @@ class PINNConfig(YamlConfig):
     n_boundary: int = 120
     sampler: str = "grid"
     hard_bc: bool = False
+    resample_every: int = 0
     optimizer: str = "engd"
     optimizer_args: dict[str, Any] = field(default_factory=dict)
     lr: float = 1e-3
@@ -143,6 +147,8 @@ class PINNConfig(YamlConfig):
         for name in ("n_interior", "n_boundary", "steps", "eval_every", "eval_points", "lr"):
             if getattr(self, name) <= 0:
                 raise UserError(f"config key {name!r} must be positive, got {getattr(self, name)!r}")
+        if self.resample_every < 0:
+            raise UserError(f"resample_every must be >= 0, got {self.resample_every!r}")
         if self.adam_steps < 0 or self.lr_decay <= 0:
             raise UserError(f"adam_steps must be >= 0 and lr_decay > 0, got {self.adam_steps!r}, {self.lr_decay!r}")
         if self.optimizer == "adam+lbfgs" and self.adam_steps == 0:
@@ -273,6 +279,7 @@ class PINNProblem:
         pde, params: the PDE instance and its resolved parameters.
         model: the network (what is saved); field: the function of the points that approximates
             the solution: ``model`` itself, or ``model`` inside :class:`HardBoundary`.
+        resample_rng: the random source of residual-adaptive resampling.
         residual: the pointwise residual bound to the network's parameters.
         x_interior ``(N_int, d)``, x_boundary ``(N_bd, d)``, x_test ``(N_test, d)``, u_test
         ``(N_test, n_fields)`` (``None`` without an exact solution).
@@ -287,6 +294,12 @@ class PINNProblem:
     x_test: torch.Tensor
     u_test: torch.Tensor | None
     field: torch.nn.Module
+    resample_rng: np.random.Generator | None = None
+
+    def set_interior(self, x: torch.Tensor) -> None:
+        """Replace the interior collocation points ``(N, d)`` and rebuild the residual on them."""
+        self.x_interior = x
+        self.residual = model_terms(self.field, _terms(self.pde, self.params, x, self.x_boundary))
 
     @torch.no_grad()
     def relative_l2(self) -> float:
@@ -320,19 +333,46 @@ def build_problem(config: PINNConfig) -> PINNProblem:
                                 config.sampler, rng, faces)
     as_tensor = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
     x_int, x_bd = as_tensor(xi), as_tensor(xb)
-    terms = [(lambda u, x: pde.pointwise_residual(u, x, params), x_int, 1.0 / math.sqrt(len(x_int)), "interior")]
-    if len(x_bd):
-        terms.append((lambda u, x: pde.boundary_residual(u, x, params), x_bd, 1.0 / math.sqrt(len(x_bd)),
-                      "boundary"))
     field = HardBoundary(model, pde, params, bounds, faces) if config.hard_bc else model
-    residual = model_terms(field, terms)
+    residual = model_terms(field, _terms(pde, params, x_int, x_bd))
     x_test = as_tensor(evaluation_points(bounds, config.eval_points, config.seed))
     exact = getattr(pde, "exact_solution", None)
     u_test = None
     if exact is not None:
         u_test = exact(x_test, params)
         u_test = None if u_test is None else u_test.to(dtype).reshape(len(x_test), -1)
-    return PINNProblem(pde, params, model, residual, x_int, x_bd, x_test, u_test, field)
+    return PINNProblem(pde, params, model, residual, x_int, x_bd, x_test, u_test, field,
+                       np.random.default_rng([config.seed, 104729]))
+
+
+def _terms(pde, params: Mapping[str, Any], x_int: torch.Tensor, x_bd: torch.Tensor) -> list:
+    """The loss terms: interior residual (and boundary residual when there are boundary points),
+    each weighted by one over the square root of its point count."""
+    terms = [(lambda u, x: pde.pointwise_residual(u, x, params), x_int, 1.0 / math.sqrt(len(x_int)), "interior")]
+    if len(x_bd):
+        terms.append((lambda u, x: pde.boundary_residual(u, x, params), x_bd, 1.0 / math.sqrt(len(x_bd)),
+                      "boundary"))
+    return terms
+
+
+def resample_interior(problem: PINNProblem, rng: np.random.Generator, candidates_per_point: int = 10,
+                      k: float = 1.0, c: float = 1.0) -> None:
+    """Residual-based adaptive distribution (RAD; Wu, Zhu, Tan, Kartha & Lu 2023): draw the interior
+    points anew, without replacement, from ``candidates_per_point · N`` uniform candidates with
+    probability ``∝ |r|^k / mean |r|^k + c`` (``k = c = 1``: their recommended default), so points
+    gather where the residual is large while every region keeps some."""
+    bounds = problem.pde.pinn_domain(problem.params)
+    n, dim = problem.x_interior.shape
+    lo = np.array([b[0] for b in bounds])
+    hi = np.array([b[1] for b in bounds])
+    cand = torch.as_tensor(lo + (hi - lo) * rng.random((candidates_per_point * n, dim)),
+                           dtype=problem.x_interior.dtype, device=problem.x_interior.device)
+    r = torch.cat([problem.pde.pointwise_residual(problem.field, chunk, problem.params).detach().reshape(len(chunk), -1)
+                   for chunk in torch.split(cand, 4096)])
+    weight = r.abs().sum(dim=1).double().cpu().numpy() ** k
+    p = weight / max(weight.mean(), np.finfo(float).tiny) + c
+    idx = rng.choice(len(cand), size=n, replace=False, p=p / p.sum())
+    problem.set_interior(cand[np.sort(idx)])
 
 
 class HardBoundary(torch.nn.Module):
@@ -426,9 +466,8 @@ class _Logger:
 
 
 def _loss_closure(problem: PINNProblem, optimizer: torch.optim.Optimizer):
-    res = problem.residual
-
     def closure() -> torch.Tensor:
+        res = problem.residual  # read at each call: resampling replaces it
         optimizer.zero_grad(set_to_none=True)
         r = res.fn(tuple(res.params))  # through the live parameters, so autograd reaches them
         loss = 0.5 * torch.dot(r, r)
@@ -440,9 +479,8 @@ def _loss_closure(problem: PINNProblem, optimizer: torch.optim.Optimizer):
 
 def _term_closure(problem: PINNProblem):
     """The loss split into its residual blocks, ``[½‖w_i ρ_i‖²]``, for the term-balancing optimizers."""
-    res = problem.residual
-
     def closure() -> list[torch.Tensor]:
+        res = problem.residual  # read at each call: resampling replaces it
         theta = tuple(res.params)
         blocks = [t.weight * t.residual(theta, t.points).reshape(-1) for t in res.terms]
         return [0.5 * torch.dot(b, b) for b in blocks]
@@ -479,11 +517,20 @@ def _run_first_order(problem: PINNProblem, config: PINNConfig, logger: _Logger, 
         if not math.isfinite(float(loss)):
             logger.log(step, name, float(loss))
             return step, "non-finite loss"
+        _maybe_resample(problem, config, step - 1, step)
         if step % config.eval_every == 0 or k == steps - 1:
             logger.log(step, name, None, opt.param_groups[0]["lr"])
             if logger.out_of_time():
                 return step, "time limit"
     return start + steps, "max steps"
+
+
+def _maybe_resample(problem: PINNProblem, config: PINNConfig, before: int, after: int) -> None:
+    """Resample the interior points when the steps ``before → after`` crossed a multiple of
+    ``resample_every``."""
+    every = config.resample_every
+    if every and after // every > before // every:
+        resample_interior(problem, problem.resample_rng)
 
 
 def _run_lbfgs(problem: PINNProblem, config: PINNConfig, logger: _Logger, steps: int, start: int) -> tuple[int, str]:
@@ -497,6 +544,7 @@ def _run_lbfgs(problem: PINNProblem, config: PINNConfig, logger: _Logger, steps:
     while done < steps:
         report = lbfgs.run(closure, min(config.eval_every, steps - done))
         done += report.iterations
+        _maybe_resample(problem, config, start + done - report.iterations, start + done)
         logger.log(start + done, "lbfgs", report.loss)
         if report.stopped_early:
             return start + done, f"lbfgs: {report.reason}"
@@ -517,6 +565,7 @@ def _run_second_order(problem: PINNProblem, config: PINNConfig, logger: _Logger)
         if not math.isfinite(new_loss):
             logger.log(step, config.optimizer, new_loss)
             return step, "non-finite loss"
+        _maybe_resample(problem, config, step - 1, step)
         stalled = config.optimizer == "lm" and not opt.last["accepted"]
         if step % config.eval_every == 0 or step == config.steps or stalled:
             # the step size for ENGD / Gauss-Newton, the damping for Levenberg-Marquardt
