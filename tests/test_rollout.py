@@ -231,3 +231,12 @@ def test_a_run_trained_at_one_resolution_evaluates_at_others(heat_data, tmp_path
         errors[n] = evaluate(run, data, device="cpu", save_predictions=False)["overall"]["relative_l2"]["mean"]
     assert all(np.isfinite(list(errors.values())))
     assert max(errors.values()) < 2.0 * errors[32] + 0.05, errors
+
+
+def test_pushforward_on_a_one_shot_task_is_refused_before_the_run_directory_exists(heat_data, tmp_path):
+    from pde_lab.training import TrainConfig, train
+
+    with pytest.raises(UserError, match="window"):
+        train(TrainConfig(data=str(heat_data), task=Task("one_shot", 1, 1), model="fno", pushforward=2, epochs=1,
+                          device="cpu", progress=False, out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()

@@ -144,7 +144,7 @@ def sample_shapes(ds: Dataset) -> tuple[int, int, int, int, tuple[int, ...]]:
     """``(T_in, C_in, T_out, C_out, space)`` from the first sample of ``ds``."""
     if len(ds) == 0:
         raise UserError("the training split has no samples")
-    x, y = (torch.as_tensor(a) for a in ds[0])
+    x, y = (torch.as_tensor(a) for a in ds[0][:2])  # pushforward items carry a third entry
     if x.dim() < 3 or y.dim() < 3:
         raise ValueError(f"samples must be (T, *space, C); got x {tuple(x.shape)}, y {tuple(y.shape)}")
     return x.shape[0], x.shape[-1], y.shape[0], y.shape[-1], tuple(x.shape[1:-1])
@@ -257,6 +257,8 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
             staged runs); the run can then be resumed.
     """
     run_dir = Path(run_dir)
+    if config.pushforward:  # before the run directory is touched: a bad combination leaves nothing
+        train_ds = PushforwardPairs(train_ds, config.pushforward, config.seed)
     device = resolve_device(config.device)
     ctx = distributed.context(device)
     if ctx.active and device.type == "cuda":
@@ -294,8 +296,6 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
                  "pde_name": getattr(train_ds, "pde_name", None),
                  "input_steps": int(t_in), "output_steps": int(t_out)}
 
-    if config.pushforward:
-        train_ds = PushforwardPairs(train_ds, config.pushforward, config.seed)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config)
     start_epoch, history, best_valid, best_epoch = 0, [], math.inf, -1
