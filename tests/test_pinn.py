@@ -320,3 +320,31 @@ def test_training_with_resampling_runs_and_learns():
     assert out["metrics"]["rel_l2"] < 0.2 * out["log"][0]["rel_l2"]
     with pytest.raises(UserError, match="resample_every"):
         PINNConfig(resample_every=-1)
+
+
+@pytest.mark.parametrize("name", ["heat_1d", "heat_2d"])
+def test_space_time_heat_residuals_vanish_on_the_exact_solution_only(name):
+    pde = PDES.get(name)()
+    params = {**pde.default_params(), "kappa": 0.05}
+    x = torch.rand(40, pde.dim + 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    exact = lambda p: pde.exact_solution(p, params)  # noqa: E731
+    assert float(pde.pointwise_residual(exact, x, params).abs().max()) < 1e-12
+    x0 = x.clone()
+    x0[:, -1] = 0.0
+    assert float(pde.boundary_residual(exact, x0, params).abs().max()) < 1e-15
+    # a wrong diffusivity leaves the residual (κ' − κ) Δu
+    wrong = {**params, "kappa": 0.06}
+    r = pde.pointwise_residual(exact, x, wrong)
+    lap = -4.0 * math.pi**2 * pde.dim * exact(x)[:, 0]
+    torch.testing.assert_close(r, -(0.06 - 0.05) * lap, rtol=1e-9, atol=1e-12)
+
+
+def test_space_time_heat_pinn_gets_a_periodic_network_and_trains():
+    cfg = PINNConfig(pde="heat_1d", params={"kappa": 0.01}, optimizer="engd", sampler="sobol",
+                     optimizer_args={"solver": "lstsq", "adaptive_damping": True, "line_search": "descending"},
+                     steps=80, eval_every=40, n_interior=300, n_boundary=60, eval_points=400,
+                     model_args={"widths": [16]}, progress=False)
+    prob = build_problem(cfg)
+    assert prob.model.config["periodic"] == [0] and bool((prob.x_boundary[:, 1] == 0).all())
+    out = fit_pinn(prob, cfg)
+    assert out["metrics"]["rel_l2"] < 1e-3, out["metrics"]

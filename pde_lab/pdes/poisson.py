@@ -89,8 +89,9 @@ def gradient(u_fn: PointFunction, x: torch.Tensor, component: int = 0) -> torch.
     return _sum_gradient(u_fn, component)(x)
 
 
-def laplacian(u_fn: PointFunction, x: torch.Tensor, component: int = 0) -> torch.Tensor:
-    """``Δu_c = Σ_k ∂²u_c/∂x_k²`` at each point.
+def laplacian(u_fn: PointFunction, x: torch.Tensor, component: int = 0,
+              axes: Sequence[int] | None = None) -> torch.Tensor:
+    """``Δu_c = Σ_k ∂²u_c/∂x_k²`` at each point, over every coordinate or only ``axes``.
 
     Forward over reverse on the whole batch: the gradient of ``Σ_i u_c(x_i)`` by one reverse pass, then
     its derivative along the ``d`` coordinate directions by forward passes batched with ``vmap``.
@@ -103,18 +104,21 @@ def laplacian(u_fn: PointFunction, x: torch.Tensor, component: int = 0) -> torch
         u_fn: field ``(N, d) -> (N, n_fields)`` with independent rows, twice differentiable.
         x: ``(N, d)`` points.
         component: which field ``c``.
+        axes: the coordinates ``k`` to sum over (e.g. the space axes of space-time points);
+            ``None`` = all.
 
     Returns:
         ``(N,)``.
     """
     fast = getattr(u_fn, "laplacian", None)  # a field that knows its derivatives (TaylorField)
-    if fast is not None:
+    if fast is not None and axes is None:
         return fast(x)[:, component]
     n, d = x.shape
-    directions = torch.eye(d, dtype=x.dtype, device=x.device)[:, None, :].expand(d, n, d)
+    axes = list(range(d)) if axes is None else [int(a) for a in axes]
+    directions = torch.eye(d, dtype=x.dtype, device=x.device)[axes][:, None, :].expand(len(axes), n, d)
     grad_fn = _sum_gradient(u_fn, component)
-    second = vmap(lambda e: jvp(grad_fn, (x,), (e,))[1])(directions)  # (d, N, d): ∂_k ∇u
-    return second.diagonal(dim1=0, dim2=2).sum(-1)
+    second = vmap(lambda e: jvp(grad_fn, (x,), (e,))[1])(directions)  # (len(axes), N, d): ∂_k ∇u
+    return second[torch.arange(len(axes)), :, axes].sum(0)
 
 
 # ---- the PDE family -----------------------------------------------------------------------------

@@ -321,6 +321,9 @@ def build_problem(config: PINNConfig) -> PINNProblem:
     n_fields = len(getattr(pde, "pinn_fields", ("u",)))
     accepted = set(model_parameters(config.model))
     filled = {k: v for k, v in {"in_dim": dim, "out_dim": n_fields, "dtype": config.dtype}.items() if k in accepted}
+    periodic_axes = getattr(pde, "pinn_periodic_axes", None)  # periodicity the network must carry itself
+    if periodic_axes is not None and "periodic" in accepted and "periodic" not in config.model_args:
+        filled["periodic"] = list(periodic_axes(params))
     for key, value in filled.items():
         if key in config.model_args and config.model_args[key] != value:
             raise UserError(f"model_args.{key}={config.model_args[key]!r} does not match the problem, "
