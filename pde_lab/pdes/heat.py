@@ -6,11 +6,9 @@ step (tested). Difficulty grows as ``κ`` falls (less smoothing before ``t_final
 ``Fo = κ t_final / L²`` is stored) and as the initial state roughens (smaller GRF exponent ``α``,
 larger ``τ``). See ``docs/pdes/heat.md``.
 
-PINNs (the pointwise-residual interface of :mod:`pde_lab.pdes.poisson`) see the initial-value
-problem in space-time: points ``(x, t)`` in ``[0, 1)^d × [0, t_final]``, residual ``u_t − κ Δ_x u``,
-the initial condition ``u(x, 0) = Π_i sin(2π x_i)`` as the only boundary face, and periodicity in
-``x`` built into the network (``pinn_periodic_axes``: the trainer gives ``pinn_mlp`` its periodic
-embedding on those axes). Exact solution ``e^{−4π² d κ t} Π_i sin(2π x_i)``.
+PINNs see the initial-value problem in space-time (:mod:`pde_lab.pdes.space_time_pinn`): residual
+``u_t − κ Δ_x u`` from :meth:`Heat.pointwise_rhs`, initial state ``Π_i sin(2π x_i)``, exact solution
+``e^{−4π² d κ t} Π_i sin(2π x_i)``.
 """
 from __future__ import annotations
 
@@ -23,7 +21,8 @@ from ..errors import UserError
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
 from .periodic_semilinear import PeriodicSemilinearPDE, normalized_grf
-from .poisson import PointFunction, gradient, laplacian
+from .poisson import PointFunction, laplacian
+from .space_time_pinn import SpaceTimePINN
 
 __all__ = ["Heat", "Heat1D", "Heat2D", "heat_solution"]
 
@@ -60,7 +59,7 @@ _IC_PARAMS = (
 )
 
 
-class Heat(PeriodicSemilinearPDE):
+class Heat(SpaceTimePINN, PeriodicSemilinearPDE):
     """Heat equation ``u_t = κ Δu`` on the periodic unit interval/square, random GRF initial state.
 
     Linear: the solver is exact (one exponential step per output interval). Registered as
@@ -110,52 +109,12 @@ class Heat(PeriodicSemilinearPDE):
     def linear_operator(self, box, p):
         return -p["kappa"] * box.k2
 
-    # ---- pointwise-residual interface (space-time PINNs) --------------------------------------
-    pinn_fields = ("u",)
-
-    def _pinn(self, params: Mapping[str, float] | None) -> tuple[float, float]:
-        p = {**self.default_params(), **(params or {})}
-        return float(p["kappa"]), float(p["t_final"])
-
-    def pinn_domain(self, params: Mapping[str, float] | None = None) -> tuple[tuple[float, float], ...]:
-        """``[0, 1]^d × [0, t_final]``: space first, time last."""
-        return ((0.0, 1.0),) * self.dim + ((0.0, self._pinn(params)[1]),)
-
-    def pinn_periodic_axes(self, params: Mapping[str, float] | None = None) -> list[int]:
-        """The space coordinates, periodic with period 1."""
-        return list(range(self.dim))
-
-    def pinn_boundary_faces(self, params: Mapping[str, float] | None = None) -> list[tuple[int, int]]:
-        """Only ``t = 0`` carries a condition (the initial state)."""
-        return [(self.dim, 0)]
-
+    # ---- space-time PINNs (pde_lab.pdes.space_time_pinn) -----------------------------------------
     def exact_solution(self, x: torch.Tensor, params: Mapping[str, float] | None = None) -> torch.Tensor:
         """``e^{−4π² d κ t} Π_i sin(2π x_i)`` at space-time points ``(N, d + 1)``; returns ``(N, 1)``."""
-        kappa, _ = self._pinn(params)
+        kappa = float({**self.default_params(), **(params or {})}["kappa"])
         space = torch.sin(2.0 * np.pi * x[:, : self.dim]).prod(dim=1)
         return (torch.exp(-4.0 * np.pi**2 * self.dim * kappa * x[:, self.dim]) * space)[:, None]
-
-    def boundary_value(self, x: torch.Tensor, params: Mapping[str, float] | None = None) -> torch.Tensor:
-        """The initial state at ``t = 0``, extended into the domain by the exact solution; ``(N,)``."""
-        return self.exact_solution(x, params)[:, 0]
-
-    def pointwise_residual(self, u_fn: PointFunction, x: torch.Tensor,
-                           params: Mapping[str, float] | None = None) -> torch.Tensor:
-        """``u_t − κ Δ_x u`` at space-time points ``x: (N, d + 1)``; returns ``(N,)``."""
-        self._check_space_time(x)
-        kappa, _ = self._pinn(params)
-        u_t = gradient(u_fn, x)[:, self.dim]
-        return u_t - kappa * laplacian(u_fn, x, axes=range(self.dim))
-
-    def boundary_residual(self, u_fn: PointFunction, x: torch.Tensor,
-                          params: Mapping[str, float] | None = None) -> torch.Tensor:
-        """``u(x, 0) − u₀(x)`` at initial points ``(N, d + 1)``; returns ``(N,)``."""
-        self._check_space_time(x)
-        return u_fn(x)[:, 0] - self.boundary_value(x, params)
-
-    def _check_space_time(self, x: torch.Tensor) -> None:
-        if x.dim() != 2 or x.shape[1] != self.dim + 1:
-            raise UserError(f"{self.name} PINN points are (x, t): shape (N, {self.dim + 1}), got {tuple(x.shape)}")
 
     def rhs(self, u, box, p):
         return p["kappa"] * box.to_physical(box.laplacian(box.to_spectral(u)))
