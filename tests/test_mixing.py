@@ -145,6 +145,17 @@ def test_budget_selection_trains_a_restricted_dataset(files):
     assert stats["y_mean"][0] == pytest.approx(np.mean(want) + 1e-3 * 3.5, rel=1e-6)  # + mean of the ramp
 
 
+@pytest.mark.parametrize("share", ["count", "compute"])
+def test_a_budget_equal_to_a_level_s_whole_cost_takes_all_of_it(files, share):
+    """The budget of the hard-only arm is the hard level's own cost: it selects every hard trajectory,
+    with a float-rounding remainder that must not count as running out."""
+    every = select_by_count(files, 40, {"hard": 1.0}, seed=0)
+    whole = selection_summary(files, every)["hard"]["compute_s"]
+    for budget in (whole, whole * (1 + 1e-15), whole + 1e-9):
+        sel = select_by_budget(files, budget, {"hard": 1.0}, seed=0, share=share)
+        assert len(sel[1]) == 40
+
+
 def test_budget_errors(files, tmp_path):
     with pytest.raises(UserError, match="positive number of seconds, got -1"):
         select_by_budget(files, -1)

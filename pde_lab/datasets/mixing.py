@@ -285,7 +285,8 @@ def select_by_budget(files: Sequence[str | Path], budget_seconds: float, ratios:
             c = level_cost[level]
             cum = np.cumsum(c)
             take = int(np.searchsorted(cum, r * budget, side="right"))
-            if take == len(c) and r > 0 and cum[-1] < r * budget:
+            # out of data only if the unspent share would still buy one more of its trajectories
+            if take == len(c) and r > 0 and r * budget - cum[-1] >= c.min():
                 raise UserError(f"level {level!r} holds {cum[-1]:.4g} s of recorded compute, less than its share "
                                 f"{r * budget:.4g} s of the budget; lower the budget or generate more {level!r} data")
             picks.append(orders[level][:take])
@@ -300,6 +301,8 @@ def select_by_budget(files: Sequence[str | Path], budget_seconds: float, ratios:
         n1 = n + 1
         nxt = max(names, key=lambda k: (ratios[k] * n1 - counts[k], -names.index(k)))
         if counts[nxt] == len(level_cost[nxt]):
+            if budget - spent < level_cost[nxt].min():
+                break  # the budget is spent: what is left would not buy another trajectory
             raise UserError(f"level {nxt!r} ran out after {counts[nxt]} trajectories with "
                             f"{budget - spent:.4g} s of the budget left; lower the budget or generate "
                             f"more {nxt!r} data")
