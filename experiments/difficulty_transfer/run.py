@@ -1,0 +1,448 @@
+"""Difficulty transfer on channel flow past obstacles (Choudhary et al., "Pre-generating
+multi-difficulty PDE data for few-shot neural PDE solvers").
+
+Question: a neural operator is wanted on *hard* flows (many obstacles, Re 8000-10000), whose data cost
+the most solver time. Does training on a mix of cheap easy samples and a fraction α of hard ones reach
+nearly the accuracy of training on hard samples only, with fewer hard samples and less generation
+compute?
+
+For every difficulty axis (both end at ``hard`` = ``many-high``)
+
+* ``geometry``: ``none-high`` → ``one-high`` → ``many-high`` (Re band fixed at 8000-10000),
+* ``physics``:  ``many-low``  → ``many-medium`` → ``many-high`` (2-10 squares fixed),
+
+the script generates easy, medium and hard levels once (``pde_lab.datasets.generate``, solver wall
+time recorded per trajectory), then trains each model on ``level_mix = {easy: 1 - α, hard: α}``,
+α ∈ {0, 0.1, 0.25, 0.5, 1}, in two arms:
+
+* ``count``:  ``n_train`` trajectories (the same number for every α);
+* ``budget``: trajectories whose recorded generation seconds sum to at most the cost of the
+  hard-only ``count`` training set (``compute_budget``; level counts follow α), so cheap easy
+  trajectories buy a larger training set.
+
+Each run is evaluated on the test split of the axis's three levels (``pde_lab.evaluation.evaluate``);
+the headline error is the mean one-step relative L2 error on the hard test trajectories.
+Definitions used in the answer:
+
+* accuracy relative to hard-only: ``err(α = 1) / err(α)`` within the same model and arm
+  (≥ 0.9 = "reaches 90 % of hard-only accuracy"; > 1 = better than hard-only);
+* compute saving: the recorded generation seconds of the hard-only training set divided by those of
+  the mixed one (both read from the runs' ``data.json``), for mixes that reach 90 %.
+
+Usage (one thread per process):
+
+    OMP_NUM_THREADS=1 python experiments/difficulty_transfer/run.py                 # CPU scale
+    python experiments/difficulty_transfer/run.py --scale gpu --axes physics,geometry
+
+Options: ``--axes``, ``--models``, ``--arms count,budget``, ``--budget-models`` (models of the
+budget arm; CPU scale: fno), ``--epochs``, ``--workers`` (generation processes), ``--out``
+(default ``experiments_out/difficulty_transfer``). Runs whose ``metrics.json`` exists are skipped,
+an interrupted run resumes from its last checkpoint, and generation resumes or is skipped when done.
+Writes ``OUT/results.json``, ``OUT/results.md`` and per axis ``OUT/error_vs_alpha_<axis>.png`` and
+``OUT/error_vs_compute_<axis>.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pde_lab.datasets import generate
+from pde_lab.datasets.generate import GenerateConfig
+from pde_lab.datasets.mixing import level_counts as mix_counts
+from pde_lab.datasets.mixing import select_by_count, selection_summary
+from pde_lab.datasets.reader import FieldDataset, list_files
+from pde_lab.errors import UserError
+from pde_lab.evaluation.evaluate import evaluate
+from pde_lab.evaluation.metrics import compute_metrics
+from pde_lab.evaluation.rollout import feedback_channels
+from pde_lab.pdes.base import Task
+from pde_lab.training import TrainConfig, train
+
+PDE = "navier_stokes_obstacles"
+HARD = "many-high"
+AXES = {"geometry": ("none-high", "one-high", HARD), "physics": ("many-low", "many-medium", HARD)}
+ALPHAS = (0.0, 0.1, 0.25, 0.5, 1.0)
+ARMS = ("count", "budget", "subset")
+PAPER_SAVING = 8.9  # the study's compute saving at 10 % hard samples (OpenFOAM, 128²)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Sizes of one scale of the study.
+
+    ``n_train``: trajectories per training set in the ``count`` arm (and hard trajectories
+    generated); easy levels get ``easy_factor * n_train`` training trajectories so that the budget
+    arm at α = 0 does not run out of cheap samples. Medium levels are generated for evaluation
+    (``n_test``) with one training and one validation trajectory only.
+    """
+
+    resolution: int
+    n_train: int
+    easy_factor: int
+    n_valid: int
+    n_test: int
+    epochs: int
+    batch_size: int
+    lr: float
+    device: str
+    workers: int
+    axes: tuple[str, ...]
+    budget_models: tuple[str, ...]
+    model_args: dict = field(default_factory=dict)
+
+
+SCALES = {
+    # 48² cells, 16 training trajectories x 20 one-step pairs, small models: ~20 min on one loaded core.
+    "cpu": Scale(resolution=48, n_train=16, easy_factor=3, n_valid=4, n_test=8, epochs=15, batch_size=20,
+                 lr=2e-3, device="cpu", workers=2, axes=("geometry",), budget_models=("fno",),
+                 model_args={"fno": {"width": 16, "modes": 8, "proj_width": 32},
+                             "unet": {"widths": [8, 16, 32]}}),
+    # The study's resolution; generation still runs on CPU processes (the projection solver is SciPy).
+    "gpu": Scale(resolution=128, n_train=64, easy_factor=3, n_valid=8, n_test=16, epochs=100, batch_size=20,
+                 lr=1e-3, device="cuda", workers=16, axes=("physics", "geometry"), budget_models=("fno", "unet"),
+                 model_args={"fno": {"width": 32, "modes": 16}, "unet": {"widths": [32, 64, 128, 256]}}),
+}
+
+
+# ---- data ------------------------------------------------------------------------------------------
+def level_counts(scale: Scale, level: str, axes: list[str]) -> tuple[int, int, int]:
+    """(n_train, n_valid, n_test) generated for ``level``."""
+    if level == HARD:
+        return scale.n_train, scale.n_valid, scale.n_test
+    if any(AXES[a][0] == level for a in axes):
+        return scale.easy_factor * scale.n_train, scale.n_valid, scale.n_test
+    return 1, 1, scale.n_test  # medium: evaluation only
+
+
+def generate_levels(scale: Scale, axes: list[str], out: Path, workers: int) -> dict[str, Path]:
+    """Generate every level the axes need, each in its own directory (with its own counts); then
+    link each axis's three levels into ``out/data/<axis>/<split>/<level>.h5`` for the trainer."""
+    levels = sorted({lv for a in axes for lv in AXES[a]})
+    for lv in levels:
+        n_train, n_valid, n_test = level_counts(scale, lv, axes)
+        t0 = time.perf_counter()
+        generate(GenerateConfig(pde=PDE, out=str(out / "data" / "levels" / lv), levels=[lv], n_train=n_train,
+                                n_valid=n_valid, n_test=n_test, resolution=scale.resolution, seed=0, batch_size=2,
+                                workers=workers, progress=False))
+        print(f"[data] {lv}: {n_train}/{n_valid}/{n_test} trajectories ready ({time.perf_counter() - t0:.0f} s)",
+              flush=True)
+    dirs = {}
+    for a in axes:
+        d = out / "data" / a
+        for split in ("train", "valid", "test"):
+            (d / split).mkdir(parents=True, exist_ok=True)
+            for lv in AXES[a]:
+                link = d / split / f"{lv}.h5"
+                target = Path("..", "..", "levels", lv, split, f"{lv}.h5")
+                if not link.is_symlink():
+                    link.symlink_to(target)
+        dirs[a] = d
+    return dirs
+
+
+def hard_only_cost(data: Path, easy: str, n: int, seed: int) -> float:
+    """Recorded generation seconds of the hard-only training set of the count arm."""
+    files = list_files(data, "train", [easy, HARD])
+    sel = select_by_count(files, n, {easy: 0.0, HARD: 1.0}, seed=seed)
+    cost = sum(s["compute_s"] for s in selection_summary(files, sel).values())
+    # The budget arm adds the same costs in another order; the margin keeps its float sum from
+    # dropping the last hard trajectory, so its α = 1 set is exactly this one.
+    return cost * (1 + 1e-9)
+
+
+def level_cost_table(data_dirs: dict[str, Path]) -> dict[str, dict]:
+    """Per level: mean recorded wall seconds and solver steps per training trajectory."""
+    import h5py
+
+    out = {}
+    for d in data_dirs.values():
+        for path in list_files(d, "train"):
+            if path.stem in out:
+                continue
+            with h5py.File(path, "r") as f:
+                wall = f["trajectories/wall_time"][()]
+                steps = f["trajectories/steps"][()]
+            out[path.stem] = {"n": int(len(wall)), "wall_s_mean": float(wall.mean()),
+                              "steps_mean": float(steps.mean())}
+    return out
+
+
+def persistence_error(data: Path, level: str) -> float:
+    """Mean one-step relative L2 error of predicting "next frame = current frame" on ``level``'s test
+    trajectories: the floor a trained model must beat to have learnt any dynamics."""
+    files = list_files(data, "test", [level])
+    ds = FieldDataset(files, task=Task("window", 1, 1))
+    pairs = feedback_channels(ds)
+    errs = []
+    for i in range(len(ds)):
+        x, y = ds[i]
+        pred = y.clone()
+        for c_in, c_out in pairs:
+            pred[..., c_out] = x[-1:, ..., c_in]
+        errs.append(compute_metrics(pred[None], y[None], ["relative_l2"])["relative_l2"])
+    ds.close()
+    return float(torch.cat(errs).mean())
+
+
+# ---- runs ------------------------------------------------------------------------------------------
+def run_one(scale: Scale, axis: str, data: Path, model: str, arm: str, alpha: float, budget: float,
+            run_dir: Path, epochs: int) -> dict:
+    """Train (or resume, or skip) one run and evaluate it; returns its row of the results."""
+    easy, medium, hard = AXES[axis]
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.is_file():
+        resume = (run_dir / "checkpoints" / "last.pt").is_file()
+        by_count = arm == "count" or alpha == 1.0
+        mix = {easy: 1.0 - alpha, hard: alpha}
+        n_train = scale.n_train
+        if arm == "subset":  # the hard trajectories of the count arm's mix, without its easy ones
+            n_train = mix_counts(mix, scale.n_train)[hard]
+            mix = {easy: 0.0, hard: 1.0}
+            # as many optimizer steps as the count arm, so only the easy samples are missing
+            epochs = max(1, round(epochs * scale.n_train / n_train))
+        cfg = TrainConfig(
+            data=str(data), levels=[easy, hard], parameters=["reynolds"], task=Task("window", 1, 1),
+            level_mix=mix,
+            # hard-only under the budget = the hard-only count set (see main), which select_by_budget
+            # refuses because the hard level runs out with the rounding margin of the budget unspent
+            n_train=n_train if by_count or arm == "subset" else None,
+            compute_budget=budget if arm == "budget" and not by_count else None, budget_share="count",
+            model=model, model_args=dict(scale.model_args.get(model, {})), epochs=epochs,
+            batch_size=scale.batch_size, lr=scale.lr, scheduler="cosine", seed=0, device=scale.device,
+            out=str(run_dir), resume=resume, overwrite=not resume and run_dir.exists(), progress=False)
+        t0 = time.perf_counter()
+        train(cfg)
+        t_train = time.perf_counter() - t0
+        evaluate(run_dir, data, split="test", levels=[easy, medium, hard], device=scale.device,
+                 save_predictions=False)
+        (run_dir / "timing.json").write_text(json.dumps({"train_eval_wall_s": time.perf_counter() - t0,
+                                                         "train_wall_s": t_train}))
+    return summarize_run(run_dir, axis, model, arm, alpha)
+
+
+def summarize_run(run_dir: Path, axis: str, model: str, arm: str, alpha: float) -> dict:
+    """The row of one finished run, read back from its ``data.json`` and ``metrics.json``."""
+    easy, medium, hard = AXES[axis]
+    info = json.loads((run_dir / "data.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    per_level = info["selection"]["per_level"]
+    row = {"axis": axis, "model": model, "arm": arm, "alpha": alpha, "run": str(run_dir),
+           "n_easy": per_level.get(easy, {}).get("n", 0), "n_hard": per_level.get(hard, {}).get("n", 0),
+           "gen_seconds": sum(v["compute_s"] for v in per_level.values())}
+    for name, lv in (("easy", easy), ("medium", medium), ("hard", hard)):
+        m = metrics["levels"][lv]
+        row[f"err_{name}"] = m["relative_l2"]["mean"]
+        curve = m.get("error_vs_time")
+        row[f"rollout_{name}"] = float(np.mean(curve["rel_l2_mean"][1:])) if curve else None
+    timing = run_dir / "timing.json"
+    row["train_eval_wall_s"] = json.loads(timing.read_text())["train_eval_wall_s"] if timing.is_file() else None
+    return row
+
+
+# ---- analysis --------------------------------------------------------------------------------------
+def answer(rows: list[dict]) -> list[dict]:
+    """Per (axis, model, arm): accuracy of every mix relative to hard-only, and the compute saving."""
+    findings = []
+    groups = sorted({(r["axis"], r["model"], r["arm"]) for r in rows})
+    for axis, model, arm in groups:
+        g = {r["alpha"]: r for r in rows if (r["axis"], r["model"], r["arm"]) == (axis, model, arm)}
+        if 1.0 not in g:
+            continue
+        ref = g[1.0]
+        mixes = []
+        for a in sorted(x for x in g if x < 1.0):
+            r = g[a]
+            acc = ref["err_hard"] / r["err_hard"]
+            mixes.append({"alpha": a, "accuracy_vs_hard_only": acc, "reaches_90": acc >= 0.9,
+                          "n_hard": r["n_hard"], "hard_only_n_hard": ref["n_hard"],
+                          "compute_saving": ref["gen_seconds"] / r["gen_seconds"]})
+        ok = [m for m in mixes if m["reaches_90"]]
+        findings.append({"axis": axis, "model": model, "arm": arm, "hard_only_err": ref["err_hard"],
+                         "hard_only_gen_seconds": ref["gen_seconds"], "mixes": mixes,
+                         "smallest_alpha_reaching_90": min((m["alpha"] for m in ok), default=None)})
+    return findings
+
+
+def markdown(rows: list[dict], findings: list[dict], costs: dict, header: str) -> str:
+    lines = [header, "", "Generation cost per training trajectory (recorded wall seconds, solver steps), and the one-step "
+             "error of the persistence baseline (next frame = current frame) on the level's test trajectories:", "",
+             "| level | trajectories | wall s / trajectory | steps / trajectory | persistence err (test) |",
+             "|---|---|---|---|---|"]
+    for lv, c in sorted(costs.items()):
+        lines.append(f"| `{lv}` | {c['n']} | {c['wall_s_mean']:.2f} | {c['steps_mean']:.0f} | "
+                     f"{c['persistence_err']:.4f} |")
+    lines += ["", "Errors: mean one-step relative L2 on each level's test trajectories; rollout: mean over "
+              "frames 1-20 of the autoregressive rollout error from frame 0. acc = err(α=1) / err(α) "
+              "(same model and arm).", "",
+              "| axis | model | arm | α | n easy | n hard | gen s | err hard | acc | err medium | err easy "
+              "| rollout hard |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    ref = {(r["axis"], r["model"], r["arm"]): r for r in rows if r["alpha"] == 1.0}
+    for r in sorted(rows, key=lambda r: (r["axis"], r["model"], r["arm"], r["alpha"])):
+        h = ref.get((r["axis"], r["model"], r["arm"]))
+        acc = f"{h['err_hard'] / r['err_hard']:.3f}" if h else "-"
+        roll = f"{r['rollout_hard']:.3f}" if r["rollout_hard"] is not None else "-"
+        lines.append(f"| {r['axis']} | {r['model']} | {r['arm']} | {r['alpha']:g} | {r['n_easy']} | {r['n_hard']} | "
+                     f"{r['gen_seconds']:.1f} | {r['err_hard']:.4f} | {acc} | {r['err_medium']:.4f} | "
+                     f"{r['err_easy']:.4f} | {roll} |")
+    lines += ["", "Answers:", ""] + [f"- {s}" for s in answer_lines(findings)]
+    return "\n".join(lines) + "\n"
+
+
+def answer_lines(findings: list[dict]) -> list[str]:
+    out = []
+    for f in findings:
+        head = f"{f['axis']}/{f['model']}/{f['arm']} (hard-only err {f['hard_only_err']:.4f}, {f['hard_only_gen_seconds']:.1f} s)"
+        ok = [m for m in f["mixes"] if m["reaches_90"]]
+        if not ok:
+            best = max(f["mixes"], key=lambda m: m["accuracy_vs_hard_only"], default=None)
+            tail = f"; best α = {best['alpha']:g} at {best['accuracy_vs_hard_only']:.3f}" if best else ""
+            out.append(f"{head}: no α < 1 reaches 90 % of hard-only accuracy{tail}.")
+            continue
+        parts = [f"α = {m['alpha']:g}: acc {m['accuracy_vs_hard_only']:.3f}, {m['n_hard']}/{m['hard_only_n_hard']} "
+                 f"hard samples, compute saving {m['compute_saving']:.2f}×" for m in ok]
+        out.append(f"{head}: reaches ≥ 90 % with " + "; ".join(parts) + ".")
+    return out
+
+
+def plot(rows: list[dict], axis: str, out: Path, persistence: float) -> None:
+    """The two figures of one axis: hard test error against α, and against generation seconds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sel = [r for r in rows if r["axis"] == axis]
+    styles = {"count": "-o", "budget": "--s", "subset": ":^"}
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for (model, arm) in sorted({(r["model"], r["arm"]) for r in sel}):
+        g = sorted((r for r in sel if (r["model"], r["arm"]) == (model, arm)), key=lambda r: r["alpha"])
+        ax.plot([r["alpha"] for r in g], [r["err_hard"] for r in g], styles[arm], label=f"{model}, {arm}")
+        ref = [r for r in g if r["alpha"] == 1.0]
+        if ref and arm == "count":
+            ax.axhline(ref[0]["err_hard"] / 0.9, color=ax.lines[-1].get_color(), lw=0.8, ls=":")
+    ax.axhline(persistence, color="grey", lw=0.8, ls="-.", label="persistence baseline")
+    ax.set_xlabel("hard fraction α")
+    ax.set_ylabel(f"relative L2 on hard test ({HARD})")
+    ax.set_title(f"{axis} axis: error vs α (dotted: 90 % of hard-only accuracy)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / f"error_vs_alpha_{axis}.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for (model, arm) in sorted({(r["model"], r["arm"]) for r in sel}):
+        g = sorted((r for r in sel if (r["model"], r["arm"]) == (model, arm)), key=lambda r: r["alpha"])
+        ax.plot([r["gen_seconds"] for r in g], [r["err_hard"] for r in g], styles[arm], label=f"{model}, {arm}")
+        for r in g:
+            ax.annotate(f"{r['alpha']:g}", (r["gen_seconds"], r["err_hard"]), fontsize=7,
+                        textcoords="offset points", xytext=(3, 3))
+    ax.axhline(persistence, color="grey", lw=0.8, ls="-.", label="persistence baseline")
+    ax.set_xlabel("generation seconds of the training set (recorded solver wall time)")
+    ax.set_ylabel(f"relative L2 on hard test ({HARD})")
+    ax.set_title(f"{axis} axis: error vs generation compute (labels: α)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / f"error_vs_compute_{axis}.png", dpi=120)
+    plt.close(fig)
+
+
+# ---- driver ----------------------------------------------------------------------------------------
+def parse_list(text: str, allowed, what: str) -> list[str]:
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in items if s not in allowed]
+    if bad or not items:
+        raise UserError(f"{what} {text!r} not understood; allowed: {', '.join(allowed)}")
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    p.add_argument("--axes", default=None, help="comma list of physics, geometry (default: the scale's)")
+    p.add_argument("--models", default="fno,unet")
+    p.add_argument("--arms", default="count,budget,subset")
+    p.add_argument("--budget-models", default=None,
+                   help="models of the budget and subset arms (default: the scale's)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None, help="generation processes")
+    p.add_argument("--out", default="experiments_out/difficulty_transfer")
+    args = p.parse_args(argv)
+    try:
+        scale = SCALES[args.scale]
+        axes = parse_list(args.axes, AXES, "axes") if args.axes else list(scale.axes)
+        models = parse_list(args.models, ("fno", "unet"), "models")
+        arms = parse_list(args.arms, ARMS, "arms")
+        budget_models = (parse_list(args.budget_models, ("fno", "unet"), "budget models") if args.budget_models
+                         else list(scale.budget_models))
+        epochs = args.epochs or scale.epochs
+        if epochs < 1:
+            raise UserError(f"--epochs must be positive, got {epochs}")
+        if scale.device == "cuda" and not torch.cuda.is_available():
+            raise UserError("--scale gpu trains on CUDA, which is not available here; use --scale cpu")
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        t_start = time.perf_counter()
+        data_dirs = generate_levels(scale, axes, out, args.workers or scale.workers)
+        costs = level_cost_table(data_dirs)
+        for axis, d in data_dirs.items():
+            for lv in AXES[axis]:
+                costs[lv].setdefault("persistence_err", persistence_error(d, lv))
+        rows = []
+        for axis in axes:
+            easy = AXES[axis][0]
+            budget = hard_only_cost(data_dirs[axis], easy, scale.n_train, seed=0)
+            print(f"[{axis}] compute budget = hard-only count-arm cost = {budget:.1f} s", flush=True)
+            for arm in arms:
+                for model in models:
+                    if arm != "count" and model not in budget_models:
+                        continue
+                    for alpha in ALPHAS:
+                        if arm == "subset" and alpha == 0.0:
+                            continue  # no hard trajectories: nothing to train on
+                        run_dir = out / "runs" / axis / f"{model}-{arm}-a{alpha:g}"
+                        twin = out / "runs" / axis / f"{model}-count-a{alpha:g}"
+                        if arm != "count" and alpha == 1.0 and (twin / "metrics.json").is_file():
+                            # The budget is the cost of the hard-only count set and selections are prefixes
+                            # of one order per level, so this run would train on exactly that set again.
+                            # (select_by_budget would also refuse it: the hard level runs out with the
+                            # budget's rounding margin unspent.)
+                            row = dict(summarize_run(twin, axis, model, "count", alpha), arm=arm, same_as=str(twin))
+                        else:
+                            row = run_one(scale, axis, data_dirs[axis], model, arm, alpha, budget, run_dir, epochs)
+                        rows.append(row)
+                        print(f"[{axis}] {model:<4} {arm:<6} α={alpha:<4g} n_easy={row['n_easy']:<3} "
+                              f"n_hard={row['n_hard']:<3} gen={row['gen_seconds']:7.1f}s err_hard={row['err_hard']:.4f} "
+                              f"err_easy={row['err_easy']:.4f}", flush=True)
+            plot(rows, axis, out, costs[HARD]["persistence_err"])
+        findings = answer(rows)
+        header = (f"# Difficulty transfer, scale `{args.scale}`\n\nCommand: `python experiments/difficulty_transfer/"
+                  f"{' '.join(['run.py', *(sys.argv[1:] if argv is None else argv)])}`; resolution {scale.resolution}², "
+                  f"n_train {scale.n_train}, epochs {epochs}, models {', '.join(models)}, arms {', '.join(arms)} "
+                  f"(budget and subset arms: {', '.join(budget_models)}).")
+        (out / "results.md").write_text(markdown(rows, findings, costs, header))
+        (out / "results.json").write_text(json.dumps(
+            {"scale": args.scale, "settings": {k: v for k, v in scale.__dict__.items()}, "epochs": epochs,
+             "axes": axes, "level_costs": costs, "rows": rows, "findings": findings,
+             "paper_compute_saving_at_10pct": PAPER_SAVING,
+             "total_wall_s": time.perf_counter() - t_start}, indent=2, default=list))
+        print()
+        for line in answer_lines(findings):
+            print(line)
+        print(f"(the study reports {PAPER_SAVING}× compute saving at 10 % hard; results in {out})")
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
