@@ -142,7 +142,7 @@ class AllenCahn(PeriodicSemilinearPDE):
         """
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise UserError(f"{self.name} pointwise_rhs needs points of shape (N, {self.dim}), got {tuple(x.shape)}")
-        nu = float({**self.default_params(), **(params or {})}["nu"])
+        nu = self.param(params, "nu")
         u = u_fn(x)[:, 0]
         return nu * laplacian(u_fn, x) + u - u * u * u
 

@@ -191,6 +191,11 @@ class PDE(ABC):
     def default_params(self) -> dict[str, float]:
         return {p.name: float(p.default) for p in self.parameters}
 
+    def param(self, params: Mapping[str, Any] | None, name: str) -> float:
+        """Parameter ``name`` from ``params`` (a possibly partial mapping, or ``None``), else its
+        default, as a float: how the pointwise (PINN, TENG) methods read scalar parameters."""
+        return float((params or {}).get(name, self.default_params()[name]))
+
     def draw_params(self, level: str, rng: np.random.Generator) -> dict[str, float]:
         """Defaults overridden by a draw from ``level``'s ranges."""
         params = self.default_params()

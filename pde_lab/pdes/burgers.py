@@ -383,7 +383,7 @@ class Burgers(SpaceTimePINN, PDE):
     def exact_solution(self, x: torch.Tensor, params: Mapping[str, float] | None = None) -> torch.Tensor:
         """The Cole–Hopf solution of :data:`PINN_COLE_HOPF` (see :func:`cole_hopf_solution`) at space-time
         points ``(N, 2)``: the space-time PINN problem's reference. Returns ``(N, 1)``."""
-        nu = float({**self.default_params(), **(params or {})}["nu"])
+        nu = self.param(params, "nu")
         a = torch.tensor(PINN_COLE_HOPF["amplitudes"], dtype=x.dtype, device=x.device)
         c = torch.tensor(PINN_COLE_HOPF["phases"], dtype=x.dtype, device=x.device)
         kappa = 2.0 * math.pi * torch.arange(1, len(a) + 1, dtype=x.dtype, device=x.device)
@@ -409,7 +409,7 @@ class Burgers(SpaceTimePINN, PDE):
         """
         if x.dim() != 2 or x.shape[1] != 1:
             raise UserError(f"burgers pointwise_rhs needs points of shape (N, 1), got {tuple(x.shape)}")
-        nu = float({**self.default_params(), **(params or {})}["nu"])
+        nu = self.param(params, "nu")
         u = u_fn(x)[:, 0]
         return -u * gradient(u_fn, x)[:, 0] + nu * laplacian(u_fn, x)
 

@@ -112,7 +112,7 @@ class Heat(SpaceTimePINN, PeriodicSemilinearPDE):
     # ---- space-time PINNs (pde_lab.pdes.space_time_pinn) -----------------------------------------
     def exact_solution(self, x: torch.Tensor, params: Mapping[str, float] | None = None) -> torch.Tensor:
         """``e^{−4π² d κ t} Π_i sin(2π x_i)`` at space-time points ``(N, d + 1)``; returns ``(N, 1)``."""
-        kappa = float({**self.default_params(), **(params or {})}["kappa"])
+        kappa = self.param(params, "kappa")
         space = torch.sin(2.0 * np.pi * x[:, : self.dim]).prod(dim=1)
         return (torch.exp(-4.0 * np.pi**2 * self.dim * kappa * x[:, self.dim]) * space)[:, None]
 
@@ -137,7 +137,7 @@ class Heat(SpaceTimePINN, PeriodicSemilinearPDE):
         """
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise UserError(f"{self.name} pointwise_rhs needs points of shape (N, {self.dim}), got {tuple(x.shape)}")
-        kappa = float({**self.default_params(), **(params or {})}["kappa"])
+        kappa = self.param(params, "kappa")
         return kappa * laplacian(u_fn, x)
 
 

@@ -114,8 +114,7 @@ class Helmholtz(Poisson):
 
     # ---- pointwise residual interface (PINNs) ------------------------------------------------
     def _pinn_params(self, params: Mapping[str, Any] | None) -> tuple[float, float, float]:
-        p = {**self.default_params(), **(params or {})}
-        return float(p["a1"]), float(p["a2"]), float(p["k"])
+        return self.param(params, "a1"), self.param(params, "a2"), self.param(params, "k")
 
     def exact_solution(self, x: torch.Tensor, params: Mapping[str, Any] | None = None) -> torch.Tensor:
         """``u* = sin(a₁πx) sin(a₂πy)`` at ``x: (N, 2)``; returns ``(N, 1)``."""

@@ -259,7 +259,7 @@ class Poisson(PDE):
         return ((0.0, 1.0),) * self.dim
 
     def _wave_number(self, params: Mapping[str, Any] | None) -> float:
-        return float((params or {}).get("wave_number", self.default_params()["wave_number"]))
+        return self.param(params, "wave_number")
 
     def exact_solution(self, x: torch.Tensor, params: Mapping[str, Any] | None = None) -> torch.Tensor:
         """``u*(x) = Π_i sin(k π x_i)``.

@@ -30,7 +30,7 @@ class SpaceTimePINN:
     pinn_fields = ("u",)
 
     def _t_final(self, params: Mapping[str, float] | None) -> float:
-        return float({**self.default_params(), **(params or {})}["t_final"])
+        return self.param(params, "t_final")
 
     def pinn_domain(self, params: Mapping[str, float] | None = None) -> tuple[tuple[float, float], ...]:
         """``[0, 1]^d × [0, t_final]``: space first, time last."""
