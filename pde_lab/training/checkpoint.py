@@ -27,7 +27,7 @@ import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -128,6 +128,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise UserError(f"checkpoint {str(path)!r} has version {state['version']}; this pde_lab reads "
                         f"up to {CHECKPOINT_VERSION}")
     return state
+
+
+def write_log(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    """Write ``rows`` (their ``columns``) to the CSV file ``path`` atomically: a temporary file, then
+    a rename, so a reader never sees half a log."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row[k] for k in columns})
+    os.replace(tmp, path)
 
 
 def read_log(path: str | os.PathLike) -> list[dict[str, float]]:

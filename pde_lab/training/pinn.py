@@ -30,7 +30,6 @@ Run directory::
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
@@ -50,6 +49,7 @@ from ..errors import UserError, check_choice
 from ..operators.base import MODELS, Operator, build_model, model_parameters, save_model
 from ..optim import ENGD, LBFGS, SPRING, ConFIG, GaussNewton, LevenbergMarquardt, MultiAdam, PointwiseResidual, model_terms
 from ..optim.first_order import build_first_order
+from .checkpoint import write_log
 from .config import _DEVICE, YamlConfig, _coerce, _parse_scalar, resolve_device
 
 FIRST_ORDER_PINN = ("adam", "soap", "shampoo", "multiadam", "config")
@@ -581,16 +581,6 @@ def _run_second_order(problem: PINNProblem, config: PINNConfig, logger: _Logger)
     return config.steps, "max steps"
 
 
-def _write_log(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=LOG_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row[k] for k in LOG_COLUMNS})
-    os.replace(tmp, path)
-
-
 def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
     from .trainer import check_run_dir
 
@@ -647,7 +637,7 @@ def train_pinn(config: PINNConfig) -> Path:
     resolved = dataclasses.replace(config, model_args=dict(problem.model.config))
     resolved.to_yaml(run_dir / "config.yaml")
     result = fit_pinn(problem, resolved)
-    _write_log(run_dir / "log.csv", result["log"])
+    write_log(run_dir / "log.csv", result["log"], LOG_COLUMNS)
     save_model(problem.model, run_dir / "model.pt")
     tmp = run_dir / "metrics.json.tmp"
     tmp.write_text(json.dumps(result["metrics"], indent=2) + "\n")

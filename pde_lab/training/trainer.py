@@ -28,7 +28,6 @@ Run directory::
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
@@ -38,7 +37,7 @@ import shutil
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -46,13 +45,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..evaluation.rollout import advance
 from ..operators.base import Operator, build_model, data_arguments
 from ..optim.first_order import build_first_order
-from .checkpoint import Normalizer, load_checkpoint, predict_batch, save_checkpoint
-from ..evaluation.rollout import advance
 from . import distributed
-from .pushforward import PushforwardPairs
+from .checkpoint import Normalizer, load_checkpoint, predict_batch, save_checkpoint, write_log
 from .config import TrainConfig, resolve_device
+from .pushforward import PushforwardPairs
 
 LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "lr", "seconds")
 RUN_FILES = ("config.yaml", "data.json", "log.csv", "checkpoints")
@@ -148,16 +147,6 @@ def sample_shapes(ds: Dataset) -> tuple[int, int, int, int, tuple[int, ...]]:
     if x.dim() < 3 or y.dim() < 3:
         raise ValueError(f"samples must be (T, *space, C); got x {tuple(x.shape)}, y {tuple(y.shape)}")
     return x.shape[0], x.shape[-1], y.shape[0], y.shape[-1], tuple(x.shape[1:-1])
-
-
-def _write_log(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=LOG_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row[k] for k in LOG_COLUMNS})
-    tmp.replace(path)
 
 
 # ---- the run directory -----------------------------------------------------------------------------
@@ -307,7 +296,7 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
         set_rng_state(state["rng"])
         # The checkpoint is the truth: drop log rows of epochs written after it.
         if ctx.is_main:
-            _write_log(run_dir / "log.csv", history)
+            write_log(run_dir / "log.csv", history, LOG_COLUMNS)
     else:
         seed_everything(config.seed)
 
@@ -350,7 +339,7 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
                 save_checkpoint(checkpoint, run_dir / "checkpoints" / "last.pt")
                 if improved:
                     save_checkpoint(checkpoint, run_dir / "checkpoints" / "best.pt")
-                _write_log(run_dir / "log.csv", history)
+                write_log(run_dir / "log.csv", history, LOG_COLUMNS)
                 if board is not None:
                     for key in ("train_loss", "valid_loss", "lr", "seconds"):
                         board.add_scalar(key, history[-1][key], epoch + 1)
