@@ -16,9 +16,12 @@ its input tensors live). Arithmetic is float64 / complex128.
 Batch independence: a member's result never depends on its batch-mates, bit for bit, on CPU. torch's
 complex kernels (and ``exp``) round differently in their vectorised and scalar code paths, and which
 path an element takes depends on its position in the flattened batch and on how the work is split
-between threads. So the coefficients are computed row by row, and every complex product in a step
-is done with real multiplications (:func:`multiply_imaginary` offers the same for nonlinear terms
-built from spectral derivatives).
+between threads. So the coefficients are computed row by row, and the complex products in a step are
+ones whose rounding cannot depend on the code path: a product with a factor whose imaginary (or
+real) part is exactly zero rounds each component once, as the real product would, in every path
+(``(c + 0i)(a + ib) = ca + i cb``, ``(0 + ig)(a + ib) = −gb + i ga``: the other terms are exact
+zeros, so neither a fused multiply–add nor the order of the sums can change a bit). Products with
+general complex coefficients are done with real multiplications.
 
 Why hand-written: neither torch nor scipy has an exponential integrator, and integrators from other
 ecosystems do not work on batched torch tensors on the GPU.
@@ -93,19 +96,20 @@ def dealias_mask(n: int, *, real: bool = True, device: torch.device | str | None
 
 
 def imaginary_factor(g: torch.Tensor) -> torch.Tensor:
-    """Prepare the purely imaginary multiplier ``i g`` (``g`` real, shape ``(..., K)``) for
-    :func:`multiply_imaginary`; returns float64 of shape ``(..., K, 2)``."""
+    """The purely imaginary multiplier ``i g`` (``g`` real, shape ``(..., K)``) for
+    :func:`multiply_imaginary`; complex128 of the same shape, real part exactly zero."""
     g = g.to(torch.float64)
-    return torch.stack((-g, g), dim=-1)
+    return torch.complex(torch.zeros_like(g), g)
 
 
 def multiply_imaginary(factor: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``i g · w`` for a complex128 ``w`` of shape ``(..., K)`` and ``factor = imaginary_factor(g)``.
 
-    ``i g (a + i b) = −g b + i g a``, computed with real products only, so that every element is
-    rounded the same way whatever its position in a batch (a spectral derivative is ``g = κ``).
+    ``i g (a + i b) = −g b + i g a``: with the real part of the factor exactly zero, each component of
+    the complex product is one rounded real product, so every element is rounded the same way whatever
+    its position in a batch (a spectral derivative is ``g = κ``).
     """
-    return torch.view_as_complex(torch.view_as_real(w).flip(-1) * factor)
+    return factor * w
 
 
 @dataclass(frozen=True)
@@ -129,28 +133,68 @@ class ETDRK4Coefficients:
 
     @cached_property
     def multipliers(self) -> dict[str, torch.Tensor]:
-        """The coefficients prepared for :func:`_multiply` (``f2`` doubled, exactly): real
-        ``(..., K, 2)`` tensors, ``[c, c]`` for a real ``L``, ``[Re c, Im c]`` otherwise."""
-        named = {"E": self.E, "E2": self.E2, "Q": self.Q, "f1": self.f1, "f2x2": 2.0 * self.f2, "f3": self.f3}
+        """The coefficients prepared for :func:`_scale` (``Q`` and ``f2`` also doubled, exactly): the
+        complex coefficients themselves for a real ``L`` (imaginary parts exactly zero), real
+        ``(..., K, 2)`` tensors ``[Re c, Im c]`` otherwise."""
+        named = {"E": self.E, "E2": self.E2, "Q": self.Q, "Q2": 2.0 * self.Q, "f1": self.f1,
+                 "f2x2": 2.0 * self.f2, "f3": self.f3}
         if self.real:
-            return {k: v.real.unsqueeze(-1).expand(*v.shape, 2).contiguous() for k, v in named.items()}
+            return named
         return {k: torch.view_as_real(v.contiguous()).clone() for k, v in named.items()}
 
+    def dealiased(self, keep: torch.Tensor) -> "ETDRK4Coefficients":
+        """The same step with the nonlinear term projected onto the modes where ``keep`` is true.
 
-def _multiply(m: torch.Tensor, v: torch.Tensor, real: bool) -> torch.Tensor:
-    """``c · v`` for a prepared coefficient ``m`` (see :attr:`ETDRK4Coefficients.multipliers`).
+        ``N`` enters a step only through ``Q``, ``f1``, ``f2`` and ``f3``, so zeroing them outside the
+        retained modes applies the dealiasing projection to every stage without a masking pass per
+        evaluation; a state that starts on the retained modes stays there (``E`` and ``E2`` are diagonal).
 
-    Only real multiplications and additions are used. torch's complex kernels round differently in
-    their vectorised and scalar code paths, and which path an element takes depends on its position
-    in the whole batch; real ``*``/``+`` are single IEEE operations in either path, so each batch
-    member's result is the same whatever its batch-mates.
+        Args:
+            keep: bool, broadcastable to the coefficients' shape ``(..., K)``.
+        """
+        zero = torch.zeros((), dtype=self.Q.dtype, device=self.Q.device)
+        cut = lambda t: torch.where(keep, t, zero)  # noqa: E731
+        return ETDRK4Coefficients(self.dt, self.E, self.E2, cut(self.Q), cut(self.f1), cut(self.f2), cut(self.f3),
+                                  real=self.real)
+
+    def forcing_terms(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What a constant term ``f`` of ``N(v) = N₀(v) + f`` adds to a step: ``(Q f, (f1 + 4 f2 + f3) f)``.
+
+        Because a step is linear in the values of ``N``, ``f`` enters stages ``a``, ``b`` and ``c``
+        as ``Q f`` and the result as ``(f1 + 4 f2 + f3) f``; precomputing both saves adding ``f`` to
+        each of the four evaluations of ``N``. Pass the pair to :func:`etdrk4_step` as ``forcing``.
+
+        Args:
+            f: constant term, shape broadcastable with the state ``(B, K)``, complex128.
+        """
+        m = self.multipliers
+        cf = _scale_add(_scale_add(_scale(m["f1"], f, self.real), m["f2x2"], f + f, self.real), m["f3"], f, self.real)
+        return _scale(m["Q"], f, self.real), cf
+
+
+def _multiply(m: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``c · v`` for a general complex coefficient prepared as ``m = [Re c, Im c]`` (``(..., K, 2)``).
+
+    Only real multiplications and additions are used: torch's complex kernels round a general
+    complex product differently in their vectorised and scalar code paths, and which path an element
+    takes depends on its position in the whole batch; real ``*``/``+`` are single IEEE operations in
+    either path, so each batch member's result is the same whatever its batch-mates.
     """
     vr = torch.view_as_real(v)
-    if real:
-        return torch.view_as_complex(vr * m)
     a, b = vr[..., 0], vr[..., 1]
     c, d = m[..., 0], m[..., 1]
     return torch.complex(a * c - b * d, a * d + b * c)
+
+
+def _scale(m: torch.Tensor, v: torch.Tensor, real: bool) -> torch.Tensor:
+    """``c · v`` for a prepared coefficient ``m`` (see :attr:`ETDRK4Coefficients.multipliers`)."""
+    return m * v if real else _multiply(m, v)
+
+
+def _scale_add(acc: torch.Tensor, m: torch.Tensor, v: torch.Tensor, real: bool) -> torch.Tensor:
+    """``acc + c · v``; one fused kernel for a real ``L``, whose coefficients have zero imaginary part
+    (so the product rounds as the real one would, see the module docstring)."""
+    return torch.addcmul(acc, m, v) if real else acc + _multiply(m, v)
 
 
 def _phi_terms(r: torch.Tensor) -> list[torch.Tensor]:
@@ -222,6 +266,7 @@ def etdrk4_step(
     nonlinear: Callable[[torch.Tensor], torch.Tensor],
     c: ETDRK4Coefficients,
     nv: torch.Tensor | None = None,
+    forcing: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """One Cox–Matthews ETDRK4 step of ``v_t = L v + N(v)``.
 
@@ -230,22 +275,31 @@ def etdrk4_step(
         nonlinear: ``N``, mapping a state to a complex128 tensor of the same shape.
         c: coefficients from :func:`etdrk4_coefficients`.
         nv: ``N(v)`` if the caller already has it.
+        forcing: ``c.forcing_terms(f)`` when ``N(v) = nonlinear(v) + f`` with a constant ``f``.
 
     Returns:
         the state after one step, same shape as ``v``.
+
+    The stages are the scheme's, regrouped to reuse ``Q N(v)``:
+    ``a = E2 v + Q N(v)``, ``b = E2 v + Q N(a)``, ``c = E2 a + 2Q N(b) − Q N(v)`` and
+    ``v⁺ = E v + f1 N(v) + 2 f2 (N(a) + N(b)) + f3 N(c)``.
     """
     m, real = c.multipliers, c.real
     if nv is None:
         nv = nonlinear(v)
-    ev = _multiply(m["E2"], v, real)
-    a = ev + _multiply(m["Q"], nv, real)
+    qnv = _scale(m["Q"], nv, real)
+    ev = _scale(m["E2"], v, real) if forcing is None else _scale_add(forcing[0], m["E2"], v, real)
+    a = ev + qnv
     na = nonlinear(a)
-    b = ev + _multiply(m["Q"], na, real)
+    b = _scale_add(ev, m["Q"], na, real)
     nb = nonlinear(b)
-    cc = _multiply(m["E2"], a, real) + _multiply(m["Q"], nb + nb - nv, real)
+    ea = _scale(m["E2"], a, real) if forcing is None else _scale_add(forcing[0], m["E2"], a, real)
+    cc = _scale_add(ea - qnv, m["Q2"], nb, real)
     nc = nonlinear(cc)
-    return (_multiply(m["E"], v, real) + _multiply(m["f1"], nv, real)
-            + _multiply(m["f2x2"], na + nb, real) + _multiply(m["f3"], nc, real))
+    out = _scale(m["E"], v, real) if forcing is None else _scale_add(forcing[1], m["E"], v, real)
+    out = _scale_add(out, m["f1"], nv, real)
+    out = _scale_add(out, m["f2x2"], na + nb, real)
+    return _scale_add(out, m["f3"], nc, real)
 
 
 class NonFiniteError(RuntimeError):
@@ -272,6 +326,7 @@ def etdrk4_solve(
     *,
     n_contour: int = 64,
     coefficients: ETDRK4Coefficients | None = None,
+    forcing: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Advance a batch ``n_steps`` ETDRK4 steps and record the state at the given step indices.
 
@@ -288,6 +343,7 @@ def etdrk4_solve(
             (``0`` is the initial state).
         n_contour: contour points for the coefficients (see :func:`etdrk4_coefficients`).
         coefficients: precomputed coefficients for ``(linear, dt)``, to reuse across calls.
+        forcing: ``coefficients.forcing_terms(f)`` for a constant term ``f`` added to ``nonlinear``.
 
     Returns:
         ``(snapshots, steps)``: snapshots of shape ``(B, S, K)`` complex128 with ``S = len(save_steps)``,
@@ -318,7 +374,7 @@ def etdrk4_solve(
     if 0 in saves:
         record(0)
     for step in range(1, n_steps + 1):
-        v = etdrk4_step(v, nonlinear, c)
+        v = etdrk4_step(v, nonlinear, c, forcing=forcing)
         if step in saves or step == n_steps:
             record(step)
     return out, n_steps

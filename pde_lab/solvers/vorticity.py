@@ -26,8 +26,9 @@ is recomputed with the step for the larger speed. Output times are hit exactly (
 Batch independence: an instance's trajectory is the same bytes whatever its batch-mates, on CPU.
 Members are regrouped each interval by their own step count; the ETDRK4 coefficients depend on the
 member's viscosity only and are computed on the row of distinct values of ``|κ|²`` (a fixed row for
-a grid, gathered afterwards); every complex product is real arithmetic
-(:func:`~pde_lab.solvers.spectral.multiply_imaginary`); and on CPU each member's FFTs are separate
+a grid, gathered afterwards); every complex product has a factor with a zero real or imaginary
+part, so it rounds as real arithmetic would (see :mod:`pde_lab.solvers.spectral`); and on CPU each
+member's FFTs and products are separate calls of fixed shape
 calls of fixed shape, because MKL's batched 2D transforms round a member differently depending on
 the batch size (measured: ``rfft2`` of a 64² field alone vs in a batch of two differ by 6e-14). On
 CUDA the transforms are batched; results agree with CPU to round-off but not bit for bit.
@@ -37,9 +38,10 @@ FNO reference generator is a first-order script with a fixed step.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -108,7 +110,10 @@ class VorticityBox:
         self.mask = dealias_mask(n, real=False, device=self.device)[:, None] & dealias_mask(n, device=self.device)[None, :]
         # û = i κ_y ψ̂, v̂ = −i κ_x ψ̂ (ψ̂ = ω̂/|κ|²), ω̂_x = i κ_x ω̂, ω̂_y = i κ_y ω̂.
         self._grad_factors = imaginary_factor(torch.stack(
-            (self.ky * inv_k2, -self.kx * inv_k2, self.kx, self.ky)))              # (4, n, m, 2)
+            (self.ky * inv_k2, -self.kx * inv_k2, self.kx, self.ky)))              # (4, n, m)
+        # (−u, −v, ω_x, ω_y): their products give −(u·∇ω) with no negation pass.
+        self._neg_advection_factors = self._grad_factors * torch.tensor([-1.0, -1.0, 1.0, 1.0],
+                                                                        dtype=torch.float64, device=self.device)[:, None, None]
         self.kappa_max = 2.0 * math.pi / length * ((n - 1) // 3)
         # Weight of each rfft2 coefficient in a sum over the full spectrum (Parseval).
         w = torch.full((self.m,), 2.0, dtype=torch.float64, device=self.device)
@@ -117,6 +122,12 @@ class VorticityBox:
         self._parseval = w[None, :] / float(n) ** 4 * length**2
         self._inv_k2 = inv_k2
         self._loop = self.device.type == "cpu"
+        self._work: tuple[torch.Tensor, ...] | None = None
+        # Members stepped together on CPU: enough to amortise the per-call overhead of the pointwise
+        # work, few enough for a group's arrays to stay in cache. Measured (32 members, one thread,
+        # step / FFT floor): 64²: 1.67, 1.30, 1.29, 1.72 for groups of 1, 4, 8, 32; 128²: 1.40, 1.27,
+        # 1.35–1.51, 1.73; 256²: 1.32, 1.36, 1.74, 1.61 (benchmarks/navier_stokes_step.py --group).
+        self.cpu_group = max(1, min(8, (1 << 16) // (n * n)))
         # Distinct values of |κ|² (a fixed row for this grid) for the ETDRK4 coefficients.
         mx = torch.fft.fftfreq(n, 1.0 / n, dtype=torch.float64, device=self.device)[:, None]
         my = torch.fft.rfftfreq(n, 1.0 / n, dtype=torch.float64, device=self.device)[None, :]
@@ -152,23 +163,58 @@ class VorticityBox:
         """``(u, v)`` in physical space: ``(B, n, m)`` spectra → ``(B, 2, n, n)``."""
         return self.inverse(multiply_imaginary(self._grad_factors[:2], w_hat[:, None]))
 
+    def tendency(self, w_hat: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``−F[u ω_x + v ω_y]`` for spectra ``(B, n, m)``, not dealiased; returns ``(B, n, m)``
+        (written into ``out`` when given).
+
+        The solver's nonlinear term: its dealiasing is applied by the ETDRK4 coefficients
+        (:meth:`coefficients`), so no masking pass is spent on each of a step's four evaluations.
+        """
+        if not self._loop:
+            g = torch.fft.irfft2(self._neg_advection_factors * w_hat[:, None], s=(self.n, self.n))
+            return torch.fft.rfft2(torch.addcmul(g[:, 0] * g[:, 2], g[:, 1], g[:, 3]), out=out)
+        # On CPU the transforms are per member (see the module docstring) and the pointwise work is
+        # batched: every product in it rounds the same way whatever a member's position.
+        batch = w_hat.shape[0]
+        if self._work is None or self._work[0].shape[0] != batch:
+            self._work = (torch.empty((batch, 4, self.n, self.m), dtype=torch.complex128),
+                          torch.empty((batch, 4, self.n, self.n), dtype=torch.float64),
+                          torch.empty((batch, self.n, self.n), dtype=torch.float64))
+        spec, phys, prod = self._work
+        out = torch.empty_like(w_hat) if out is None else out
+        torch.mul(self._neg_advection_factors, w_hat[:, None], out=spec)
+        for i in range(batch):
+            torch.fft.irfft2(spec[i], s=(self.n, self.n), out=phys[i])
+        torch.mul(phys[:, 0], phys[:, 2], out=prod)
+        prod += phys[:, 1] * phys[:, 3]
+        for i in range(batch):
+            torch.fft.rfft2(prod[i], out=out[i])
+        return out
+
+    def step_term(self, batch: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The nonlinear term for :func:`~pde_lab.solvers.spectral.etdrk4_step` on flat states
+        ``(batch, n·m)``: :meth:`tendency`, written into four output arrays taken in turn.
+
+        A step evaluates its nonlinear term four times and needs the values only within the step, so
+        an output is not overwritten while in use; reusing them saves an allocation per evaluation.
+        """
+        outputs = [torch.empty((batch, self.n, self.m), dtype=torch.complex128, device=self.device) for _ in range(4)]
+        calls = itertools.count()
+
+        def term(v: torch.Tensor) -> torch.Tensor:
+            out = outputs[next(calls) % 4]
+            return self.tendency(v.view(batch, self.n, self.m), out=out).view(batch, -1)
+
+        return term
+
     def advection(self, w_hat: torch.Tensor) -> torch.Tensor:
         """``P F[u ω_x + v ω_y]``, dealiased, for spectra ``(B, n, m)``; returns ``(B, n, m)``."""
         zero = torch.zeros((), dtype=torch.complex128, device=w_hat.device)
-        if not self._loop:
-            g = self.gradients(w_hat)
-            return torch.where(self.mask, torch.fft.rfft2(g[:, 0] * g[:, 2] + g[:, 1] * g[:, 3]), zero)
-        # On CPU the whole chain runs member by member: the FFTs must be per member anyway, and a
-        # member's intermediates (4 n² values) stay in cache where a whole batch's would not.
-        out = torch.empty_like(w_hat)
-        s = (self.n, self.n)
-        for i in range(w_hat.shape[0]):
-            g = torch.fft.irfft2(multiply_imaginary(self._grad_factors, w_hat[i][None]), s=s)
-            out[i] = torch.where(self.mask, torch.fft.rfft2(g[0] * g[2] + g[1] * g[3]), zero)
-        return out
+        return torch.where(self.mask, -self.tendency(w_hat), zero)
 
     def coefficients(self, nu: float, dt: float, n_contour: int = 64) -> ETDRK4Coefficients:
-        """ETDRK4 coefficients of ``−ν|κ|²`` for one member, shape ``(1, n·m)``.
+        """ETDRK4 coefficients of ``−ν|κ|²`` for one member, shape ``(1, n·m)``, with the 2/3-rule
+        dealiasing of the nonlinear term built in (:meth:`ETDRK4Coefficients.dealiased`).
 
         Computed once per distinct ``|κ|²`` and gathered: the row of distinct values is fixed by the
         grid, so the result depends on ``(ν, dt)`` alone, and costs a few ms instead of seconds.
@@ -177,7 +223,8 @@ class VorticityBox:
         z_row = -nu * scale * self._k2_unique.to(torch.float64)
         c = etdrk4_coefficients(z_row, dt, n_contour)
         take = lambda t: t[self._k2_index].reshape(1, -1)  # noqa: E731
-        return ETDRK4Coefficients(c.dt, take(c.E), take(c.E2), take(c.Q), take(c.f1), take(c.f2), take(c.f3), real=True)
+        full = ETDRK4Coefficients(c.dt, take(c.E), take(c.E2), take(c.Q), take(c.f1), take(c.f2), take(c.f3), real=True)
+        return full.dealiased(self.mask.reshape(1, -1))
 
     def energy_enstrophy(self, w_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``E = ½∫|u|²`` and ``Z = ½∫ω²`` over the square from spectra ``(..., n, m)``; each ``(...)``."""
@@ -298,7 +345,7 @@ def solve_vorticity(
     steps_total = np.zeros(B, dtype=np.int64)
     dt_min, dt_max = np.full(B, np.inf), np.zeros(B)
     cfl_seen, redone = np.zeros(B), np.zeros(B, dtype=np.int64)
-    cache: dict[tuple[int, int], ETDRK4Coefficients] = {}
+    cache: dict[tuple[int, int], tuple[ETDRK4Coefficients, tuple | None]] = {}
 
     def record(slot: int, state: torch.Tensor) -> None:
         out[:, slot] = box.inverse(state)[:, ::output_stride, ::output_stride]
@@ -318,29 +365,36 @@ def solve_vorticity(
         need = dt_out * box.kappa_max * speed / cfl
         return max(step_ladder(need), int(min_steps_per_interval))
 
-    def coefficients(member: int, steps: int) -> ETDRK4Coefficients:
+    def coefficients(member: int, steps: int) -> tuple[ETDRK4Coefficients, tuple | None]:
         key = (member, steps)
         if key not in cache:
-            cache[key] = box.coefficients(nus[member], dt_out / steps, n_contour)
+            c = box.coefficients(nus[member], dt_out / steps, n_contour)
+            cache[key] = c, None if f_hat is None else c.forcing_terms(f_hat[member].reshape(1, -1))
         return cache[key]
 
-    def advance(members: list[int], steps: int, state: torch.Tensor, t0: float) -> torch.Tensor:
+    def advance_group(members: list[int], steps: int, state: torch.Tensor, t0: float) -> torch.Tensor:
         parts = [coefficients(i, steps) for i in members]
-        c = ETDRK4Coefficients(parts[0].dt, *(torch.cat([getattr(p, k) for p in parts])
-                                             for k in ("E", "E2", "Q", "f1", "f2", "f3")), real=True)
-        fh = None if f_hat is None else f_hat[members]
+        if len(parts) == 1:
+            c, forcing = parts[0]
+        else:
+            c = ETDRK4Coefficients(parts[0][0].dt, *(torch.cat([getattr(p, k) for p, _ in parts])
+                                                     for k in ("E", "E2", "Q", "f1", "f2", "f3")), real=True)
+            forcing = None if f_hat is None else tuple(torch.cat(t) for t in zip(*(f for _, f in parts)))
         shape = state.shape
-
-        def nonlinear(v: torch.Tensor) -> torch.Tensor:
-            adv = box.advection(v.reshape(shape))
-            r = fh - adv if fh is not None else -adv
-            return r.reshape(shape[0], -1)
-
         try:
-            snap, _ = etdrk4_solve(state.reshape(shape[0], -1), c.E, nonlinear, c.dt, steps, [steps], coefficients=c)
+            snap, _ = etdrk4_solve(state.reshape(shape[0], -1), c.E, box.step_term(shape[0]), c.dt, steps, [steps],
+                                   coefficients=c, forcing=forcing)
         except NonFiniteError as err:
             raise BlowUpError([members[j] for j in err.members], t0, "non-finite vorticity") from err
         return snap[:, 0].reshape(shape)
+
+    def advance(members: list[int], steps: int, state: torch.Tensor, t0: float) -> torch.Tensor:
+        if device.type != "cpu":
+            return advance_group(members, steps, state, t0)
+        # On CPU in groups of box.cpu_group members: batching the pointwise work saves per-call
+        # overhead, while a group's arrays still fit in cache.
+        k = box.cpu_group
+        return torch.cat([advance_group(members[j:j + k], steps, state[j:j + k], t0) for j in range(0, len(members), k)])
 
     record(0, w_hat)
     for interval in range(n_intervals):
