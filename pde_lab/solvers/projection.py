@@ -175,6 +175,10 @@ class ProjectionSolver:
             :class:`FlowBlowUpError`.
         divergence_tol: relative divergence (see :attr:`FlowResult.max_divergence`) above which a step
             raises :class:`FlowBlowUpError`.
+        max_speed: a step whose largest face velocity exceeds ``max_speed · u_ref`` raises
+            :class:`FlowBlowUpError`: the CFL-bounded step shrinks with a growing velocity, so the
+            Courant check alone would let a blowing-up flow crawl on until round-off broke the
+            projection.
     """
 
     def __init__(
@@ -189,6 +193,7 @@ class ProjectionSolver:
         pe_max: float = 10.0,
         max_courant: float = 1.5,
         divergence_tol: float = 1e-8,
+        max_speed: float = 100.0,
     ):
         if grid.dim != 2 or any(grid.periodic):
             raise ValueError(f"ProjectionSolver needs a bounded 2D grid, got shape {grid.shape}, "
@@ -196,7 +201,8 @@ class ProjectionSolver:
         if not (nu > 0 and math.isfinite(nu)):
             raise UserError(f"viscosity nu must be positive and finite, got {nu!r}")
         for name, value, lo in (("cfl", cfl, 0.0), ("diffusion_number", diffusion_number, 0.0),
-                                ("pe_max", pe_max, 2.0 - 1e-12), ("max_courant", max_courant, 0.0)):
+                                ("pe_max", pe_max, 2.0 - 1e-12), ("max_courant", max_courant, 0.0),
+                                ("max_speed", max_speed, 0.0)):
             if not value > lo:
                 raise UserError(f"{name} must be > {lo:g}, got {value!r}")
         missing = [s for s in SIDES if s not in bcs]
@@ -210,6 +216,7 @@ class ProjectionSolver:
         self.cfl, self.diffusion_number = float(cfl), float(diffusion_number)
         self.pe_max, self.max_courant = float(pe_max), float(max_courant)
         self.divergence_tol = float(divergence_tol)
+        self.max_speed = float(max_speed)
         self.bcs = dict(bcs)
         for side, bc in self.bcs.items():
             if bc.kind not in ("wall", "inflow", "outflow"):
@@ -496,6 +503,10 @@ class ProjectionSolver:
         courant = dt * (umax / self.dx + vmax / self.dy)
         if not (math.isfinite(courant) and math.isfinite(rel)):
             raise FlowBlowUpError(f"non-finite velocity at t = {self.t + dt:.6g} (step {self.steps + 1})")
+        if max(umax, vmax) > self.max_speed * self.u_ref:
+            raise FlowBlowUpError(f"velocity {max(umax, vmax):.3g} > {self.max_speed:g} × the reference speed "
+                                  f"{self.u_ref:g} at t = {self.t + dt:.6g} (step {self.steps + 1}): the flow is "
+                                  "blowing up")
         if courant > self.max_courant:
             raise FlowBlowUpError(f"Courant number {courant:.3g} > {self.max_courant:g} at t = {self.t + dt:.6g} "
                                   f"(step {self.steps + 1}): the flow is blowing up")
@@ -642,6 +653,7 @@ class ProjectionSolver:
             "diffusion_number": self.diffusion_number,
             "pe_max": self.pe_max,
             "max_courant": self.max_courant,
+            "max_speed": self.max_speed,
             "divergence_tol": self.divergence_tol,
             "dtype": "float64",
         }
