@@ -55,6 +55,34 @@ def test_wave_number_changes_the_manufactured_problem():
     assert float(pde.pointwise_residual(u2, x).abs().max()) > 1.0  # k = 2 solution, k = 1 source
 
 
+@pytest.mark.parametrize("dim", [2, 5])
+def test_sine_sum_solution_has_zero_residual_and_its_own_source(dim):
+    """u* = Σ sin(π/2 x_i) (the 5D example of Müller & Zeinhofer 2023): f = π²/4 u*, g = u* ≠ 0."""
+    pde, params = Poisson(dim, solution="sine_sum"), {"wave_number": 0.5}
+    x = torch.rand(60, dim, dtype=D, generator=torch.Generator().manual_seed(dim))
+    u = pde.exact_solution(x, params)
+    torch.testing.assert_close(u[:, 0], torch.sin(0.5 * math.pi * x).sum(1))
+    torch.testing.assert_close(pde.source(x, params), math.pi ** 2 / 4 * u[:, 0])
+    exact = lambda y: pde.exact_solution(y, params)  # noqa: E731
+    assert float(pde.pointwise_residual(exact, x, params).abs().max()) < 1e-12
+    faces = x.clone()
+    faces[:, -1] = torch.tensor([0.0, 1.0] * 30, dtype=D)
+    assert float(pde.boundary_residual(exact, faces, params).abs().max()) < 1e-15
+    assert float(pde.boundary_value(faces, params).abs().min()) > 0.0  # non-zero Dirichlet data
+    # the product solution's source does not fit the sum solution
+    assert float(Poisson(dim).pointwise_residual(exact, x, params).abs().max()) > 1.0
+    with pytest.raises(UserError, match="allowed: sine_product, sine_sum"):
+        Poisson(dim, solution="sine_cube")
+
+
+def test_5d_boundary_points_cover_all_ten_faces_evenly():
+    pde = get_pinn_pde("poisson", dim=5, solution="sine_sum")
+    _, xb = collocation_points(pde.pinn_domain(), 400, 500, "sobol", np.random.default_rng(0))
+    on_face = [(np.isclose(xb[:, a], s)) for a in range(5) for s in (0.0, 1.0)]
+    assert [int(f.sum()) for f in on_face] == [50] * 10
+    assert (np.sum(on_face, axis=0) == 1).all()  # each point on exactly one face
+
+
 def test_gradient_and_laplacian_of_a_polynomial():
     """u = x0² x1 + 3 x1³ (and a second field): ∇u = (2 x0 x1, x0² + 9 x1²), Δu = 2 x1 + 18 x1."""
     fn = lambda y: torch.stack([y[:, 0] ** 2 * y[:, 1] + 3 * y[:, 1] ** 3, y[:, 0]], dim=1)  # noqa: E731
@@ -371,3 +399,79 @@ def test_space_time_burgers_pinn_trains():
                      model_args={"widths": [16, 16]}, progress=False)
     out = fit_pinn(build_problem(cfg), cfg)
     assert out["metrics"]["rel_l2"] < 2e-2, out["metrics"]
+
+
+# ---- Allen–Cahn: a space-time PINN without a closed form, measured against the spectral solver ---------
+@pytest.fixture(scope="module")
+def allen_cahn_reference():
+    pde = PDES.get("allen_cahn_1d")()
+    params = {**pde.default_params(), "nu": 1e-3, "t_final": 2.0}
+    return pde, params, pde.spectral_reference(params)
+
+
+def test_allen_cahn_spectral_reference_solves_the_pde_and_starts_from_the_initial_state(allen_cahn_reference):
+    pde, params, ref = allen_cahn_reference
+    x = torch.as_tensor(collocation_points(pde.pinn_domain(params), 400, 0, "sobol", np.random.default_rng(0))[0])
+    r = pde.pointwise_residual(ref, x, params)
+    assert float(r.abs().max()) < 1e-5, float(r.abs().max())
+    # the wrong diffusivity leaves (ν' − ν) u_xx, large at the fronts
+    assert float(pde.pointwise_residual(ref, x, {**params, "nu": 2e-3}).abs().max()) > 1e-2
+    x0 = x.clone()
+    x0[:, 1] = 0.0
+    torch.testing.assert_close(ref(x0)[:, 0], pde.pinn_initial_state(x0[:, :1], params), atol=1e-12, rtol=0)
+    assert float(pde.boundary_residual(ref, x0, params).abs().max()) < 1e-12
+    assert pde.reference_solution(x, params) is not None and pde.spectral_reference(params) is ref  # cached
+
+
+def test_allen_cahn_spectral_reference_agrees_with_one_direct_solve(allen_cahn_reference):
+    """The chained windows and the time interpolation reproduce a single solve over [0, T] at its snapshots."""
+    pde, params, ref = allen_cahn_reference
+    grid = pde.grid(256)
+    x = torch.from_numpy(grid.axis(0))[:, None]
+    u0 = pde.pinn_initial_state(x, params).numpy()
+    direct = pde.solve([Instance(params=dict(params), inputs={"u": u0})], grid)
+    for k in (3, 7, 10):
+        t = torch.full_like(x, float(direct.times[k]))
+        np.testing.assert_allclose(ref(torch.cat([x, t], 1))[:, 0].numpy(), direct.fields["u"][0, k], atol=1e-8)
+    # half-way between snapshots, against a coarser reference in space and time
+    coarse = PDES.get("allen_cahn_1d")()
+    coarse.pinn_reference_resolution, coarse.pinn_reference_intervals = 128, 100
+    pts = torch.rand(500, 2, dtype=D, generator=torch.Generator().manual_seed(3)) * torch.tensor([1.0, 2.0], dtype=D)
+    diff = ref(pts) - coarse.spectral_reference(params)(pts)
+    assert float(diff.norm() / ref(pts).norm()) < 1e-7
+
+
+def test_allen_cahn_pinn_is_evaluated_against_the_solver_and_trains():
+    cfg = PINNConfig(pde="allen_cahn_1d", params={"nu": 5e-3, "t_final": 1.0}, optimizer="engd", sampler="sobol",
+                     optimizer_args={"solver": "lstsq", "adaptive_damping": True, "line_search": "descending"},
+                     steps=40, eval_every=20, n_interior=300, n_boundary=60, eval_points=400,
+                     model_args={"widths": [16]}, progress=False)
+    prob = build_problem(cfg)
+    assert prob.model.config["periodic"] == [0] and bool((prob.x_boundary[:, 1] == 0).all())
+    torch.testing.assert_close(prob.u_test, prob.pde.spectral_reference(prob.params)(prob.x_test))
+    out = fit_pinn(prob, cfg)
+    assert out["metrics"]["rel_l2"] < 0.1 * out["log"][0]["rel_l2"], out["metrics"]
+    assert out["metrics"]["rel_l2"] < 3e-2, out["metrics"]
+
+
+def test_allen_cahn_hard_initial_condition_uses_the_initial_state():
+    cfg = PINNConfig(pde="allen_cahn_1d", params={"nu": 5e-3, "t_final": 1.0}, hard_bc=True, sampler="sobol",
+                     n_interior=50, eval_points=100, model_args={"widths": [4]}, progress=False)
+    prob = build_problem(cfg)
+    x = torch.rand(20, 2, dtype=D, generator=torch.Generator().manual_seed(4))
+    x[:, 1] = 0.0
+    with torch.no_grad():
+        torch.testing.assert_close(prob.field(x)[:, 0], prob.pde.pinn_initial_state(x[:, :1]), atol=1e-14, rtol=0)
+
+
+def test_cli_trains_an_allen_cahn_pinn_with_engd(tmp_path, capsys):
+    from pde_lab.cli import main
+
+    out = tmp_path / "ac"
+    code = main(["train", "--pde", "allen_cahn_1d", "--model", "pinn_mlp", "--optimizer", "engd", "--steps", "3",
+                 "--out", str(out), "--set", "params.t_final=1.0", "--set", "n_interior=64",
+                 "--set", "n_boundary=16", "--set", "eval_points=100", "--set", "eval_every=1",
+                 "--set", "model_args.widths=[8]", "--set", "progress=false"])
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["pde"] == "allen_cahn_1d" and metrics["steps"] == 3 and math.isfinite(metrics["rel_l2"])

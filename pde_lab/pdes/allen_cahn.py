@@ -22,6 +22,11 @@ error is of the size of the solution's Fourier tail at the cut, which the resolu
   while values above 1 decay) and ``dt ≤ Δt_out / min_steps_per_interval``.
 
 See ``docs/pdes/allen_cahn.md`` for the verification numbers.
+
+PINNs (``allen_cahn_1d`` only) see the initial-value problem in space-time
+(:mod:`pde_lab.pdes.space_time_pinn`): residual ``u_t − ν u_xx − u + u³`` from
+:meth:`AllenCahn.pointwise_rhs`, the fixed initial state :data:`PINN_INITIAL_STATE` (no closed-form
+solution), and as reference the ETDRK4 solver run from it on a fine grid.
 """
 from __future__ import annotations
 
@@ -37,8 +42,15 @@ from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
 from .periodic_semilinear import PeriodicSemilinearPDE, normalized_grf
 from .poisson import PointFunction, laplacian
+from .space_time_pinn import SpaceTimePINN
 
-__all__ = ["AllenCahn", "AllenCahn1D", "AllenCahn2D", "kink_pair"]
+__all__ = ["AllenCahn", "AllenCahn1D", "AllenCahn2D", "kink_pair", "PINN_INITIAL_STATE"]
+
+#: The initial state of the 1D space-time PINN problem, ``u₀(x) = Σ_k a_k sin(2π k x + φ_k)`` with
+#: these amplitudes ``a_k`` and phases ``φ_k`` (``k = 1, 2, …``): a positive region on about
+#: ``(−0.04, 0.59)`` with a shallow dip near ``x = 0.33`` and a negative one on ``(0.59, 0.96)``; within
+#: ``t ≈ 3`` they saturate at ``±1`` and are joined by two fronts of width ``√(2ν)``.
+PINN_INITIAL_STATE = dict(amplitudes=(0.5, 0.3), phases=(0.0, 1.0))
 
 
 def kink_pair(x: np.ndarray, nu: float, a: float, b: float) -> np.ndarray:
@@ -156,7 +168,7 @@ class AllenCahn(PeriodicSemilinearPDE):
 
 
 @PDES.register("allen_cahn_1d")
-class AllenCahn1D(AllenCahn):
+class AllenCahn1D(SpaceTimePINN, AllenCahn):
     __doc__ = AllenCahn.__doc__
     name = "allen_cahn_1d"
     dim = 1
@@ -171,6 +183,16 @@ class AllenCahn1D(AllenCahn):
         "hard": Level("hard", {"nu": (3e-5, 2e-4), "ic_alpha": (1.5, 2.0), "ic_tau": (20.0, 40.0)},
                       log_uniform=frozenset({"nu"}), description="nu in [3e-5, 2e-4]: thin interfaces, many domains"),
     }
+
+    def pinn_initial_state(self, x: torch.Tensor, params: Mapping[str, float] | None = None) -> torch.Tensor:
+        """The space-time PINN's initial state :data:`PINN_INITIAL_STATE` at points ``x: (N, 1)``;
+        returns ``(N,)``. (Datasets draw random initial states instead.)"""
+        if x.dim() != 2 or x.shape[1] != 1:
+            raise UserError(f"allen_cahn_1d pinn_initial_state needs points of shape (N, 1), got {tuple(x.shape)}")
+        u = torch.zeros_like(x[:, 0])
+        for k, (a, phase) in enumerate(zip(PINN_INITIAL_STATE["amplitudes"], PINN_INITIAL_STATE["phases"]), start=1):
+            u = u + a * torch.sin(2.0 * math.pi * k * x[:, 0] + phase)
+        return u
 
 
 @PDES.register("allen_cahn_2d")

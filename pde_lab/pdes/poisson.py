@@ -14,9 +14,16 @@ Two uses, one module:
   fields (smaller ``α``).
 * **Physics-informed networks** (the pointwise-residual interface, see ``docs/pinns.md``): the strong
   form ``r(x) = −Δu(x) − f(x)`` at collocation points, differentiated exactly with ``torch.func``,
-  and the boundary residual ``u(x) − g(x)``. The manufactured problem is
-  ``u*(x) = Π_i sin(k π x_i)`` with ``f = d k² π² u*`` and ``g = u*`` (zero on the boundary for
-  integer ``k``); ``k = 1``, ``d = 2`` is the benchmark of Müller & Zeinhofer (2023).
+  and the boundary residual ``u(x) − g(x)``. Two manufactured problems, chosen by the constructor
+  argument ``solution`` (a ``pde_args`` key):
+
+  - ``sine_product`` (default): ``u*(x) = Π_i sin(k π x_i)``, ``f = d k² π² u*``, ``g = u*`` (zero
+    on the boundary for integer ``k``); ``k = 1``, ``d = 2`` is the 2D benchmark of Müller &
+    Zeinhofer (2023). In high dimension its mass sits in a small central region
+    (``‖u*‖_L2 = 2^(−d/2)``) and the boundary data are zero.
+  - ``sine_sum``: ``u*(x) = Σ_i sin(k π x_i)``, ``f = k² π² u*``, ``g = u*``; ``k = 1/2``, ``d = 5``
+    is their 5D example. A sum of one-dimensional terms with non-zero boundary data, so its size does
+    not shrink with ``d``.
 
 The pointwise-residual interface is duck-typed (generic code checks for the methods), so other PDE
 modules can add it without touching :mod:`pde_lab.pdes.base`:
@@ -49,7 +56,7 @@ import numpy as np
 import torch
 from torch.func import jvp, vjp, vmap
 
-from ..errors import UserError
+from ..errors import UserError, check_choice
 from ..grids import CartesianGrid
 from ..random_fields import gaussian_random_field
 from ..solvers import finite_volume as fv
@@ -129,6 +136,9 @@ class Poisson(PDE):
     Args:
         dim: number of space dimensions ``d`` (2 by default). Datasets use a ``resolution^d`` grid and
             need ``d ≤ 3``; PINNs work in any ``d`` (5D is a standard test).
+        solution: the PINN manufactured solution, one of :attr:`SOLUTIONS`: ``sine_product``
+            ``Π_i sin(k π x_i)`` (default) or ``sine_sum`` ``Σ_i sin(k π x_i)``, ``k`` the parameter
+            ``wave_number``. Datasets do not use it.
 
     Dataset fields are cell-centre values on a bounded ``(n,)*d`` grid: input ``f`` and solution
     ``u``, both static (stored as ``(trajectory, *space)``), with ``u = 0`` on the boundary.
@@ -142,7 +152,7 @@ class Poisson(PDE):
         Parameter("grf_alpha", 3.0, "1", "smoothness exponent alpha of the source field"),
         Parameter("forcing_scale", 40.0, "1", "amplitude: s = forcing_scale * tau^(alpha - 1)"),
         Parameter("wave_number", 1.0, "1",
-                  "PINN manufactured solution u = prod_i sin(k pi x_i): the wave number k"),
+                  "PINN manufactured solution (prod_i or sum_i of sin(k pi x_i)): the wave number k"),
     )
     fields = (
         FieldSpec("f", "input", time_varying=False, units="1", description="source term, per cell"),
@@ -172,11 +182,15 @@ class Poisson(PDE):
     default_resolution = 64
     default_task = Task("one_shot", 1, 1)
     pinn_fields = ("u",)
+    #: the manufactured solutions of the PINN problem, with the factor ``c`` in ``−Δu* = c k² π² u*``
+    #: as a function of the dimension.
+    SOLUTIONS = {"sine_product": lambda d: float(d), "sine_sum": lambda d: 1.0}
 
-    def __init__(self, dim: int = 2):
+    def __init__(self, dim: int = 2, solution: str = "sine_product"):
         if isinstance(dim, bool) or int(dim) != dim or int(dim) < 1:
             raise UserError(f"Poisson dim must be a positive integer, got {dim!r}")
         self.dim = int(dim)
+        self.solution = check_choice("Poisson solution", solution, self.SOLUTIONS)
         # Per instance, so the declared conditions name this dimension's axes.
         axes = ("x", "y", "z")[: self.dim] if self.dim <= 3 else tuple(f"x{i}" for i in range(self.dim))
         self.boundary_conditions = tuple(
@@ -262,7 +276,7 @@ class Poisson(PDE):
         return self.param(params, "wave_number")
 
     def exact_solution(self, x: torch.Tensor, params: Mapping[str, Any] | None = None) -> torch.Tensor:
-        """``u*(x) = Π_i sin(k π x_i)``.
+        """``u*(x) = Π_i sin(k π x_i)`` (``sine_product``) or ``Σ_i sin(k π x_i)`` (``sine_sum``).
 
         Args:
             x: ``(N, d)`` points.
@@ -272,12 +286,17 @@ class Poisson(PDE):
             ``(N, 1)``.
         """
         k = self._wave_number(params)
-        return torch.sin(k * math.pi * x).prod(dim=-1, keepdim=True)
+        waves = torch.sin(k * math.pi * x)
+        if self.solution == "sine_sum":
+            return waves.sum(dim=-1, keepdim=True)
+        return waves.prod(dim=-1, keepdim=True)
 
     def source(self, x: torch.Tensor, params: Mapping[str, Any] | None = None) -> torch.Tensor:
-        """``f = −Δu* = d k² π² u*`` at ``x: (N, d)``; returns ``(N,)``."""
+        """``f = −Δu* = c k² π² u*`` at ``x: (N, d)`` (``c = d`` for ``sine_product``, ``1`` for
+        ``sine_sum``: each term of the sum depends on one coordinate); returns ``(N,)``."""
         k = self._wave_number(params)
-        return self.dim * (k * math.pi) ** 2 * self.exact_solution(x, params)[..., 0]
+        c = self.SOLUTIONS[self.solution](self.dim)
+        return c * (k * math.pi) ** 2 * self.exact_solution(x, params)[..., 0]
 
     def boundary_value(self, x: torch.Tensor, params: Mapping[str, Any] | None = None) -> torch.Tensor:
         """Dirichlet data ``g = u*`` at ``x: (N, d)``; returns ``(N,)``."""

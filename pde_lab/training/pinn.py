@@ -282,7 +282,8 @@ class PINNProblem:
         resample_rng: the random source of residual-adaptive resampling.
         residual: the pointwise residual bound to the network's parameters.
         x_interior ``(N_int, d)``, x_boundary ``(N_bd, d)``, x_test ``(N_test, d)``, u_test
-        ``(N_test, n_fields)`` (``None`` without an exact solution).
+        ``(N_test, n_fields)``: the PDE's ``reference_solution`` if it has one, else its
+        ``exact_solution`` (``None`` without either).
     """
 
     pde: Any
@@ -303,7 +304,7 @@ class PINNProblem:
 
     @torch.no_grad()
     def relative_l2(self) -> float:
-        """``‖u_θ − u*‖ / ‖u*‖`` over the test points (NaN without an exact solution)."""
+        """``‖u_θ − u*‖ / ‖u*‖`` over the test points (NaN without a reference solution)."""
         if self.u_test is None:
             return float("nan")
         diff = self.field(self.x_test) - self.u_test
@@ -339,7 +340,8 @@ def build_problem(config: PINNConfig) -> PINNProblem:
     field = HardBoundary(model, pde, params, bounds, faces) if config.hard_bc else model
     residual = model_terms(field, _terms(pde, params, x_int, x_bd))
     x_test = as_tensor(evaluation_points(bounds, config.eval_points, config.seed))
-    exact = getattr(pde, "exact_solution", None)
+    # A PDE without a closed form may still have a reference (e.g. its solver's, see space_time_pinn).
+    exact = getattr(pde, "reference_solution", None) or getattr(pde, "exact_solution", None)
     u_test = None
     if exact is not None:
         u_test = exact(x_test, params)
