@@ -258,6 +258,19 @@ def test_resume_refuses_a_different_model(tmp_path):
         fit(wider, train_ds, None, other, run_dir)
 
 
+def test_resume_accepts_a_checkpoint_written_before_an_argument_with_a_default_existed(tmp_path):
+    train_ds = antiderivative_data(8, 32, seed=0)
+    config = tiny_config(tmp_path, epochs=1)
+    run_dir = fit(tiny_model(config, train_ds), train_ds, None, config, tmp_path / "run")
+    path = run_dir / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    assert state["model"]["args"].pop("transform") == "fft"  # as written before FNO took `transform`
+    torch.save(state, path)
+    fit(tiny_model(config, train_ds), train_ds, None, TrainConfig(**{**config.to_dict(), "resume": True, "epochs": 2}),
+        run_dir)
+    assert _state(run_dir)["epoch"] == 2
+
+
 def test_time_limit_stops_after_the_first_epoch(tmp_path):
     train_ds = antiderivative_data(8, 32, seed=0)
     config = tiny_config(tmp_path, epochs=50, time_limit_minutes=1e-9)

@@ -260,7 +260,10 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt") if config.resume else None
     if state is not None:
         stored, current = state["model"], model.spec()
-        if stored["name"] != current["name"] or stored["args"] != current["args"]:
+        # Rebuilt, the stored arguments gain the defaults of arguments added since the checkpoint.
+        stored_args = (build_model(stored["name"], **stored["args"]).spec()["args"]
+                       if stored["name"] == current["name"] else stored["args"])
+        if stored["name"] != current["name"] or stored_args != current["args"]:
             raise UserError(f"cannot resume: the checkpoint holds model {stored['name']!r} with "
                             f"{stored['args']}, the config builds {current['name']!r} with {current['args']}")
         model.load_state_dict(state["model"]["state_dict"])
