@@ -178,6 +178,22 @@ def test_partition_sampling_stays_in_expanded_boxes():
         Partition(((0.0, 1.0),), (0,))
 
 
+def test_partition_shared_sampling_gives_every_expert_the_same_whole_face():
+    # Global initial/boundary rows of a mixture: one draw over the whole domain, replicated.
+    p = Partition(((0.0, 1.0), (0.0, 2.0)), (4, 1))
+    x = p.sample(64, torch.Generator().manual_seed(0), dtype=f64, fixed={1: 0.0}, shared=True)
+    assert x.shape == (4, 64, 2)
+    assert torch.equal(x, x[:1].expand_as(x))
+    assert bool((x[..., 1] == 0.0).all())
+    assert bool(((x[..., 0] >= 0.0) & (x[..., 0] <= 1.0)).all())
+    # The points span the whole face, not expert 0's box [0, 1/4] only.
+    assert float(x[0, :, 0].min()) < 0.25 < float(x[0, :, 0].max())
+    assert set(p.assign(x[0]).tolist()) == {0, 1, 2, 3}
+    # Without shared, each expert samples its own box.
+    y = p.sample(64, torch.Generator().manual_seed(0), dtype=f64, fixed={1: 0.0})
+    assert bool((p.assign(y.reshape(-1, 2)).reshape(4, 64) == torch.arange(4)[:, None]).all())
+
+
 def test_assemble_uses_each_points_expert():
     basis = torch.randn(5, 3, dtype=f64)
     omega = torch.randn(2, 3, dtype=f64)

@@ -18,8 +18,9 @@ Usage (one thread):
     OMP_NUM_THREADS=1 python experiments/hard_constraints/run.py navier_stokes [--scale cpu|gpu]
     OMP_NUM_THREADS=1 python experiments/hard_constraints/run.py timing [--scale cpu|gpu]
 
-Options: ``--methods moe,global,soft``, ``--steps N`` (override), ``--parts 2,1`` and ``--overlap 0.25``
-(the MoE partition), ``--out DIR`` (default
+Options: ``--methods moe,global,soft``, ``--steps N`` (override), ``--parts 2,1``, ``--overlap 0.25``,
+``--face-scope own|global`` and ``--interior-split total|per_expert`` (the MoE partition), ``--seeds 0,1,2``
+(errors averaged over training seeds), ``--hessian gauss_newton|exact`` (the adjoint), ``--out DIR`` (default
 ``experiments_out/hard_constraints``), ``--device cpu|cuda``. Each command writes ``results_<name>.json``,
 a Markdown table ``table_<name>.md`` and PNG plots into ``OUT``.
 """
@@ -60,20 +61,36 @@ class Config:
     n_face: int = 64             # points per face term and expert
     parts: tuple = (4, 1)        # experts per coordinate (space..., time)
     overlap: float = 0.0
+    # "own": an expert gets face rows only on the part of a domain face its box touches; "global":
+    # every expert gets the whole of every face term (the paper's diffusion-sorption MoE replicates
+    # the global initial and boundary conditions to each expert: with one shared basis, an expert
+    # away from the boundaries must still reproduce them, so u = u_init no longer solves its problem).
+    face_scope: str = "own"
+    # "total": n_interior PDE points shared out among the experts; "per_expert": n_interior points in
+    # each expert's box (the paper's setting: every constraint samples the same number of points).
+    interior_split: str = "total"
     n_test: int = 4
     lm: dict = field(default_factory=lambda: dict(max_iter=20, tol=1e-8, ridge=1e-6, damping=1e-3))
     model: dict = field(default_factory=dict)
     resolution: int = 128        # test grid
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        if self.face_scope not in ("own", "global"):
+            raise ValueError(f"face_scope must be 'own' or 'global', got {self.face_scope!r}")
+        if self.interior_split not in ("total", "per_expert"):
+            raise ValueError(f"interior_split must be 'total' or 'per_expert', got {self.interior_split!r}")
+
 
 SCALES = {
     "diffusion_sorption": {
-        "cpu": Config(n_basis=24, steps=250, batch=1, n_interior=512, n_face=32, parts=(4, 1),
+        "cpu": Config(n_basis=24, steps=250, batch=1, n_interior=512, n_face=32, parts=(4, 1), face_scope="global",
                       model=dict(widths=[48, 48, 48], activation="tanh"), resolution=128, n_test=4,
-                      lm=dict(max_iter=12, tol=1e-8, ridge=1e-6, damping=1e-3), extra=dict(loss_grid=(64, 51))),
-        "gpu": Config(n_basis=64, steps=5000, batch=8, n_interior=20000, n_face=512, parts=(4, 1),
+                      lm=dict(max_iter=12, tol=1e-8, ridge=1e-6, damping=1e-3, hessian="exact"),
+                      extra=dict(loss_grid=(64, 51))),
+        "gpu": Config(n_basis=64, steps=5000, batch=8, n_interior=20000, n_face=512, parts=(4, 1), face_scope="global",
                       model=dict(widths=[128, 128, 128, 128], activation="tanh"), resolution=1024, n_test=16,
+                      lm=dict(max_iter=20, tol=1e-8, ridge=1e-6, damping=1e-3, hessian="exact"),
                       extra=dict(loss_grid=(256, 201))),
     },
     "navier_stokes": {
@@ -134,18 +151,19 @@ class DiffusionSorptionProblem:
         return full.index_copy(1, torch.tensor([self.names.index(n) for n in needed], device=sub.device), sub)
 
     def term_points(self, partition: Partition, n_interior: int, gen: torch.Generator):
-        """Per term: points ``(K, P_t, 2)`` and row masks ``(K, P_t)``."""
-        K = partition.n_experts
+        """Per term: points ``(K, P_t, 2)``, row masks ``(K, P_t)`` and whether all experts share the points."""
         out = {}
         for t in self.terms:
             if t.face is None:
-                x = partition.sample(max(1, n_interior // K), gen)
-                mask = torch.ones(x.shape[:2], dtype=torch.float64)
+                x = partition.sample(interior_points(self.cfg, partition, n_interior), gen)
+                mask, shared = torch.ones(x.shape[:2], dtype=torch.float64), False
             else:
                 axis, side = t.face
-                x = partition.sample(self.cfg.n_face, gen, fixed={axis: self.domain[axis][side]})
-                mask = partition.touches(axis, side).to(torch.float64)[:, None].expand(x.shape[:2])
-            out[t.name] = (x.to(self.device), mask.to(self.device))
+                shared = self.cfg.face_scope == "global"
+                x = partition.sample(self.cfg.n_face, gen, fixed={axis: self.domain[axis][side]}, shared=shared)
+                mask = (torch.ones(x.shape[:2], dtype=torch.float64) if shared else
+                        partition.touches(axis, side).to(torch.float64)[:, None].expand(x.shape[:2]))
+            out[t.name] = (x.to(self.device), mask.to(self.device), shared)
         return out
 
     def constraint_data(self, model, u0s, partition, n_interior, gen):
@@ -153,10 +171,12 @@ class DiffusionSorptionProblem:
         pts = self.term_points(partition, n_interior, gen)
         data = []
         for t in self.terms:
-            x, mask = pts[t.name]
+            x, mask, shared = pts[t.name]
             K, P, d = x.shape
-            jets = torch.stack([self.jets(model, u0, x.reshape(-1, d), t.jets).reshape(K, P, len(self.names), -1)
-                                for u0 in u0s]).flatten(0, 1)
+            # Shared points: the basis is the same for every expert, so its jets are computed once.
+            src = x[:1] if shared else x
+            jets = torch.stack([self.jets(model, u0, src.reshape(-1, d), t.jets).reshape(len(src), P, len(self.names), -1)
+                                .expand(K, -1, -1, -1) for u0 in u0s]).flatten(0, 1)
             inp = torch.stack([torch.full((K, P, 1), u0, dtype=torch.float64, device=self.device) for u0 in u0s]).flatten(0, 1)
             w = (self.weights[t.name] / math.sqrt(P) * mask).repeat(len(u0s), 1)
             data += [jets, x.repeat(len(u0s), 1, 1), inp, w]
@@ -279,8 +299,12 @@ class NavierStokesProblem:
         data = []
         for t in self.terms:
             sub = self._subset(t)
-            n_pts = max(1, n_interior // K) if t.face is None else self.cfg.n_face
-            idx = sub[partition.grid_indices(self.coords[sub], n_pts, gen)]    # (K, P)
+            n_pts = interior_points(self.cfg, partition, n_interior) if t.face is None else self.cfg.n_face
+            if t.face is not None and self.cfg.face_scope == "global":
+                # The same points of the whole face for every expert.
+                idx = sub[torch.randperm(len(sub), generator=gen)[:n_pts]].expand(K, -1)
+            else:
+                idx = sub[partition.grid_indices(self.coords[sub], n_pts, gen)]    # (K, P)
             data += [jets[:, idx].flatten(0, 1), coords[idx].repeat(B, 1, 1), inp[:, idx].flatten(0, 1),
                      torch.full((B * K, n_pts), self.weights[t.name] / math.sqrt(n_pts), dtype=torch.float64,
                                 device=self.device)]
@@ -313,6 +337,13 @@ PROBLEMS = {"diffusion_sorption": DiffusionSorptionProblem, "navier_stokes": Nav
 
 
 # ---- the three methods ----------------------------------------------------------------------------
+def interior_points(cfg: Config, partition: Partition, n_interior: int) -> int:
+    """PDE collocation points of each expert's problem (``cfg.interior_split``)."""
+    if cfg.interior_split == "per_expert":
+        return int(n_interior)
+    return max(1, n_interior // partition.n_experts)
+
+
 def partition_for(problem, method: str) -> Partition:
     parts = problem.cfg.parts if method == "moe" else (1,) * len(problem.domain)
     return Partition(problem.domain, parts, problem.cfg.overlap if method == "moe" else 0.0)
@@ -399,8 +430,15 @@ def parse_extra(items) -> dict:
     return out
 
 
-def accuracy(name: str, scale: str, methods, steps, out: Path, device: str, parts=None, overlap=None, extra=None):
+def accuracy(name: str, scale: str, methods, steps, out: Path, device: str, parts=None, overlap=None, extra=None,
+             face_scope=None, interior_split=None, seeds=(0,), hessian=None):
     cfg = SCALES[name][scale]
+    if hessian:
+        cfg.lm = {**cfg.lm, "hessian": hessian}
+    if face_scope:
+        cfg.face_scope = face_scope
+    if interior_split:
+        cfg.interior_split = interior_split
     cfg.extra = {**cfg.extra, **(extra or {})}
     if steps:
         cfg.steps = steps
@@ -417,14 +455,22 @@ def accuracy(name: str, scale: str, methods, steps, out: Path, device: str, part
     print(f"{name}: ground truth for {cfg.n_test} test instances in {time.perf_counter() - t0:.1f}s", flush=True)
     results = {"problem": name, "scale": scale, "config": asdict(cfg), "methods": {}}
     fields = {}
+    results["seeds"] = list(seeds)
     for method in methods:
-        model, soft_w, partition, history, secs = run_method(problem, method, cfg.steps)
-        err, errs, preds = test_error(problem, model, method, partition, soft_w, test_batch, truth)
-        print(f"{name} {method}: test relative L2 {err:.4f} (per instance {[round(e, 4) for e in errs]}), "
-              f"train {secs:.0f}s", flush=True)
-        results["methods"][method] = {"test_rel_l2": err, "per_instance": errs, "train_seconds": secs,
-                                      "history": history, "paper_rel_l2": PAPER[name][method]}
-        fields[method] = preds[0]
+        per_seed = []
+        for i, seed in enumerate(seeds):
+            model, soft_w, partition, history, secs = run_method(problem, method, cfg.steps, seed=seed)
+            err, errs, preds = test_error(problem, model, method, partition, soft_w, test_batch, truth)
+            print(f"{name} {method} seed {seed}: test relative L2 {err:.4f} (per instance "
+                  f"{[round(e, 4) for e in errs]}), train {secs:.0f}s", flush=True)
+            per_seed.append({"seed": seed, "test_rel_l2": err, "per_instance": errs, "train_seconds": secs})
+            if i == 0:   # curves and error maps from the first seed
+                first_history, fields[method] = history, preds[0]
+        errs_s = [r["test_rel_l2"] for r in per_seed]
+        results["methods"][method] = {"test_rel_l2": float(np.mean(errs_s)), "std_over_seeds": float(np.std(errs_s)),
+                                      "per_seed": per_seed, "per_instance": per_seed[0]["per_instance"],
+                                      "train_seconds": float(np.mean([r["train_seconds"] for r in per_seed])),
+                                      "history": first_history, "paper_rel_l2": PAPER[name][method]}
         out.mkdir(parents=True, exist_ok=True)
         (out / f"results_{name}.json").write_text(json.dumps(results, indent=1))
     write_table(name, results, out)
@@ -433,10 +479,13 @@ def accuracy(name: str, scale: str, methods, steps, out: Path, device: str, part
 
 
 def write_table(name, results, out: Path):
-    lines = ["| method | test rel. L2 (ours) | paper | train time (s) | steps |", "|---|---|---|---|---|"]
+    seeds = results.get("seeds", [0])
+    lines = ["| method | test rel. L2 (ours) | ± std over seeds | paper | train time (s) | steps | seeds |",
+             "|---|---|---|---|---|---|---|"]
     for m, r in results["methods"].items():
-        lines.append(f"| {m} | {100 * r['test_rel_l2']:.1f}% | {100 * r['paper_rel_l2']:.1f}% | "
-                     f"{r['train_seconds']:.0f} | {results['config']['steps']} |")
+        lines.append(f"| {m} | {100 * r['test_rel_l2']:.1f}% | {100 * r.get('std_over_seeds', 0.0):.1f}% | "
+                     f"{100 * r['paper_rel_l2']:.1f}% | {r['train_seconds']:.0f} | {results['config']['steps']} | "
+                     f"{','.join(str(x) for x in seeds)} |")
     text = "\n".join(lines) + "\n"
     (out / f"table_{name}.md").write_text(text)
     print(text)
@@ -549,6 +598,13 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=0, help="override the scale's training steps")
     ap.add_argument("--parts", default="", help="experts per coordinate for moe, e.g. 2,1 (default: the scale's)")
     ap.add_argument("--overlap", type=float, default=None, help="moe sampling-box overlap (fraction of a width)")
+    ap.add_argument("--face-scope", choices=["own", "global"], default=None,
+                    help="moe face rows: the part of each face an expert touches, or every face for every expert")
+    ap.add_argument("--interior-split", choices=["total", "per_expert"], default=None,
+                    help="moe PDE points: n_interior shared out among experts, or n_interior per expert")
+    ap.add_argument("--hessian", choices=["gauss_newton", "exact"], default=None,
+                    help="matrix of the layer's adjoint solve (default: the scale's setting)")
+    ap.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1,2: errors are averaged over them")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override an entry of the scale's 'extra' settings, e.g. loss_grid=128,51 (repeatable)")
     ap.add_argument("--timing-pde", default="diffusion_sorption", choices=list(PROBLEMS))
@@ -566,7 +622,8 @@ def main(argv=None):
     else:
         parts = [int(v) for v in args.parts.split(",") if v] if args.parts else None
         accuracy(args.what, args.scale, methods, args.steps, out, args.device, parts, args.overlap,
-                 parse_extra(args.set))
+                 parse_extra(args.set), args.face_scope, args.interior_split,
+                 tuple(int(v) for v in args.seeds.split(",") if v), args.hessian)
 
 
 if __name__ == "__main__":

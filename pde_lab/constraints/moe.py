@@ -10,6 +10,12 @@ points and the same iteration count; the batch axis can equally be split across 
 constrained field at a point ``x`` is ``b(x) · ω_k`` with ``k`` the expert whose (unwidened) box holds
 ``x`` (:func:`assemble`). ``K = 1`` is the global hard constraint.
 
+Rows that every expert must satisfy whatever its box (the paper's diffusion–sorption mixture hands the
+global initial and boundary conditions to each expert, while the PDE rows are partitioned) are drawn
+once over the whole domain and replicated (``sample(..., shared=True)``): the experts share one basis,
+so each expert's field is defined on the whole domain and can be held to the whole initial and
+boundary data; the solves stay independent.
+
 Points on an internal face belong to the expert above it; the domain's upper faces to the last
 expert along each axis, so every point of the closed box has exactly one expert.
 """
@@ -85,19 +91,28 @@ class Partition:
         return k
 
     def sample(self, n_per_expert: int, generator: torch.Generator, dtype: torch.dtype = torch.float64,
-               fixed: dict[int, float] | None = None) -> torch.Tensor:
-        """``(K, n, d)`` points uniform in each expert's (expanded) box.
+               fixed: dict[int, float] | None = None, shared: bool = False) -> torch.Tensor:
+        """``(K, n, d)`` points uniform in each expert's (expanded) box, or in the whole domain.
 
         Args:
             n_per_expert: points per expert (the same for all, so the solves batch).
             generator: the source of randomness.
             fixed: ``{axis: value}`` coordinates to pin (points on a face, e.g. ``{1: 0.0}`` for ``t = 0``).
+            shared: draw ``n`` points in the whole domain once and give the same points to every
+                expert (rows every expert must satisfy, such as the global initial and boundary
+                conditions of a mixture whose experts share one basis).
         """
         if int(n_per_expert) < 1:
             raise UserError(f"n_per_expert must be a positive integer, got {n_per_expert!r}")
-        boxes = self.boxes(expanded=True, dtype=dtype)
-        u = torch.rand(self.n_experts, int(n_per_expert), self.dim, generator=generator, dtype=dtype)
-        x = boxes[:, None, :, 0] + u * (boxes[:, None, :, 1] - boxes[:, None, :, 0])
+        if shared:
+            lo = torch.tensor([b[0] for b in self.bounds], dtype=dtype)
+            hi = torch.tensor([b[1] for b in self.bounds], dtype=dtype)
+            u = torch.rand(int(n_per_expert), self.dim, generator=generator, dtype=dtype)
+            x = (lo + u * (hi - lo)).expand(self.n_experts, -1, -1).clone()
+        else:
+            boxes = self.boxes(expanded=True, dtype=dtype)
+            u = torch.rand(self.n_experts, int(n_per_expert), self.dim, generator=generator, dtype=dtype)
+            x = boxes[:, None, :, 0] + u * (boxes[:, None, :, 1] - boxes[:, None, :, 0])
         for axis, value in (fixed or {}).items():
             x[..., axis] = float(value)
         return x
