@@ -16,7 +16,8 @@ Optimizers: first order ``adam``, ``soap``, ``shampoo`` (:mod:`pde_lab.optim.fir
 ``multiadam`` (per-term moments) and ``config`` (ConFIG's conflict-free direction, then Adam); ``lbfgs``
 (strong-Wolfe, :mod:`pde_lab.optim.lbfgs`); ``adam+lbfgs`` (``adam_steps`` of Adam, then ``steps``
 of L-BFGS); ``engd`` (energy natural gradient with grid line search); ``spring`` (ENGD with SPRING
-momentum); ``gauss_newton``; ``lm`` (Levenberg–Marquardt). ``optimizer_args`` go to the optimizer's
+momentum); ``gauss_newton``; ``lm`` (Levenberg–Marquardt); ``kfac`` (Kronecker-factored Gauss–Newton
+for MLPs whose residual uses the forward Laplacian, :mod:`pde_lab.optim.kfac`). ``optimizer_args`` go to the optimizer's
 constructor. ``multiadam`` and ``config`` see the loss as its terms (interior, boundary), each
 ``½ mean r²`` of its block.
 
@@ -47,13 +48,13 @@ from scipy.stats import qmc
 
 from ..errors import UserError, check_choice
 from ..operators.base import MODELS, Operator, build_model, model_parameters, save_model
-from ..optim import ENGD, LBFGS, SPRING, ConFIG, GaussNewton, LevenbergMarquardt, MultiAdam, PointwiseResidual, model_terms
+from ..optim import ENGD, KFAC, LBFGS, SPRING, ConFIG, GaussNewton, LevenbergMarquardt, MultiAdam, PointwiseResidual, model_terms
 from ..optim.first_order import build_first_order
 from .checkpoint import write_log
 from .config import _DEVICE, YamlConfig, _coerce, _parse_scalar, resolve_device
 
 FIRST_ORDER_PINN = ("adam", "soap", "shampoo", "multiadam", "config")
-SECOND_ORDER_PINN = {"engd": ENGD, "spring": SPRING, "gauss_newton": GaussNewton, "lm": LevenbergMarquardt}
+SECOND_ORDER_PINN = {"engd": ENGD, "spring": SPRING, "gauss_newton": GaussNewton, "lm": LevenbergMarquardt, "kfac": KFAC}
 PINN_OPTIMIZERS = (*FIRST_ORDER_PINN, "lbfgs", "adam+lbfgs", *SECOND_ORDER_PINN)
 SAMPLERS = ("grid", "uniform", "sobol")
 LOG_COLUMNS = ("step", "phase", "loss", "rel_l2", "seconds", "step_size")
@@ -83,7 +84,7 @@ class PINNConfig(YamlConfig):
         sampler: ``grid``, ``uniform`` or ``sobol``.
     Optimisation:
         optimizer: one of ``adam``, ``soap``, ``shampoo``, ``multiadam``, ``config``, ``lbfgs``,
-            ``adam+lbfgs``, ``engd``, ``spring``, ``gauss_newton``, ``lm``.
+            ``adam+lbfgs``, ``engd``, ``spring``, ``gauss_newton``, ``lm``, ``kfac``.
         optimizer_args: constructor arguments of the optimizer (e.g. ``{solver: lstsq,
             adaptive_damping: true}`` for ENGD, ``{history_size: 50}`` for L-BFGS, ``{betas: [0.9,
             0.999]}`` for Adam; for ``adam+lbfgs`` they go to L-BFGS).
