@@ -240,6 +240,32 @@ def test_step_reuses_given_nonlinear_value():
     assert torch.equal(etdrk4_step(v, nl, c), etdrk4_step(v, nl, c, nv=nl(v)))
 
 
+@pytest.mark.parametrize("complex_operator", [False, True])
+def test_precomputed_forcing_equals_forcing_in_the_nonlinear_term(complex_operator):
+    L = -torch.linspace(0.0, 30.0, 6, dtype=torch.float64)
+    if complex_operator:
+        L = torch.complex(L, torch.linspace(-5.0, 5.0, 6, dtype=torch.float64))
+    v, f = _random_state((3, 6), 6), _random_state((3, 6), 7)
+    c = etdrk4_coefficients(L, 0.05)
+    nl = lambda w: 0.5 * w * w  # noqa: E731
+    folded = etdrk4_step(v, nl, c, forcing=c.forcing_terms(f))
+    assert torch.allclose(folded, etdrk4_step(v, lambda w: nl(w) + f, c), rtol=1e-13, atol=1e-13)
+    assert not torch.allclose(folded, etdrk4_step(v, nl, c), rtol=1e-6, atol=1e-6)
+
+
+def test_dealiased_coefficients_project_the_nonlinear_term():
+    L = -torch.linspace(0.0, 30.0, 8, dtype=torch.float64)
+    keep = torch.tensor([True, True, True, False, True, False, True, False])
+    v = _random_state((2, 8), 8) * keep
+    c = etdrk4_coefficients(L, 0.05)
+    nl = lambda w: 0.5 * w * w + 1.0  # noqa: E731
+    zero = torch.zeros((), dtype=torch.complex128)
+    masked = etdrk4_step(v, lambda w: torch.where(keep, nl(w), zero), c)
+    folded = etdrk4_step(v, nl, c.dealiased(keep))
+    assert torch.allclose(folded, masked, rtol=1e-14, atol=1e-14)
+    assert torch.equal(folded[:, ~keep], torch.zeros_like(folded[:, ~keep]))
+
+
 @pytest.mark.gpu
 def test_cuda_matches_cpu():
     if not torch.cuda.is_available():

@@ -28,9 +28,8 @@ Members are regrouped each interval by their own step count; the ETDRK4 coeffici
 member's viscosity only and are computed on the row of distinct values of ``|κ|²`` (a fixed row for
 a grid, gathered afterwards); every complex product has a factor with a zero real or imaginary
 part, so it rounds as real arithmetic would (see :mod:`pde_lab.solvers.spectral`); and on CPU each
-member's FFTs and products are separate calls of fixed shape
-calls of fixed shape, because MKL's batched 2D transforms round a member differently depending on
-the batch size (measured: ``rfft2`` of a 64² field alone vs in a batch of two differ by 6e-14). On
+member's FFTs are separate calls of fixed shape, because MKL's batched 2D transforms round a member
+differently depending on the batch size (measured: ``rfft2`` of a 64² field alone vs in a batch of two differ by 6e-14). On
 CUDA the transforms are batched; results agree with CPU to round-off but not bit for bit.
 
 Why hand-written: no library offers a batched, GPU-capable vorticity solver on torch tensors; the
@@ -155,10 +154,6 @@ class VorticityBox:
         return out
 
     # ---- physics -----------------------------------------------------------------------------
-    def gradients(self, w_hat: torch.Tensor) -> torch.Tensor:
-        """``(u, v, ω_x, ω_y)`` in physical space: ``(B, n, m)`` spectra → ``(B, 4, n, n)``."""
-        return self.inverse(multiply_imaginary(self._grad_factors, w_hat[:, None]))
-
     def velocity(self, w_hat: torch.Tensor) -> torch.Tensor:
         """``(u, v)`` in physical space: ``(B, n, m)`` spectra → ``(B, 2, n, n)``."""
         return self.inverse(multiply_imaginary(self._grad_factors[:2], w_hat[:, None]))
