@@ -1,11 +1,12 @@
 """TENG (time-evolving natural gradient, Chen et al. 2024) on the periodic heat, Allen–Cahn and Burgers
-equations: accuracy against exact and spectral ground truth, and the temporal order of TENG-Euler and
+(1D and 2D) equations: accuracy against exact and spectral ground truth, and the temporal order of TENG-Euler and
 TENG-Heun.
 
 Usage (one process, one thread; see README.md for the run times):
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python experiments/teng/run.py \\
-        [--out experiments_out/teng] [--seeds 0,1,2] [--only heat,sweep,allen_cahn,burgers]
+        [--out experiments_out/teng] [--seeds 0,1,2] \\
+        [--only heat,sweep,allen_cahn,burgers,burgers_2d]
 
 Parts (each over the seeds, which draw the network's initialisation and the offset of the
 collocation grid; medians are over the seeds):
@@ -26,6 +27,9 @@ collocation grid; medians are over the seeds):
 * ``burgers``: ``u_t + u u_x = ν u_xx`` on the unit interval, ``ν = 0.02``, to ``T = 0.5``, initial
   state with wave numbers ``≤ 2`` (RMS 0.5), TENG-Heun with ``Δt = 0.005`` and ``0.0025``, a
   1-12-12-1 network on 256 points; reference: ``get_pde("burgers").solve`` on 256 points.
+* ``burgers_2d``: ``u_t + u (u_x + u_y) = ν Δu`` on the unit square, ``ν = 0.02``, to ``T = 0.5``, a
+  smooth initial state (wave numbers ``|k_i| ≤ 1``, RMS 0.5), TENG-Heun with ``Δt = 0.005`` and
+  ``0.0025``, a 2-16-16-1 network on 24×24 points; reference: ``get_pde("burgers_2d").solve`` on a 64×64 grid.
 
 Prints Markdown tables and writes them with all numbers to ``OUT/results.json`` and ``OUT/tables.md``.
 """
@@ -51,7 +55,7 @@ D = torch.float64
 HEAT_KAPPA = 0.1 / (2 * math.pi) ** 2
 #: (wave vector (a, b), amplitude, phase): u0 = Σ amp sin(2π(a x + b y) + phase)
 HEAT_MODES = (((1, 0), 1.0, 0.0), ((0, 1), 0.7, 0.3), ((1, 1), 0.5, 1.0), ((2, 1), 0.3, 2.0))
-PARTS = ("heat", "sweep", "allen_cahn", "burgers")
+PARTS = ("heat", "sweep", "allen_cahn", "burgers", "burgers_2d")
 
 
 # ---- problem pieces ------------------------------------------------------------------------------
@@ -244,7 +248,7 @@ def tables(results: dict) -> str:
             lines.append(f"| TENG-{scheme.capitalize()} | " + " | ".join(f"{m:.3e}" for m in meds)
                          + f" | {slope([0.2, 0.1, 0.05, 0.025], meds):.2f} |")
         lines.append("")
-    for name in ("allen_cahn", "burgers"):
+    for name in ("allen_cahn", "burgers", "burgers_2d"):
         rows = results.get(name)
         if not rows:
             continue
@@ -293,6 +297,11 @@ def main(argv=None) -> int:
         results["burgers"] = run_spectral_reference(
             "burgers", {**get_pde("burgers").default_params(), "nu": 0.02, "t_final": 0.5},
             dim=1, n_grid=256, widths=[12, 12], n_col=256, dts=(0.005, 0.0025), seeds=seeds, log=log, modes=2,
+            amplitude=0.5)
+    if "burgers_2d" in parts:
+        results["burgers_2d"] = run_spectral_reference(
+            "burgers_2d", {**get_pde("burgers_2d").default_params(), "nu": 0.02, "t_final": 0.5},
+            dim=2, n_grid=64, widths=[16, 16], n_col=24, dts=(0.005, 0.0025), seeds=seeds, log=log, modes=1,
             amplitude=0.5)
     text = tables(results)
     print(text)

@@ -55,8 +55,11 @@ def pde_rhs(pde: Any, params: Mapping[str, float] | None = None) -> RightHandSid
     """``F[u]`` of a PDE family that declares ``pointwise_rhs(u_fn, x, params)`` (heat, Allen–Cahn,
     Burgers), with its parameters bound; ``UserError`` for a family without one."""
     if not hasattr(pde, "pointwise_rhs"):
+        from ..pdes import PDES
+
+        have = ", ".join(n for n in PDES.names() if hasattr(PDES.get(n), "pointwise_rhs"))
         raise UserError(f"PDE {getattr(pde, 'name', type(pde).__name__)!r} has no pointwise_rhs, so TENG cannot "
-                        f"evolve it; heat_1d, heat_2d, allen_cahn_1d, allen_cahn_2d and burgers have one")
+                        f"evolve it; these families have one: {have}")
     bound = dict(params or {})
     return lambda u_fn, x: pde.pointwise_rhs(u_fn, x, bound)
 

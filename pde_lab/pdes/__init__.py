@@ -11,8 +11,8 @@ def get_pde(name: str) -> PDE:
 
 
 # Importing the modules registers them.
-from . import (advection, allen_cahn, burgers, cavity, darcy, diffusion_sorption, fisher_kpp,  # noqa: E402,F401
-               flow_obstacles, gray_scott, heat, helmholtz, kuramoto_sivashinsky, navier_stokes_2d, poisson)
+from . import (advection, allen_cahn, burgers, burgers_2d, cavity, darcy, diffusion_sorption,  # noqa: E402,F401
+               fisher_kpp, flow_obstacles, gray_scott, heat, helmholtz, kuramoto_sivashinsky, navier_stokes_2d, poisson)
 from . import heat_fem, poisson_fem  # noqa: E402,F401  (unstructured meshes, scikit-fem)
 
 __all__ = ["PDE", "PDES", "get_pde", "BoundaryCondition", "FieldSpec", "Instance", "Level",
