@@ -20,7 +20,7 @@ import torch
 
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
-from .periodic_semilinear import PeriodicSemilinearPDE, normalized_grf
+from .periodic_semilinear import PeriodicSemilinearPDE
 
 __all__ = ["Advection1D", "advection_solution"]
 
@@ -91,9 +91,6 @@ class Advection1D(PeriodicSemilinearPDE):
         if not params["t_final"] > 0:
             return f"t_final must be positive, got {params['t_final']!r}"
         return None
-
-    def initial_state(self, params, rng, grid):
-        return {"u": normalized_grf(rng, grid, params["ic_alpha"], params["ic_tau"], params["ic_amplitude"])}
 
     def dimensionless(self, params: Mapping[str, float], inputs: Mapping[str, np.ndarray]) -> dict[str, float]:
         """``cfl = |a| Δt_out n / L``, grid cells travelled between stored frames, and

@@ -39,7 +39,7 @@ from ..errors import UserError, check_positive
 from ..solvers.semilinear import PeriodicBox, solver_size
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
-from .periodic_semilinear import PeriodicSemilinearPDE, normalized_grf
+from .periodic_semilinear import PeriodicSemilinearPDE
 from .poisson import PointFunction, gradient, laplacian
 
 __all__ = ["Burgers2D"]
@@ -97,9 +97,6 @@ class Burgers2D(PeriodicSemilinearPDE):
             if not params[name] > 0:
                 return f"{name} must be positive, got {params[name]!r}"
         return None
-
-    def initial_state(self, params, rng, grid):
-        return {"u": normalized_grf(rng, grid, params["ic_alpha"], params["ic_tau"], params["ic_amplitude"])}
 
     def dimensionless(self, params: Mapping[str, float], inputs: Mapping[str, np.ndarray]) -> dict[str, float]:
         """``Re = U L / ν`` with ``U`` the RMS of ``u0`` and ``L = 1``."""

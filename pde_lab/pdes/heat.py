@@ -20,7 +20,7 @@ import torch
 from ..errors import UserError
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
-from .periodic_semilinear import PeriodicSemilinearPDE, normalized_grf
+from .periodic_semilinear import PeriodicSemilinearPDE
 from .poisson import PointFunction, laplacian
 from .space_time_pinn import SpaceTimePINN
 
@@ -96,9 +96,6 @@ class Heat(SpaceTimePINN, PeriodicSemilinearPDE):
         if not params["t_final"] > 0:
             return f"t_final must be positive, got {params['t_final']!r}"
         return None
-
-    def initial_state(self, params, rng, grid):
-        return {"u": normalized_grf(rng, grid, params["ic_alpha"], params["ic_tau"], params["ic_amplitude"])}
 
     def dimensionless(self, params: Mapping[str, float], inputs: Mapping[str, np.ndarray]) -> dict[str, float]:
         """Fourier number ``Fo = κ t_final / L²`` (``L = 1``) and ``Fo_ic = κ τ² t_final``, the decay

@@ -40,7 +40,7 @@ from ..solvers.semilinear import PeriodicBox, solver_size
 from ..solvers.spectral import imaginary_factor, multiply_imaginary
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
-from .periodic_semilinear import PeriodicSemilinearPDE, normalized_grf
+from .periodic_semilinear import PeriodicSemilinearPDE
 
 __all__ = ["KuramotoSivashinsky1D"]
 
@@ -99,9 +99,6 @@ class KuramotoSivashinsky1D(PeriodicSemilinearPDE):
 
     def output_times(self, params):
         return np.linspace(float(params["t_burn"]), float(params["t_final"]), self.n_snapshots)
-
-    def initial_state(self, params, rng, grid):
-        return {"u": normalized_grf(rng, grid, params["ic_alpha"], params["ic_tau"], params["ic_amplitude"])}
 
     def dimensionless(self, params: Mapping[str, float], inputs: Mapping[str, np.ndarray]) -> dict[str, float]:
         """``L / 2π``: the number of linearly unstable Fourier modes (growth rate ``κ² − κ⁴ > 0``)."""

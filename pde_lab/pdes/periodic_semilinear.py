@@ -98,8 +98,15 @@ class PeriodicSemilinearPDE(PDE):
     # ---- hooks -------------------------------------------------------------------------------------
     def initial_state(self, params: Mapping[str, float], rng: np.random.Generator,
                       grid: CartesianGrid) -> dict[str, np.ndarray]:
-        """The input fields of an instance (one per component, ``grid.shape``), drawn from ``rng``."""
-        raise NotImplementedError
+        """The input fields of an instance (one per component, ``grid.shape``), drawn from ``rng``.
+
+        Default, for one-component families with the parameters ``ic_alpha``, ``ic_tau`` and
+        ``ic_amplitude``: a :func:`normalized_grf` of that smoothness and RMS.
+        """
+        if len(self.components) != 1:
+            raise NotImplementedError(f"{self.name} has {len(self.components)} components: define initial_state")
+        return {self.components[0]: normalized_grf(rng, grid, params["ic_alpha"], params["ic_tau"],
+                                                   params["ic_amplitude"])}
 
     def check_params(self, params: Mapping[str, float]) -> str | None:
         """A message naming the first invalid parameter value, or ``None``."""
