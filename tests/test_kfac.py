@@ -214,6 +214,55 @@ def test_direction_inverts_the_damped_kronecker_sum():
         offset += n
 
 
+def _poisson_terms(seed: int):
+    torch.manual_seed(seed)
+    net = build_model("pinn_mlp", in_dim=2, out_dim=1, widths=[4], init="normal", init_scale=0.5)
+    pde = PDES.get("poisson")(dim=2)
+    params = pde.default_params()
+    g = torch.Generator().manual_seed(seed + 1)
+    x_int, x_bd = torch.rand(9, 2, generator=g, dtype=D), torch.rand(6, 2, generator=g, dtype=D).round()
+    return model_terms(net, [(lambda u, x: pde.pointwise_residual(u, x, params), x_int, 1 / 3, "i"),
+                             (lambda u, x: pde.boundary_residual(u, x, params), x_bd, 0.4, "b")])
+
+
+def test_momentum_accumulates_the_directions():
+    """With momentum β and a fixed step η, the second update is ``−η (β d(θ₀) + d(θ₁))``, where ``d(θ)``
+    is the (moving-average-free) KFAC direction at ``θ``."""
+    res = _poisson_terms(11)
+    args = dict(damping=1e-2, adaptive_damping=False, ema=0.0, line_search="none", lr=0.1)
+
+    def fresh_direction() -> torch.Tensor:
+        return KFAC(res.params, **args).direction(res)[1]
+
+    theta0 = res.flatten(res.current()).clone()
+    d0 = fresh_direction()
+    opt = KFAC(res.params, momentum=0.5, **args)
+    opt.step(res)
+    theta1 = res.flatten(res.current()).clone()
+    assert torch.allclose(theta1, theta0 - 0.1 * d0, rtol=1e-12, atol=1e-14)
+    d1 = fresh_direction()
+    opt.step(res)
+    theta2 = res.flatten(res.current())
+    assert torch.allclose(theta2, theta1 - 0.1 * (0.5 * d0 + d1), rtol=1e-10, atol=1e-13)
+    with pytest.raises(UserError, match="momentum"):
+        KFAC(res.params, momentum=0.5)  # the automatic step chooses its own
+    with pytest.raises(UserError, match="momentum"):
+        KFAC(res.params, momentum=1.0, line_search="grid")
+
+
+def test_identity_initialisation_blends_the_first_factors_with_identity():
+    res = _poisson_terms(12)
+    opt = KFAC(res.params, ema=0.9, init_identity=True, damping=1e-2, adaptive_damping=False, line_search="none")
+    _, _, per_term = KFAC(res.params).factors(res)
+    opt.direction(res)
+    stored = opt.state[opt.param_groups[0]["params"][0]]["factors"]
+    for t in range(2):
+        for l in range(len(per_term[t])):
+            for k in range(2):
+                eye = torch.eye(per_term[t][l][k].shape[0], dtype=D)
+                assert torch.allclose(stored[t][l][k], 0.9 * eye + 0.1 * per_term[t][l][k], rtol=1e-12, atol=1e-15)
+
+
 def test_unsupported_uses_of_the_parameters_are_refused():
     pde = PDES.get("poisson")(dim=2)
     params = pde.default_params()

@@ -171,3 +171,22 @@ def test_pseudo_inverse_cuts_off_a_null_direction():
         gauss_newton_direction(J, r, damping=-1.0)
     with pytest.raises(UserError, match="direction solver"):
         gauss_newton_direction(J, r, solver="qr")
+
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[
+    pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")])])
+def test_batched_losses_equal_one_at_a_time(device):
+    """``losses`` (a loop on CPU, ``vmap`` elsewhere) gives each point's own ``loss``."""
+    torch.manual_seed(3)
+    net = PINNMLP(in_dim=2, out_dim=1, widths=[5], init="normal", init_scale=0.5).to(device)
+    pde = Poisson(2)
+    xi, xb = torch.rand(7, 2, dtype=D, device=device), torch.rand(4, 2, dtype=D, device=device)
+    xb[:, 0] = 0.0
+    res = model_terms(net, [(pde.pointwise_residual, xi, 1 / math.sqrt(7), "interior"),
+                            (pde.boundary_residual, xb, 0.5, "boundary")])
+    thetas = [tuple(t + 0.1 * k for t in res.current()) for k in range(5)]
+    batched = res.losses(thetas)
+    single = torch.stack([res.loss(t) for t in thetas])
+    assert batched.shape == (5,) and batched.device.type == device
+    torch.testing.assert_close(batched, single, rtol=1e-12, atol=0)

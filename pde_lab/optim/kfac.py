@@ -59,8 +59,11 @@ products), ``λ̄ = μ tr(K)/p``; ``μ`` follows the ratio ``ρ`` of the actual 
 taken and the momentum restarts). ``grid``, ``descending`` and ``none`` are ENGD's line searches
 over ``θ − η d``, ``η = 2^−k``, with ENGD's damping control (÷10 after ``η ≥ 1/4``, ×10 after
 ``η ≤ 1/32``); :class:`KFAC` subclasses :class:`~pde_lab.optim.engd.ENGD` and reuses its step for
-these. Curvature estimates are exponential moving averages of the factors (``ema``, 0.95 as in the
-paper's code; the first estimate is taken as it is), refreshed every ``update_every`` steps.
+these; with them, ``momentum`` adds the previous direction, ``m ← β m + K_λ⁻¹∇L``, and the search runs
+along ``m`` (the paper's code's heavy ball; its best run on the 2D Poisson problem used the grid with
+``β = 0.54``). Curvature estimates are exponential moving averages of the factors (``ema``, 0.95 as in
+the paper's code), refreshed every ``update_every`` steps; the average starts from the first estimate,
+or with ``init_identity`` from identity factors, which damps the first steps towards gradient descent.
 
 On the 2D Poisson benchmark (2-32-1, one CPU-minute, seed 0; see
 ``experiments/pinn_poisson/README.md``) the automatic step with moving averages 0.9–0.99 reached
@@ -219,6 +222,11 @@ class KFAC(ENGD):
         update_every: recompute the factors every this many steps (the gradient every step).
         damping_split: ``trace-norm`` (default) or ``same``.
         prune_copies: leave out copies with zero input or zero output gradient at every point.
+        momentum: heavy-ball momentum ``β`` of the direction for the line searches ``grid``,
+            ``descending`` and ``none``: the search runs along ``m ← β m + K_λ⁻¹∇L`` (the paper's code's
+            momentum; 0: none).
+        init_identity: start the moving averages of the factors from identity matrices instead of the
+            first estimate, so that the first steps are damped towards gradient descent.
         line_search: ``auto`` (default: the model-based step size and momentum), or ENGD's ``grid``,
             ``descending``, ``none``. With ``auto`` and a fixed damping, a rejected step (the loss rose)
             is retried with the same damping, so a too small ``damping`` can stall it; the adaptive
@@ -233,7 +241,8 @@ class KFAC(ENGD):
     def __init__(self, params: Iterable[torch.Tensor], damping: float = 0.0, kfac_approx: KFACApprox = "expand",
                  ema: float = 0.95, update_every: int = 1, damping_split: str = "trace-norm", prune_copies: bool = True,
                  line_search: str = "auto", max_halvings: int = 30, lr: float = 1.0,
-                 adaptive_damping: bool = True, damping_range: tuple[float, float] = (1e-15, 1e3)):
+                 adaptive_damping: bool = True, damping_range: tuple[float, float] = (1e-15, 1e3),
+                 momentum: float = 0.0, init_identity: bool = False):
         check_choice("KFAC approximation", kfac_approx, APPROXIMATIONS)
         check_choice("KFAC damping_split", damping_split, DAMPING_SPLITS)
         check_choice("KFAC line_search", line_search, KFAC_LINE_SEARCHES)
@@ -241,6 +250,11 @@ class KFAC(ENGD):
             raise UserError(f"KFAC needs 0 <= ema < 1 and update_every >= 1, got {ema!r} and {update_every!r}")
         if not adaptive_damping and damping <= 0:
             raise UserError("KFAC without adaptive damping needs damping > 0 (the factors are often singular)")
+        if not 0.0 <= float(momentum) < 1.0:
+            raise UserError(f"KFAC momentum must be in [0, 1), got {momentum!r}")
+        if momentum and line_search == "auto":
+            raise UserError("KFAC momentum is for line_search grid, descending or none; the automatic step "
+                            "chooses its own momentum")
         super().__init__(params, damping=damping, line_search="descending" if line_search == "auto" else line_search,
                          max_halvings=max_halvings, lr=lr, adaptive_damping=adaptive_damping,
                          damping_range=damping_range)
@@ -249,7 +263,7 @@ class KFAC(ENGD):
         for unused in ("solver", "rcond", "jacobian_mode"):  # ENGD's Gramian solve is not used
             g.pop(unused, None)
         g.update(kfac_approx=kfac_approx, ema=float(ema), update_every=int(update_every), damping_split=damping_split,
-                 prune_copies=bool(prune_copies))
+                 prune_copies=bool(prune_copies), momentum=float(momentum), init_identity=bool(init_identity))
         self._layers: list[_Layer] | None = None
         self._validated = False  # the tape is checked against autograd's gradient once
         self._gradient: torch.Tensor | None = None  # ∇L of the last direction
@@ -366,8 +380,11 @@ class KFAC(ENGD):
         beta = self.param_groups[0]["ema"]
         old = state.get("factors")
         if old is None or len(old) != len(groups):
-            state["factors"] = [[(a.clone(), b.clone()) for a, b in grp] for grp in groups]
-            return
+            if not self.param_groups[0]["init_identity"]:
+                state["factors"] = [[(a.clone(), b.clone()) for a, b in grp] for grp in groups]
+                return
+            old = [[(torch.eye(a.shape[0], dtype=a.dtype, device=a.device),
+                     torch.eye(b.shape[0], dtype=b.dtype, device=b.device)) for a, b in grp] for grp in groups]
         state["factors"] = [[(beta * ao + (1 - beta) * a, beta * bo + (1 - beta) * b)
                              for (ao, bo), (a, b) in zip(go, gn)] for go, gn in zip(old, groups)]
 
@@ -401,7 +418,13 @@ class KFAC(ENGD):
             r = r.detach()
             gradient = res.flatten(pullback(r)).detach()
         self._gradient = gradient
-        return r, self._precondition(gradient)
+        d = self._precondition(gradient)
+        if g["momentum"] and g["line_search"] != "auto" and is_finite(d):
+            # heavy ball on the direction: the line search scales the accumulated direction
+            buffer = state.get("momentum_buffer")
+            d = d if buffer is None else g["momentum"] * buffer + d
+            state["momentum_buffer"] = d
+        return r, d
 
     @torch.no_grad()
     def step(self, closure: ResidualFunction | Callable[[Params], torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
