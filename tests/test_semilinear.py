@@ -283,3 +283,26 @@ def test_cuda_matches_cpu(case):
         scale = np.abs(cpu.fields[c]).max()
         assert np.allclose(gpu.fields[c], cpu.fields[c], rtol=0, atol=1e-10 * scale), c
     assert np.array_equal(gpu.steps, cpu.steps)
+
+
+# ---- parameter checks ---------------------------------------------------------------------------
+def _families_with_positive_params():
+    from pde_lab.pdes import PDES
+    from pde_lab.pdes.periodic_semilinear import PeriodicSemilinearPDE
+    out = []
+    for name in PDES.names():
+        pde = PDES.get(name)()
+        if isinstance(pde, PeriodicSemilinearPDE) and pde.positive_params:
+            out.append(name)
+    return out
+
+
+@pytest.mark.parametrize("name", _families_with_positive_params())
+def test_each_positive_parameter_is_checked_by_name(name):
+    from pde_lab.pdes import PDES
+    pde = PDES.get(name)()
+    good = dict(pde.default_params())
+    assert pde.check_params(good) is None
+    for key in pde.positive_params:
+        for bad in (0.0, -1.0, float("nan")):
+            assert pde.check_params({**good, key: bad}) == f"{key} must be positive, got {bad!r}"

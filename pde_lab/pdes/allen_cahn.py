@@ -96,18 +96,13 @@ class AllenCahn(PeriodicSemilinearPDE):
     default_task = Task("one_shot", 1, 1)
     n_snapshots = 11
     default_min_steps = 8
+    positive_params = ("nu", "t_final")
     default_max_solver_resolution = 4096
 
     def __init__(self, reaction_number: float = 0.1, stability_number: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.reaction_number = float(check_positive("reaction_number", reaction_number))
         self.stability_number = float(check_positive("stability_number", stability_number))
-
-    def check_params(self, params):
-        for name in ("nu", "t_final"):
-            if not params[name] > 0:
-                return f"{name} must be positive, got {params[name]!r}"
-        return None
 
     def dimensionless(self, params: Mapping[str, float], inputs: Mapping[str, np.ndarray]) -> dict[str, float]:
         """Cahn number ``Cn = √ν / L`` (interface width over domain length, ``L = 1``)."""

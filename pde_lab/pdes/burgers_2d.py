@@ -86,17 +86,12 @@ class Burgers2D(PeriodicSemilinearPDE):
     default_task = Task("one_shot", 1, 1)
     n_snapshots = 11
     default_min_steps = 8
+    positive_params = ("nu", "t_final")
     default_max_solver_resolution = 1024
 
     def __init__(self, cfl: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.cfl = float(check_positive("cfl", cfl))
-
-    def check_params(self, params):
-        for name in ("nu", "t_final"):
-            if not params[name] > 0:
-                return f"{name} must be positive, got {params[name]!r}"
-        return None
 
     def dimensionless(self, params: Mapping[str, float], inputs: Mapping[str, np.ndarray]) -> dict[str, float]:
         """``Re = U L / ν`` with ``U`` the RMS of ``u0`` and ``L = 1``."""

@@ -102,16 +102,11 @@ class FisherKPP1D(PeriodicSemilinearPDE):
     default_task = Task("window", 1, 1)
     n_snapshots = 51
     default_min_steps = 8
+    positive_params = ("D", "r", "t_final")
 
     def __init__(self, reaction_number: float = 0.05, **kwargs):
         super().__init__(**kwargs)
         self.reaction_number = float(check_positive("reaction_number", reaction_number))
-
-    def check_params(self, params):
-        for name in ("D", "r", "t_final"):
-            if not params[name] > 0:
-                return f"{name} must be positive, got {params[name]!r}"
-        return None
 
     def initial_state(self, params, rng, grid):
         g = normalized_grf(rng, grid, params["ic_alpha"], params["ic_tau"], 1.0)

@@ -110,6 +110,7 @@ class GrayScott2D(PeriodicSemilinearPDE):
     default_task = Task("window", 1, 1)
     n_snapshots = 33
     default_min_steps = 8
+    positive_params = ("D_u", "D_v", "t_final")
     default_max_solver_resolution = 1024
 
     def __init__(self, reaction_number: float = 0.7, resolution_factor: float = 0.35, **kwargs):
@@ -118,9 +119,9 @@ class GrayScott2D(PeriodicSemilinearPDE):
         self.resolution_factor = float(check_positive("resolution_factor", resolution_factor))
 
     def check_params(self, params):
-        for name in ("D_u", "D_v", "t_final"):
-            if not params[name] > 0:
-                return f"{name} must be positive, got {params[name]!r}"
+        message = super().check_params(params)
+        if message:
+            return message
         for name in ("F", "k"):
             if not params[name] >= 0:
                 return f"{name} must be non-negative, got {params[name]!r}"

@@ -89,13 +89,7 @@ class Heat(SpaceTimePINN, PeriodicSemilinearPDE):
     default_task = Task("one_shot", 1, 1)
     n_snapshots = 11
     linear = True
-
-    def check_params(self, params: Mapping[str, float]) -> str | None:
-        if not params["kappa"] > 0:
-            return f"kappa must be positive, got {params['kappa']!r}"
-        if not params["t_final"] > 0:
-            return f"t_final must be positive, got {params['t_final']!r}"
-        return None
+    positive_params = ("kappa", "t_final")
 
     def dimensionless(self, params: Mapping[str, float], inputs: Mapping[str, np.ndarray]) -> dict[str, float]:
         """Fourier number ``Fo = κ t_final / L²`` (``L = 1``) and ``Fo_ic = κ τ² t_final``, the decay

@@ -108,8 +108,14 @@ class PeriodicSemilinearPDE(PDE):
         return {self.components[0]: normalized_grf(rng, grid, params["ic_alpha"], params["ic_tau"],
                                                    params["ic_amplitude"])}
 
+    #: Parameters that must be positive; the default :meth:`check_params` checks them in this order.
+    positive_params: tuple[str, ...] = ()
+
     def check_params(self, params: Mapping[str, float]) -> str | None:
         """A message naming the first invalid parameter value, or ``None``."""
+        for name in self.positive_params:
+            if not params[name] > 0:
+                return f"{name} must be positive, got {params[name]!r}"
         return None
 
     def output_times(self, params: Mapping[str, float]) -> np.ndarray:
