@@ -67,7 +67,7 @@ class ENGD(torch.optim.Optimizer):
         rcond: relative cut-off of small singular (``lstsq``) or eigen (``pinv``, ``kernel``) values;
             default ``sqrt(max(m, p)·eps)`` and ``max(m, p)·eps``, which cut the same directions.
         line_search: ``grid`` (the paper's: evaluate ``L(θ − η d)`` at every ``η = 2^−k``,
-            ``k = 0..max_halvings``, in one batched pass, take the smallest), ``descending`` (the same
+            ``k = 0..max_halvings`` (:meth:`ResidualFunction.losses`), take the smallest), ``descending`` (the same
             grid from ``η = 1`` down, stopping at the first ``η`` whose loss is larger than the previous
             one's once the loss has fallen: 3–8 evaluations (mean 6 on the Poisson benchmark) instead of ``K + 1``, and the
             same choice whenever the loss along the grid has one minimum), or ``none`` (``η = lr``).

@@ -115,7 +115,7 @@ class ResidualFunction:
         at 2-64-1, one thread). Elsewhere batched with ``vmap`` (one pass for all ``K``, fewer kernel
         launches), falling back to the loop when ``fn`` does not support ``vmap``.
         """
-        if not thetas or thetas[0][0].device.type == "cpu":
+        if thetas[0][0].device.type == "cpu":
             return torch.stack([self.loss(t) for t in thetas])
         stacked = tuple(torch.stack(ts) for ts in zip(*thetas))
         try:
