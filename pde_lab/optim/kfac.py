@@ -422,7 +422,7 @@ class KFAC(ENGD):
             gradient = res.flatten(pullback(r)).detach()
         self._gradient = gradient
         d = self._precondition(gradient)
-        if g["momentum"] and g["line_search"] != "auto" and is_finite(d):
+        if g["momentum"] and is_finite(d):  # never with line_search="auto" (refused in __init__)
             # heavy ball on the direction: the line search scales the accumulated direction
             buffer = state.get("momentum_buffer")
             d = d if buffer is None else g["momentum"] * buffer + d

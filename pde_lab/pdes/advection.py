@@ -84,13 +84,12 @@ class Advection1D(PeriodicSemilinearPDE):
     default_task = Task("window", 1, 1)
     n_snapshots = 201
     linear = True
+    positive_params = ("t_final",)
 
     def check_params(self, params):
         if not np.isfinite(params["speed"]):
             return f"speed must be finite, got {params['speed']!r}"
-        if not params["t_final"] > 0:
-            return f"t_final must be positive, got {params['t_final']!r}"
-        return None
+        return super().check_params(params)
 
     def dimensionless(self, params: Mapping[str, float], inputs: Mapping[str, np.ndarray]) -> dict[str, float]:
         """``cfl = |a| Δt_out n / L``, grid cells travelled between stored frames, and

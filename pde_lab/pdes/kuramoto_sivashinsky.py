@@ -84,6 +84,7 @@ class KuramotoSivashinsky1D(PeriodicSemilinearPDE):
     n_snapshots = 101
     shared_params = ("t_burn", "t_final")
     default_min_steps = 16
+    positive_params = ("L",)
 
     def __init__(self, advection_number: float = 1.0, kappa_resolved: float = 8.0, **kwargs):
         super().__init__(**kwargs)
@@ -91,8 +92,9 @@ class KuramotoSivashinsky1D(PeriodicSemilinearPDE):
         self.kappa_resolved = float(check_positive("kappa_resolved", kappa_resolved))
 
     def check_params(self, params):
-        if not params["L"] > 0:
-            return f"L must be positive, got {params['L']!r}"
+        message = super().check_params(params)
+        if message:
+            return message
         if not 0 <= params["t_burn"] < params["t_final"]:
             return f"need 0 <= t_burn < t_final, got t_burn={params['t_burn']!r}, t_final={params['t_final']!r}"
         return None
