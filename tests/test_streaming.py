@@ -2,6 +2,7 @@
 import pickle
 
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
@@ -86,3 +87,41 @@ def test_index_is_arithmetic_and_matches_the_stored_layout(tmp_path):
     x, y = ds[10]  # file b, trajectory 1, windows start 1
     np.testing.assert_array_equal(x[..., 0].numpy(), u[1, 1:3])
     np.testing.assert_array_equal(y[..., 0].numpy(), u[1, 3:4])
+
+
+def rich_file(path, n=5, frames=6, res=8, seed=1, level="default"):
+    """Static input, scalar and vector solutions, and a per-trajectory scalar parameter."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(res) / res
+    b = FileBuilder(path, pde="random_fields", n=n, coords={"x": x, "y": x}, periodic=[True, True],
+                    times=np.arange(frames, dtype=float), level=level)
+    b.add_field("k", role="input", time_varying=False)
+    b.add_field("u")
+    b.add_field("v", rank=1)
+    for i in range(n):
+        b.write("k", i, rng.standard_normal((res, res)))
+        b.write("u", i, rng.standard_normal((frames, res, res)))
+        b.write("v", i, rng.standard_normal((frames, res, res, 2)))
+    b.add_scalar("nu", rng.uniform(1e-3, 1e-1, n))
+    return b.close()
+
+
+@pytest.mark.parametrize("task", [Task("window", 2, 1), Task("one_shot", 1, 1), Task("time", 2, 1)])
+def test_preloaded_items_equal_streamed_ones(tmp_path, task):
+    files = [rich_file(tmp_path / "a.h5"), rich_file(tmp_path / "b.h5", n=4, seed=2, level="hard")]
+    # out of order and repeated trajectories in file 0, file 1 whole
+    kw = dict(task=task, parameters=["log:nu"], trajectories={0: [3, 1, 3, 0]})
+    lazy, mem = FieldDataset(files, **kw), FieldDataset(files, preload=True, **kw)
+    assert mem.preloaded and not lazy.preloaded and len(mem) == len(lazy) > 0
+    for i in range(len(lazy)):
+        for a, b in zip(lazy[i], mem[i]):
+            assert a.dtype == b.dtype == torch.float32 and torch.equal(a, b)
+    for key, value in lazy.stats().items():
+        np.testing.assert_array_equal(value, mem.stats()[key])
+    # the memory copy holds only the used trajectories of file 0, and a pickled copy needs no file
+    arrays, rows = mem._memory[0]
+    assert sorted(rows) == [0, 1, 3] and all(a.shape[0] == 3 for a in arrays.values())
+    clone = pickle.loads(pickle.dumps(mem))
+    for p in files:
+        p.rename(p.with_suffix(".moved"))
+    assert torch.equal(clone[len(clone) - 1][1], lazy[len(lazy) - 1][1])

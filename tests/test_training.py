@@ -325,6 +325,10 @@ def test_train_entry_point_on_generated_data(tmp_path):
     assert run.predict(torch.randn(3, 1, 8, 8, 2)).shape == (3, 1, 8, 8, 3)
     assert run.data["input_channels"] == ["a", "c"]
 
+    # holding the splits in memory changes nothing but where items are read from
+    preloaded = train(TrainConfig(**{**config.to_dict(), "preload": True, "out": str(tmp_path / "mem")}))
+    _assert_same_run(run_dir, preloaded)
+
     with pytest.raises(UserError, match="model_args.in_channels=3 does not match the data, which needs 2"):
         train(TrainConfig(**{**config.to_dict(), "model_args": {"in_channels": 3}, "out": str(tmp_path / "r2")}))
     with pytest.raises(UserError, match="no run directory"):

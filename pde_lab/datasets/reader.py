@@ -20,6 +20,11 @@ frame), each file handle gets a chunk cache of :data:`CHUNK_CACHE_BYTES` per dat
 index is arithmetic (offsets per file), not a list that grows with the number of windows. A
 ``trajectories`` selection restricts a dataset to chosen trajectories of each file (see
 :mod:`pde_lab.datasets.mixing`).
+
+``preload=True`` trades that bound for speed: the trajectories a dataset uses are read once, as
+float32, into memory, and items are sliced from there. Reading an item from HDF5 costs milliseconds
+(per-call overhead, one chunk per frame), which starves a GPU that takes a step in a few; a split
+that fits in memory should be preloaded there.
 """
 from __future__ import annotations
 
@@ -113,10 +118,14 @@ class FieldDataset(torch.utils.data.Dataset):
     ``trajectories``: file number → the trajectory indices of that file to use (files not named are
     used whole); ``None`` = every trajectory. Items are ordered by file, then trajectory (in the
     given order), then window start.
+
+    ``preload``: read the used trajectories of every field into memory (float32) now, and serve
+    items from there; the items are the same as without it (see the module docstring).
     """
 
     def __init__(self, files: Sequence[str | Path], task: Task | None = None, check: bool = True,
-                 parameters: Sequence[str] = (), trajectories: Mapping[int, Sequence[int]] | None = None):
+                 parameters: Sequence[str] = (), trajectories: Mapping[int, Sequence[int]] | None = None,
+                 preload: bool = False):
         self.files = [Path(p) for p in files]
         if not self.files:
             raise UserError("no files given")
@@ -185,6 +194,23 @@ class FieldDataset(torch.utils.data.Dataset):
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # item offset of each file
         self._handles: dict[int, h5py.File] = {}
         self._pid = None
+        # per file: field path -> (used trajectories, ...) float32, and trajectory -> row of that array
+        self._memory: list[tuple[dict[str, np.ndarray], dict[int, int]]] | None = None
+        if preload:
+            self._memory = [self._load(p, trajs) for p, trajs in zip(self.files, self._trajs)]
+
+    def _load(self, path: Path, trajs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[int, int]]:
+        used = np.unique(trajs)  # h5py reads a selection in increasing order, without repeats
+        with open_h5(path) as f:
+            n = attr_value(f.attrs["n_trajectories"])
+            rows = slice(None) if used.size == n else used  # one contiguous read when every one is used
+            arrays = {r.path: np.asarray(f[r.path][rows], dtype=np.float32) for r in self._refs}
+        return arrays, {int(t): i for i, t in enumerate(used)}
+
+    @property
+    def preloaded(self) -> bool:
+        """Whether items come from memory (``preload=True``) rather than from the files."""
+        return self._memory is not None
 
     def _starts(self) -> list[int]:
         t = self.task
@@ -252,8 +278,12 @@ class FieldDataset(torch.utils.data.Dataset):
             return slice(0, t.input_steps), slice(start, start + 1)
         return slice(start, start + t.input_steps), slice(start + t.input_steps, start + t.input_steps + t.output_steps)
 
-    def _read(self, f: h5py.File, ref: _FieldRef, traj: int, frames: slice, n_frames: int) -> np.ndarray:
-        d = f[ref.path]
+    def _read(self, k: int, ref: _FieldRef, traj: int, frames: slice, n_frames: int) -> np.ndarray:
+        if self._memory is None:
+            d = self._file(k)[ref.path]
+        else:
+            arrays, rows = self._memory[k]
+            d, traj = arrays[ref.path], rows[traj]
         a = d[traj, frames] if ref.time_varying else np.repeat(d[traj][None], n_frames, axis=0)
         if ref.rank == 0:
             return a[..., None]
@@ -261,17 +291,16 @@ class FieldDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
         k, traj, start = self.sample_index(item)
-        f = self._file(k)
         fin, fout = self._frames(start)
         n_in, n_out = fin.stop - fin.start, fout.stop - fout.start
-        parts = [self._read(f, r, traj, fin, n_in) for r in self.inputs]
+        parts = [self._read(k, r, traj, fin, n_in) for r in self.inputs]
         if self.parameters:
             values = self._param_values[k][traj]
             parts.append(np.broadcast_to(values, (n_in, *self.spatial_shape, len(values))))
         if self.task.mode == "time":
             parts.append(np.full((n_in, *self.spatial_shape, 1), self.lead_time(start)))
         x = np.concatenate(parts, axis=-1)
-        y = np.concatenate([self._read(f, r, traj, fout, n_out) for r in self.targets], axis=-1)
+        y = np.concatenate([self._read(k, r, traj, fout, n_out) for r in self.targets], axis=-1)
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), \
             torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
 
@@ -367,11 +396,12 @@ def varying_parameters(files: Sequence[str | Path], log_span: float = 10.0) -> l
 
 def open_split(data: str | Path, split: str, levels: Sequence[str] | None = None, task: Task | None = None,
                parameters: Sequence[str] = (),
-               trajectories: Mapping[int, Sequence[int]] | None = None) -> FieldDataset:
+               trajectories: Mapping[int, Sequence[int]] | None = None, preload: bool = False) -> FieldDataset:
     """The ``split`` of a dataset directory (or a single file) as a :class:`FieldDataset`.
 
     ``parameters``: parameter specs appended as constant input channels (see the module docstring).
     ``trajectories``: file number (in :func:`list_files` order) → trajectories to use; ``None`` = all.
+    ``preload``: hold the used trajectories in memory (see :class:`FieldDataset`).
     """
     return FieldDataset(list_files(data, split, levels), task=task, parameters=parameters,
-                        trajectories=trajectories)
+                        trajectories=trajectories, preload=preload)

@@ -123,6 +123,8 @@ class TrainConfig(YamlConfig):
             time (``trajectories/wall_time``) sums to at most this many seconds.
         budget_share: what ``level_mix`` splits under a budget: ``count`` (trajectories) or
             ``compute`` (seconds). Unset ``level_mix``, ``n_train`` and ``compute_budget``: all data.
+        preload: hold the training and validation trajectories in memory (float32) instead of
+            reading every item from HDF5, which costs milliseconds per item and starves a GPU.
     Model:
         model: registered model name (``pde_lab.operators.MODELS``).
         model_args: constructor arguments of the model; ``in_channels``, ``out_channels`` and
@@ -169,6 +171,7 @@ class TrainConfig(YamlConfig):
     n_train: int | None = None
     compute_budget: float | None = None
     budget_share: str = "count"
+    preload: bool = False
     model: str = "fno"
     model_args: dict[str, Any] = field(default_factory=dict)
     optimizer: str = "adam"

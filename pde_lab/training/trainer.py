@@ -456,8 +456,9 @@ def train(config: TrainConfig) -> Path:
     selection = select_training_set(train_files, config.level_mix, config.n_train, config.compute_budget,
                                     config.budget_share, config.seed)
     train_ds = open_split(config.data, "train", levels=config.levels, task=config.task, parameters=config.parameters,
-                          trajectories=selection)
-    valid_ds = open_split(config.data, "valid", levels=config.levels, task=config.task, parameters=config.parameters)
+                          trajectories=selection, preload=config.preload)
+    valid_ds = open_split(config.data, "valid", levels=config.levels, task=config.task, parameters=config.parameters,
+                          preload=config.preload)
     t_in, c_in, t_out, c_out, space = sample_shapes(train_ds)
     data_args = data_arguments(config.model, t_in * c_in, t_out * c_out, len(space))
     for key, value in data_args.items():
