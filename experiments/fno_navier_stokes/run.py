@@ -18,6 +18,9 @@ Why not ``pde-lab train``: the generic trainer learns the window task one step a
 forcing, optionally pushforward) and reads each window from HDF5; the paper back-propagates
 through 40-step rollouts, and this script holds the trajectories on the device.
 
+``--cuda-graph`` replays one captured training step instead of launching its kernels one by one
+(:class:`TrainStep`); ``--time-limit`` with ``--fit-schedule`` fits the schedule to a time budget.
+
 Outputs in ``--out``: ``data/`` (the dataset, unless ``--data`` names one), ``log.csv`` (per epoch),
 ``model.pt`` (``pde_lab.operators.load_model`` rebuilds it), ``results.json`` and ``rollout.png``.
 """
@@ -87,6 +90,69 @@ def test_errors(model: torch.nn.Module, frames: torch.Tensor, t_in: int, batch: 
     return torch.cat(full), torch.cat(per_step)
 
 
+class TrainStep:
+    """One optimizer step of the paper's training on a batch ``u`` ``(B, T + 1, n, n)`` of trajectories.
+
+    Rolls the model out from frames ``1 … t_in`` over the next ``n_steps``, takes the paper's loss
+    (per-sample relative L2 error of every step, summed over the samples and the steps), back-propagates
+    through the whole rollout and steps the optimizer. Returns the loss and the summed whole-rollout
+    relative errors of the batch, as 0-d tensors on the device (no synchronisation).
+
+    ``cuda_graph``: the step is a few hundred small kernels per rolled-out frame, so on a GPU its time
+    goes to launching them. With ``cuda_graph`` the first ``warmup`` batches train eagerly on a side
+    stream (as CUDA graph capture requires), then one whole step (rollout, backward, optimizer) is
+    captured and every later batch replays it from a fixed input buffer. The optimizer must be
+    ``capturable`` with a tensor learning rate; the updates are the same as eager ones.
+    """
+
+    def __init__(self, model: torch.nn.Module, opt: torch.optim.Optimizer, t_in: int, n_steps: int, batch: int,
+                 example: torch.Tensor, cuda_graph: bool = False, warmup: int = 3):
+        self.model, self.opt, self.t_in, self.n_steps = model, opt, t_in, n_steps
+        self.cuda_graph, self.warmup = cuda_graph, warmup
+        self.graph = None
+        if cuda_graph:
+            self.static_u = torch.zeros_like(example[:batch])
+            self.stream = torch.cuda.Stream(example.device)
+
+    def _step(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        truth = u[:, 1 + self.t_in:]
+        pred = rollout(self.model, u[:, 1:1 + self.t_in], self.n_steps)
+        loss = sum(relative_l2(pred[:, s], truth[:, s]).sum() for s in range(self.n_steps))
+        loss.backward()
+        self.opt.step()
+        return loss.detach(), relative_l2(pred.detach(), truth).sum()
+
+    def _eager(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.opt.zero_grad(set_to_none=True)
+        return self._step(u)
+
+    def __call__(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.cuda_graph:
+            return self._eager(u)
+        if self.graph is None and self.warmup > 0:
+            self.warmup -= 1
+            self.stream.wait_stream(torch.cuda.current_stream(u.device))  # u was made on the current stream
+            with torch.cuda.stream(self.stream):
+                out = self._eager(u)
+            if self.warmup == 0:
+                torch.cuda.current_stream(u.device).wait_stream(self.stream)
+                self._capture()
+            return out
+        if self.graph is None:
+            self._capture()
+        self.static_u.copy_(u)
+        self.graph.replay()
+        return self.static_loss.clone(), self.static_full.clone()
+
+    def _capture(self) -> None:
+        torch.cuda.synchronize(self.static_u.device)
+        # gradients set to None now are allocated inside the graph, so each replay writes them afresh
+        self.opt.zero_grad(set_to_none=True)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.static_loss, self.static_full = self._step(self.static_u)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="experiments_out/fno_navier_stokes", help="output directory")
@@ -111,6 +177,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=25, help="epochs between test evaluations")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="capture one training step as a CUDA graph and replay it (GPU; removes launch overhead)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     for name in ("resolution", "n_train", "n_test", "gen_batch", "t_in", "width", "modes", "epochs", "step_size",
@@ -122,9 +190,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     a = parse_args(argv)
+    dev = torch.device(a.device)
+    if a.cuda_graph and dev.type != "cuda":
+        raise UserError(f"--cuda-graph needs a CUDA device, got --device {a.device}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    dev = torch.device(a.device)
     gen_seconds = None
     if a.data is None:
         data = out / "data"
@@ -144,8 +214,11 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(a.seed)
     model = build_model("fno", in_channels=a.t_in, out_channels=1, n_dims=2, width=a.width, modes=a.modes,
                         n_layers=4, proj_width=128, grid=True).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+    # a graph replays the learning rate it was captured with unless that is a tensor changed in place
+    lr = torch.tensor(a.lr, device=dev) if a.cuda_graph else a.lr
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=a.weight_decay, capturable=a.cuda_graph)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=a.step_size, gamma=0.5)
+    step = TrainStep(model, opt, a.t_in, n_steps, a.batch_size, train, cuda_graph=a.cuda_graph)
     order_gen = torch.Generator().manual_seed(a.seed)
     log_path = out / "log.csv"
     fields = ["epoch", "lr", "train_l2_step", "train_l2_full", "test_l2_full", "seconds"]
@@ -158,18 +231,12 @@ def main(argv: list[str] | None = None) -> dict:
             torch.cuda.synchronize(dev)
         t0 = time.perf_counter()
         perm = torch.randperm(len(train), generator=order_gen).to(dev)
-        step_sum, full_sum = 0.0, 0.0
+        step_sum, full_sum = torch.zeros((), device=dev), torch.zeros((), device=dev)
         for i in range(0, len(train) - a.batch_size + 1, a.batch_size):
-            u = train[perm[i:i + a.batch_size]]
-            truth = u[:, 1 + a.t_in:]
-            pred = rollout(model, u[:, 1:1 + a.t_in], n_steps)
-            # the paper's loss: per-sample relative L2 of every step, summed over samples and steps
-            loss = sum(relative_l2(pred[:, s], truth[:, s]).sum() for s in range(n_steps))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step_sum += float(loss.detach())
-            full_sum += float(relative_l2(pred.detach(), truth).sum())
+            loss, full = step(train[perm[i:i + a.batch_size]])
+            step_sum += loss
+            full_sum += full
+        step_sum, full_sum = float(step_sum), float(full_sum)
         sched.step()
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
@@ -183,7 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
                   f"learning rate halved every {sched.step_size}", flush=True)
             a.epochs, a.step_size = fitted, sched.step_size
         n_seen = (len(train) // a.batch_size) * a.batch_size
-        row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_l2_step": step_sum / n_seen / n_steps,
+        row = {"epoch": epoch, "lr": float(opt.param_groups[0]["lr"]), "train_l2_step": step_sum / n_seen / n_steps,
                "train_l2_full": full_sum / n_seen, "test_l2_full": "", "seconds": seconds}
         stop = epoch == a.epochs or (budget is not None and train_seconds + train_seconds / epoch > budget)
         if epoch % a.eval_every == 0 or stop:
@@ -245,4 +312,7 @@ def _plot(results: dict, model: torch.nn.Module, test: torch.Tensor, t_in: int, 
 
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    main()
+    try:
+        main()
+    except UserError as err:
+        raise SystemExit(f"error: {err}") from None
