@@ -231,3 +231,56 @@ def test_layer_on_cuda_matches_cpu():
     w_cpu, _ = hard_constraint_solve(lin, (A, b), 4, LMSettings(ridge=1e-3))
     w_gpu, _ = hard_constraint_solve(lin, (A.cuda(), b.cuda()), 4, LMSettings(ridge=1e-3))
     assert torch.allclose(w_cpu, w_gpu.cpu(), atol=1e-10)
+
+
+def _hard_constraints_script():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "hard_constraints" / "run.py"
+    spec = importlib.util.spec_from_file_location("hard_constraints_run", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses resolve the script's annotations through sys.modules
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_navier_stokes_expert_loss_takes_each_point_from_its_own_expert():
+    import dataclasses
+
+    mod = _hard_constraints_script()
+    cfg = dataclasses.replace(mod.SCALES["navier_stokes"]["cpu"], resolution=16,
+                              model=dict(width=4, modes=4, n_layers=1, proj_width=8))
+    problem = mod.NavierStokesProblem(cfg, "cpu")
+    model = problem.make_model(0)
+    insts = problem.draw(np.random.default_rng(0), 2)
+    partition = mod.partition_for(problem, "moe")
+    K, N = partition.n_experts, cfg.n_basis
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+
+    def loss(omega, mode):
+        problem.cfg.extra = {**cfg.extra, "loss_fields": mode}
+        return float(problem.loss(model, insts, omega, partition, gen))
+
+    shared = torch.randn(2, 1, N, dtype=torch.float64).expand(2, K, N)
+    # experts that agree leave no jumps: both losses are the loss of the one field
+    assert loss(shared, "expert") == pytest.approx(loss(shared, "assembled"), rel=1e-12)
+    # experts that disagree: the expert loss is, point by point, the residual of the owner's own field
+    omega = torch.randn(2, K, N, dtype=torch.float64)
+    jets = problem.all_jets(model, insts)[..., problem.names.index("w"), :]
+    T, n = problem.T, problem.n
+    owner = partition.assign(problem.coords).reshape(T, n, n)[1:-1]
+    want = torch.zeros(2, T - 2, n, n, dtype=torch.float64)
+    for k in range(K):
+        field = (jets * omega[:, k, None, :]).sum(-1).reshape(2, T, n, n)
+        r = problem.pde.residual({"vorticity": field}, problem.params, problem.grid, problem.times)
+        want = torch.where(owner == k, r, want)
+    w = (jets * omega[:, partition.assign(problem.coords)]).sum(-1).reshape(2, T, n, n)
+    w0 = torch.tensor(np.stack([i.inputs["vorticity"] for i in insts]), dtype=torch.float64)
+    initial = float(problem.weights["initial"] ** 2 * (w[:, 0] - w0).pow(2).mean())
+    assert loss(omega, "expert") == pytest.approx(float(want.pow(2).mean()) + initial, rel=1e-10)
+    assert loss(omega, "assembled") != pytest.approx(loss(omega, "expert"), rel=1e-6)  # it sees the jumps
+    with pytest.raises(ValueError, match="loss_fields must be"):
+        loss(omega, "blended")

@@ -313,12 +313,28 @@ class NavierStokesProblem:
         return data
 
     def loss(self, model, insts, omega, partition, gen, jets=None) -> torch.Tensor:
-        """The PDE module's residual (spectral in space, differences in time) of the assembled
-        frames, plus the initial condition; as for diffusion-sorption, it sees expert interfaces."""
+        """The PDE module's residual (spectral in space, differences in time) plus the initial condition.
+
+        ``extra["loss_fields"]``: ``"assembled"`` (default) takes the residual of the assembled
+        frames, so it differentiates across the jumps where experts meet; ``"expert"`` takes each
+        expert's own field (``b · ω_k``, defined on the whole domain) and keeps at every point the
+        residual of the expert that owns it, as the paper's pointwise loss does with autograd.
+        """
         jets = self.all_jets(model, insts) if jets is None else jets
         k = partition.assign(self.coords)
-        w = (jets[..., self.names.index("w"), :] * omega[:, k]).sum(-1).reshape(len(insts), self.T, self.n, self.n)
-        r = self.pde.residual({"vorticity": w}, self.params, self.grid, self.times)
+        B, K, T, n = len(insts), partition.n_experts, self.T, self.n
+        wj = jets[..., self.names.index("w"), :]                                   # (B, G, N)
+        w = (wj * omega[:, k]).sum(-1).reshape(B, T, n, n)
+        mode = self.cfg.extra.get("loss_fields", "assembled")
+        if mode not in ("assembled", "expert"):
+            raise ValueError(f"loss_fields must be 'assembled' or 'expert', got {mode!r}")
+        if mode == "expert" and K > 1:
+            fields = torch.einsum("bgn,bkn->bkg", wj, omega).reshape(B * K, T, n, n)
+            r_all = self.pde.residual({"vorticity": fields}, self.params, self.grid, self.times)
+            owner = k.reshape(T, n, n)[1:-1].to(r_all.device)                      # the residual's frames
+            r = r_all.reshape(B, K, T - 2, n, n).gather(1, owner.expand(B, 1, T - 2, n, n)).squeeze(1)
+        else:
+            r = self.pde.residual({"vorticity": w}, self.params, self.grid, self.times)
         w0 = torch.tensor(np.stack([i.inputs["vorticity"] for i in insts]), dtype=torch.float64, device=self.device)
         return (self.weights["pde"] * r).pow(2).mean() + self.weights["initial"] ** 2 * (w[:, 0] - w0).pow(2).mean()
 
