@@ -270,7 +270,8 @@ def test_navier_stokes_expert_loss_takes_each_point_from_its_own_expert():
     assert loss(shared, "expert") == pytest.approx(loss(shared, "assembled"), rel=1e-12)
     # experts that disagree: the expert loss is, point by point, the residual of the owner's own field
     omega = torch.randn(2, K, N, dtype=torch.float64)
-    jets = problem.all_jets(model, insts)[..., problem.names.index("w"), :]
+    with torch.no_grad():
+        jets = problem.all_jets(model, insts)[..., problem.names.index("w"), :]
     T, n = problem.T, problem.n
     owner = partition.assign(problem.coords).reshape(T, n, n)[1:-1]
     want = torch.zeros(2, T - 2, n, n, dtype=torch.float64)
