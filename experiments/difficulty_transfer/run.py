@@ -217,6 +217,7 @@ def run_one(scale: Scale, axis: str, data: Path, model: str, arm: str, alpha: fl
             compute_budget=budget if arm == "budget" and not by_count else None, budget_share="count",
             model=model, model_args=dict(scale.model_args.get(model, {})), epochs=epochs,
             batch_size=scale.batch_size, lr=scale.lr, scheduler="cosine", seed=0, device=scale.device,
+            preload=True,  # the selected trajectories fit in memory at both scales; HDF5 reads would dominate
             out=str(run_dir), resume=resume, overwrite=not resume and run_dir.exists(), progress=False)
         t0 = time.perf_counter()
         train(cfg)
