@@ -18,7 +18,7 @@ Usage (one thread):
     OMP_NUM_THREADS=1 python experiments/hard_constraints/run.py navier_stokes [--scale cpu|gpu]
     OMP_NUM_THREADS=1 python experiments/hard_constraints/run.py timing [--scale cpu|gpu]
 
-Options: ``--methods moe,global,soft``, ``--steps N`` and ``--lr X`` (overrides), ``--parts 2,1``, ``--overlap 0.25``,
+Options: ``--methods moe,global,soft``, ``--steps N``, ``--lr X`` and ``--n-interior N`` (overrides), ``--parts 2,1``, ``--overlap 0.25``,
 ``--face-scope own|global`` and ``--interior-split total|per_expert`` (the MoE partition), ``--seeds 0,1,2``
 (errors averaged over training seeds), ``--hessian gauss_newton|exact`` (the adjoint), ``--out DIR`` (default
 ``experiments_out/hard_constraints``), ``--device cpu|cuda``. Each command writes ``results_<name>.json``,
@@ -449,10 +449,12 @@ def parse_extra(items) -> dict:
 
 
 def accuracy(name: str, scale: str, methods, steps, out: Path, device: str, parts=None, overlap=None, extra=None,
-             face_scope=None, interior_split=None, seeds=(0,), hessian=None, lr=None):
+             face_scope=None, interior_split=None, seeds=(0,), hessian=None, lr=None, n_interior=None):
     cfg = SCALES[name][scale]
     if lr:
         cfg.lr = lr
+    if n_interior:
+        cfg.n_interior = n_interior
     if hessian:
         cfg.lm = {**cfg.lm, "hessian": hessian}
     if face_scope:
@@ -617,6 +619,9 @@ def main(argv=None):
     ap.add_argument("--methods", default="moe,global,soft")
     ap.add_argument("--steps", type=int, default=0, help="override the scale's training steps")
     ap.add_argument("--lr", type=float, default=None, help="override the scale's Adam learning rate (cosine decay)")
+    ap.add_argument("--n-interior", type=int, default=None,
+                    help="override the scale's PDE collocation points (all experts together, or per expert with "
+                         "--interior-split per_expert)")
     ap.add_argument("--parts", default="", help="experts per coordinate for moe, e.g. 2,1 (default: the scale's)")
     ap.add_argument("--overlap", type=float, default=None, help="moe sampling-box overlap (fraction of a width)")
     ap.add_argument("--face-scope", choices=["own", "global"], default=None,
@@ -644,7 +649,7 @@ def main(argv=None):
         parts = [int(v) for v in args.parts.split(",") if v] if args.parts else None
         accuracy(args.what, args.scale, methods, args.steps, out, args.device, parts, args.overlap,
                  parse_extra(args.set), args.face_scope, args.interior_split,
-                 tuple(int(v) for v in args.seeds.split(",") if v), args.hessian, args.lr)
+                 tuple(int(v) for v in args.seeds.split(",") if v), args.hessian, args.lr, args.n_interior)
 
 
 if __name__ == "__main__":
