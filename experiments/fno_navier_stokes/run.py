@@ -42,6 +42,7 @@ from pde_lab.datasets.reader import list_files
 from pde_lab.datasets.schema import FIELD_GROUPS
 from pde_lab.errors import UserError
 from pde_lab.operators import build_model, save_model
+from pde_lab.training.trainer import relative_l2
 
 #: Li et al. (2021), Table 3, ν = 1e-3, T = 50, N = 1000: FNO-2D's relative L2 test error.
 PAPER_FNO2D = 0.0128
@@ -52,16 +53,14 @@ def load_vorticity(data: Path, split: str, level: str, limit: int | None) -> tor
     files = list_files(data, split, [level])
     with h5py.File(files[0], "r") as f:
         d = f[f"{FIELD_GROUPS[0]}/vorticity"]
-        n = d.shape[0] if limit is None else min(limit, d.shape[0])
         if limit is not None and limit > d.shape[0]:
             raise UserError(f"{files[0]} holds {d.shape[0]} {split} trajectories, asked for {limit}")
-        return torch.from_numpy(np.asarray(d[:n], dtype=np.float32))
+        return torch.from_numpy(np.asarray(d[:limit], dtype=np.float32))
 
 
-def relative_l2(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-    """Per-sample ``‖pred − true‖ / ‖true‖`` over every axis but the first: ``(B, …) -> (B,)``."""
-    dims = tuple(range(1, pred.dim()))
-    return torch.linalg.vector_norm(pred - true, dim=dims) / torch.linalg.vector_norm(true, dim=dims)
+def per_step_l2(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Relative L2 error of every sample and frame: ``(B, S, n, n)`` pairs -> ``(B, S)``."""
+    return relative_l2(pred.flatten(0, 1), truth.flatten(0, 1)).reshape(pred.shape[:2])
 
 
 def rollout(model: torch.nn.Module, x: torch.Tensor, n_steps: int) -> torch.Tensor:
@@ -84,7 +83,7 @@ def test_errors(model: torch.nn.Module, frames: torch.Tensor, t_in: int, batch: 
         truth = u[:, 1 + t_in:]
         pred = rollout(model, u[:, 1:1 + t_in], truth.shape[1])
         full.append(relative_l2(pred, truth))
-        per_step.append(torch.stack([relative_l2(pred[:, s], truth[:, s]) for s in range(truth.shape[1])], dim=1))
+        per_step.append(per_step_l2(pred, truth))
     model.train()
     return torch.cat(full), torch.cat(per_step)
 
@@ -116,7 +115,7 @@ class TrainStep:
     def _step(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         truth = u[:, 1 + self.t_in:]
         pred = rollout(self.model, u[:, 1:1 + self.t_in], self.n_steps)
-        loss = sum(relative_l2(pred[:, s], truth[:, s]).sum() for s in range(self.n_steps))
+        loss = per_step_l2(pred, truth).sum()
         loss.backward()
         self.opt.step()
         return loss.detach(), relative_l2(pred.detach(), truth).sum()
