@@ -14,6 +14,10 @@ Discretisation
 * **Obstacles** are whole solid cells. Every face touching a solid cell has zero velocity (no-slip and
   no penetration on the staircase boundary); a tangential neighbour inside a solid block is replaced by
   the mirror value ``−u`` so the wall sits half a cell away, as at the domain walls.
+* **Immersed bodies** (``immersed=``, :mod:`pde_lab.solvers.immersed_boundary`): curved walls at their
+  true position by direct forcing of the velocity nodes next to them. With one, the projection solves
+  for the pressure *increment* (``u* = u + Δt(rhs − G p)``, ``p += φ``), so that at a steady state the
+  forced nodes keep their interpolated values instead of slipping by ``Δt G p``.
 * **Momentum** is written in flux form on the staggered control volumes, so the force on a body is the
   exact sum of the momentum fluxes that the scheme passes into it (:meth:`ProjectionSolver.force`).
   The flux of a quantity ``φ`` through an interface moving at ``U`` is
@@ -65,6 +69,7 @@ from scipy import ndimage
 
 from ..errors import UserError
 from ..grids import CartesianGrid
+from .immersed_boundary import ImmersedBoundary
 
 SIDES = ("x_lo", "x_hi", "y_lo", "y_hi")
 BCKind = Literal["wall", "inflow", "outflow"]
@@ -179,6 +184,9 @@ class ProjectionSolver:
             :class:`FlowBlowUpError`: the CFL-bounded step shrinks with a growing velocity, so the
             Courant check alone would let a blowing-up flow crawl on until round-off broke the
             projection.
+        immersed: a curved body imposed by direct forcing at its true wall
+            (:class:`~pde_lab.solvers.immersed_boundary.ImmersedBoundary`), on top of ``solid``;
+            :meth:`force` then returns the force on this body.
     """
 
     def __init__(
@@ -194,6 +202,7 @@ class ProjectionSolver:
         max_courant: float = 1.5,
         divergence_tol: float = 1e-8,
         max_speed: float = 100.0,
+        immersed: ImmersedBoundary | None = None,
     ):
         if grid.dim != 2 or any(grid.periodic):
             raise ValueError(f"ProjectionSolver needs a bounded 2D grid, got shape {grid.shape}, "
@@ -226,6 +235,12 @@ class ProjectionSolver:
         solid = np.asarray(solid, dtype=bool)
         if solid.shape != (self.nx, self.ny):
             raise ValueError(f"solid mask has shape {solid.shape}, the grid needs {(self.nx, self.ny)}")
+        self.immersed = immersed
+        if immersed is not None:
+            if immersed.solid.shape != (self.nx, self.ny):
+                raise ValueError(f"the immersed boundary was built for cells {immersed.solid.shape}, the grid "
+                                 f"has {(self.nx, self.ny)}")
+            solid = solid | immersed.solid
         if solid.all():
             raise UserError("the solid mask covers every cell; there is no fluid")
         self.solid = solid
@@ -238,6 +253,7 @@ class ProjectionSolver:
         self.p = np.zeros((self.nx, self.ny))
         self._rhs_prev: tuple[np.ndarray, np.ndarray] | None = None
         self._dt_prev: float | None = None
+        self._forced_rate = (0.0, 0.0)
 
     # ---- geometry of faces ------------------------------------------------------------------
     def _setup_faces(self) -> None:
@@ -270,6 +286,29 @@ class ProjectionSolver:
                 arr_free[idx] = cell
             elif bc.kind == "inflow":
                 arr_fixed[idx] = np.where(cell, _as_profile(bc.normal, n_faces, f"inflow profile on {side}"), 0.0)
+        ib = self.immersed
+        if ib is not None:
+            # The body wins over the box: faces inside it are at rest, and only free faces are forced
+            # (an inflow face keeps its profile).
+            u_free &= ~ib.u.inside
+            v_free &= ~ib.v.inside
+            u_fixed[ib.u.inside] = 0.0
+            v_fixed[ib.v.inside] = 0.0
+            ib = self.immersed = ImmersedBoundary(ib.solid, ib.u.restricted(u_free), ib.v.restricted(v_free),
+                                                  ib.order)
+            if ib.u.unresolved.any() or ib.v.unresolved.any():
+                raise UserError("a forced velocity node next to the immersed body has no image point outside the "
+                                "body: the body is thinner than about three cells or too close to the domain edge")
+            n_free = u_free[:-1].astype(int) + u_free[1:] + v_free[:, :-1] + v_free[:, 1:]
+            if np.any(fluid & (n_free == 0)):
+                raise UserError("a fluid cell next to the immersed body has no free face; move the body away "
+                                "from the walls or refine the grid")
+            # Cut cells (every face forced or inside): their pressure only corrects forced faces so the
+            # interpolated values conserve mass; it is no pressure of the flow and is not reported.
+            ru, rv = u_free & ~ib.u.forced, v_free & ~ib.v.forced
+            self.cut = fluid & (ru[:-1].astype(int) + ru[1:] + rv[:, :-1] + rv[:, 1:] == 0)
+        else:
+            self.cut = np.zeros_like(fluid)
         self.u_free, self.v_free = u_free, v_free
         self.u_fixed, self.v_fixed = u_fixed, v_fixed
         self.u_free_f = u_free.astype(np.float64)
@@ -346,6 +385,7 @@ class ProjectionSolver:
         self.poisson_matrix = A
         self._fluid = fluid
         self._fluid_f = fluid.astype(np.float64)
+        self._reported_f = (fluid & ~self.cut).astype(np.float64)
         self.n_fluid = n
 
     # ---- operators ----------------------------------------------------------------------------
@@ -465,7 +505,11 @@ class ProjectionSolver:
         u = u * self.u_free_f + self.u_fixed
         v = v * self.v_free_f + self.v_fixed
         self._extrapolate_outflow(u, v)
+        if self.immersed is not None:
+            self.immersed.u.apply(u, u.copy())
+            self.immersed.v.apply(v, v.copy())
         self.u, self.v, self.p, rel = self.project(u, v, 1.0)
+        self._forced_rate = (0.0, 0.0)
         self.p[:] = 0.0  # the impulse of the start is not a pressure of the flow
         self.t, self.steps = float(t), 0
         self._rhs_prev, self._dt_prev = None, None
@@ -497,8 +541,20 @@ class ProjectionSolver:
             a, b = dt * (1.0 + 0.5 * r), -dt * 0.5 * r
             ustar = self.u + a * ru + b * self._rhs_prev[0]
             vstar = self.v + a * rv + b * self._rhs_prev[1]
+        if self.immersed is not None:
+            # Incremental pressure correction: the projection solves for the change of pressure, which
+            # vanishes at a steady state, so forced faces end on their interpolated values instead of
+            # slipping by Δt ∇p (and only the cut cells' auxiliary pressure stays non-zero).
+            gx, gy = self._gradient(self.p)
+            ustar = ustar - dt * gx * self.u_free_f
+            vstar = vstar - dt * gy * self.v_free_f
         self._extrapolate_outflow(ustar, vstar)
+        if self.immersed is not None:
+            self.immersed.u.apply(ustar, self.u)
+            self.immersed.v.apply(vstar, self.v)
         u, v, p, rel = self.project(ustar, vstar, dt)
+        if self.immersed is not None:
+            p = (self.p + p) * self._reported_f
         umax, vmax = float(np.abs(u).max()), float(np.abs(v).max())
         courant = dt * (umax / self.dx + vmax / self.dy)
         if not (math.isfinite(courant) and math.isfinite(rel)):
@@ -513,6 +569,9 @@ class ProjectionSolver:
         if rel > self.divergence_tol:
             raise FlowBlowUpError(f"relative divergence {rel:.3g} > {self.divergence_tol:g} after the projection "
                                   f"at t = {self.t + dt:.6g}")
+        if self.immersed is not None:  # momentum gained by the forced nodes, for force()
+            self._forced_rate = (float((u - self.u).ravel()[self.immersed.u.index].sum()) * self.dx * self.dy / dt,
+                                 float((v - self.v).ravel()[self.immersed.v.index].sum()) * self.dx * self.dy / dt)
         self.u, self.v, self.p = u, v, p
         self._rhs_prev, self._dt_prev = (ru, rv), dt
         self.t += dt
@@ -576,14 +635,14 @@ class ProjectionSolver:
             else:
                 out_p[k] = self.p
         if pending_pressure:  # nothing followed: one probe step gives the pressure
-            saved = (self.u, self.v, self.p, self.t, self.steps, self._rhs_prev, self._dt_prev)
+            saved = (self.u, self.v, self.p, self.t, self.steps, self._rhs_prev, self._dt_prev, self._forced_rate)
             self.step(self.stable_dt())
             for j in pending_pressure:
                 out_p[j] = self.p
-            self.u, self.v, self.p, self.t, self.steps, self._rhs_prev, self._dt_prev = saved
+            self.u, self.v, self.p, self.t, self.steps, self._rhs_prev, self._dt_prev, self._forced_rate = saved
         if self.n_pinned:  # pressure defined up to a constant: zero mean over the fluid
-            mean = (out_p * self._fluid_f).sum(axis=(1, 2)) / self.n_fluid
-            out_p = (out_p - mean[:, None, None]) * self._fluid_f
+            mean = (out_p * self._reported_f).sum(axis=(1, 2)) / self._reported_f.sum()
+            out_p = (out_p - mean[:, None, None]) * self._reported_f
         return FlowResult(times=times, u=out_u, v=out_v, p=out_p, steps=self.steps - first_steps,
                           dt_min=dt_min if dt_min < math.inf else 0.0, dt_max=dt_max,
                           max_divergence=max_div, max_courant=max_cfl,
@@ -609,39 +668,48 @@ class ProjectionSolver:
         The sum of every momentum flux (convective, viscous, pressure) that the discrete momentum
         equations pass from free faces into the control volumes of the body's faces: at a steady state
         this balances the discrete momentum exactly, so it is the force the scheme actually applies.
+        With an immersed boundary the body is the immersed one: its faces are those inside it and the
+        forced ones, and the momentum the forced nodes gained over the last step is subtracted.
 
         Args:
-            body: ``(nx, ny)`` bool, a subset of the solid mask (``None``: all solid cells).
+            body: ``(nx, ny)`` bool, a subset of the solid mask (``None``: all solid cells); not
+                accepted with an immersed boundary.
 
         Returns:
             ``(F_x, F_y)``.
         """
+        ib = self.immersed
+        if ib is not None:
+            if body is not None:
+                raise ValueError("with an immersed boundary, force() gives the force on the immersed body only")
+            u_in, v_in = ib.u.inside | ib.u.forced, ib.v.inside | ib.v.forced
+            Fx, Fy = self._flux_into(u_in, self.u_free & ~ib.u.forced, v_in, self.v_free & ~ib.v.forced)
+            return Fx - self._forced_rate[0], Fy - self._forced_rate[1]
         body = self.solid if body is None else np.asarray(body, dtype=bool) & self.solid
         bx = np.pad(body, ((1, 1), (0, 0)))
         u_body = (bx[:-1] | bx[1:]) & ~self.u_free       # u faces held by this body
         by = np.pad(body, ((0, 0), (1, 1)))
         v_body = (by[:, :-1] | by[:, 1:]) & ~self.v_free
+        return self._flux_into(u_body, self.u_free, v_body, self.v_free)
+
+    def _flux_into(self, u_in: np.ndarray, u_out: np.ndarray, v_in: np.ndarray,
+                   v_out: np.ndarray) -> tuple[float, float]:
+        """Momentum flux (pressure included) from the ``out`` faces into the control volumes of ``in``."""
         fx, fy, gx, gy = self.fluxes(self.u, self.v)
         p = self.p
         # x-interfaces at cell centres between u[i] (west) and u[i+1] (east).
-        uw_free, ue_free = self.u_free[:-1], self.u_free[1:]
-        uw_body, ue_body = u_body[:-1], u_body[1:]
         flux = fx + p
-        Fx = self.dy * (flux[uw_free & ue_body].sum() - flux[ue_free & uw_body].sum())
+        Fx = self.dy * (flux[u_out[:-1] & u_in[1:]].sum() - flux[u_out[1:] & u_in[:-1]].sum())
         # y-interfaces at corners between u[i, j-1] (south) and u[i, j] (north).
-        fr = np.pad(self.u_free, ((0, 0), (1, 1)))
-        bd = np.pad(u_body, ((0, 0), (1, 1)))
-        s_free, n_free, s_body, n_body = fr[:, :-1], fr[:, 1:], bd[:, :-1], bd[:, 1:]
-        Fx += self.dx * (fy[s_free & n_body].sum() - fy[n_free & s_body].sum())
+        fr = np.pad(u_out, ((0, 0), (1, 1)))
+        bd = np.pad(u_in, ((0, 0), (1, 1)))
+        Fx += self.dx * (fy[fr[:, :-1] & bd[:, 1:]].sum() - fy[fr[:, 1:] & bd[:, :-1]].sum())
         # v: y-interfaces at cell centres, x-interfaces at corners.
-        vs_free, vn_free = self.v_free[:, :-1], self.v_free[:, 1:]
-        vs_body, vn_body = v_body[:, :-1], v_body[:, 1:]
         flux = gy + p
-        Fy = self.dx * (flux[vs_free & vn_body].sum() - flux[vn_free & vs_body].sum())
-        fr = np.pad(self.v_free, ((1, 1), (0, 0)))
-        bd = np.pad(v_body, ((1, 1), (0, 0)))
-        w_free, e_free, w_body, e_body = fr[:-1], fr[1:], bd[:-1], bd[1:]
-        Fy += self.dy * (gx[w_free & e_body].sum() - gx[e_free & w_body].sum())
+        Fy = self.dx * (flux[v_out[:, :-1] & v_in[:, 1:]].sum() - flux[v_out[:, 1:] & v_in[:, :-1]].sum())
+        fr = np.pad(v_out, ((1, 1), (0, 0)))
+        bd = np.pad(v_in, ((1, 1), (0, 0)))
+        Fy += self.dy * (gx[fr[:-1] & bd[1:]].sum() - gx[fr[1:] & bd[:-1]].sum())
         return float(Fx), float(Fy)
 
     def settings(self) -> dict[str, Any]:
@@ -656,7 +724,9 @@ class ProjectionSolver:
             "max_speed": self.max_speed,
             "divergence_tol": self.divergence_tol,
             "dtype": "float64",
-        }
+        } | ({"immersed_boundary": f"direct forcing, polynomial of degree {self.immersed.order} in the wall "
+                                   "distance through the wall and bilinearly interpolated image points on the "
+                                   "normal; incremental pressure correction"} if self.immersed is not None else {})
 
 
 # ---- residual on stored snapshots ---------------------------------------------------------------
