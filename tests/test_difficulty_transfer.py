@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import h5py
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "difficulty_transfer" / "run.py"
@@ -59,3 +60,24 @@ def test_bad_axis_is_a_user_error(capsys):
     mod = _load()
     assert mod.main(["--axes", "diagonal"]) == 2
     assert "diagonal" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_gpu_scale_runs_its_resolution_axes_and_models_on_cpu(tmp_path, monkeypatch):
+    """The ``--scale gpu`` configuration (128², both axes, its FNO and U-Net sizes, both models in the
+    budget arm, its ratio of easy to hard trajectories) runs end to end with the counts cut down and
+    CUDA swapped for the CPU (18 minutes on the loaded 2-core machine)."""
+    mod = _load()
+    small = dataclasses.replace(mod.SCALES["gpu"], n_train=2, n_valid=1, n_test=1, epochs=1, device="cpu",
+                                workers=2)
+    monkeypatch.setitem(mod.SCALES, "gpu", small)
+    monkeypatch.setattr(mod, "ALPHAS", (0.0, 0.5, 1.0))
+    out = tmp_path / "out"
+    assert mod.main(["--scale", "gpu", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert {r["axis"] for r in res["rows"]} == {"physics", "geometry"}
+    assert {r["model"] for r in res["rows"] if r["arm"] == "budget"} == {"fno", "unet"}
+    for r in res["rows"]:
+        assert 0 < r["err_hard"] < 10
+    with h5py.File(next((out / "data").rglob("*.h5"))) as f:
+        assert f["t1_fields/velocity"].shape[2:4] == (128, 128)

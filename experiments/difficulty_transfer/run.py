@@ -106,7 +106,9 @@ SCALES = {
                  model_args={"fno": {"width": 16, "modes": 8, "proj_width": 32},
                              "unet": {"widths": [8, 16, 32]}}),
     # The study's resolution; generation still runs on CPU processes (the projection solver is SciPy).
-    "gpu": Scale(resolution=128, n_train=64, easy_factor=3, n_valid=8, n_test=16, epochs=100, batch_size=20,
+    # At 128² a `none-high` trajectory cost 0.37× a hard one (2 of each timed), so the budget arm at
+    # α = 0 needs 2.7× the hard count of easy trajectories; 6× leaves room for the spread of costs.
+    "gpu": Scale(resolution=128, n_train=64, easy_factor=6, n_valid=8, n_test=16, epochs=100, batch_size=20,
                  lr=1e-3, device="cuda", workers=16, axes=("physics", "geometry"), budget_models=("fno", "unet"),
                  model_args={"fno": {"width": 32, "modes": 16}, "unet": {"widths": [32, 64, 128, 256]}}),
 }
