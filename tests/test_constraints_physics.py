@@ -261,7 +261,7 @@ def test_navier_stokes_expert_loss_takes_each_point_from_its_own_expert():
     torch.manual_seed(0)
 
     def loss(omega, mode):
-        problem.cfg.extra = {**cfg.extra, "loss_fields": mode}
+        problem.loss_fields = mode
         with torch.no_grad():
             return float(problem.loss(model, insts, omega, partition, gen))
 
@@ -284,5 +284,6 @@ def test_navier_stokes_expert_loss_takes_each_point_from_its_own_expert():
     initial = float(problem.weights["initial"] ** 2 * (w[:, 0] - w0).pow(2).mean())
     assert loss(omega, "expert") == pytest.approx(float(want.pow(2).mean()) + initial, rel=1e-10)
     assert loss(omega, "assembled") != pytest.approx(loss(omega, "expert"), rel=1e-6)  # it sees the jumps
+    # a bad value fails when the problem is set up, before any ground-truth solve
     with pytest.raises(ValueError, match="loss_fields must be"):
-        loss(omega, "blended")
+        mod.NavierStokesProblem(dataclasses.replace(cfg, extra={**cfg.extra, "loss_fields": "blended"}), "cpu")

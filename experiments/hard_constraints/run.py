@@ -245,6 +245,9 @@ class NavierStokesProblem:
         self.grid = self.pde.grid(self.n)
         self.level = e["level"]
         self.skip = int(bool(e.get("skip_input", False)))
+        self.loss_fields = e.get("loss_fields", "assembled")
+        if self.loss_fields not in ("assembled", "expert"):
+            raise ValueError(f"loss_fields must be 'assembled' or 'expert', got {self.loss_fields!r}")
         self.t_final = float(e["t_final"])
         self.times = np.linspace(0.0, self.t_final, int(round(self.t_final / e["frame_dt"])) + 1)
         self.T = len(self.times)
@@ -328,10 +331,7 @@ class NavierStokesProblem:
         B, K, T, n = len(insts), partition.n_experts, self.T, self.n
         wj = jets[..., self.names.index("w"), :]                                   # (B, G, N)
         w = (wj * omega[:, k]).sum(-1).reshape(B, T, n, n)
-        mode = self.cfg.extra.get("loss_fields", "assembled")
-        if mode not in ("assembled", "expert"):
-            raise ValueError(f"loss_fields must be 'assembled' or 'expert', got {mode!r}")
-        if mode == "expert" and K > 1:
+        if self.loss_fields == "expert" and K > 1:
             fields = torch.einsum("bgn,bkn->bkg", wj, omega).reshape(B * K, T, n, n)
             r_all = self.pde.residual({"vorticity": fields}, self.params, self.grid, self.times)
             owner = k.reshape(T, n, n)[1:-1].to(r_all.device)                      # the residual's frames
@@ -473,7 +473,10 @@ def accuracy(name: str, scale: str, methods, steps, out: Path, device: str, part
         cfg.parts = tuple(parts)
     if overlap is not None:
         cfg.overlap = overlap
-    problem = PROBLEMS[name](cfg, device)
+    try:
+        problem = PROBLEMS[name](cfg, device)
+    except ValueError as err:  # a bad --set value: say so before any solve, without a traceback
+        sys.exit(f"error: {err}")
     test_batch = problem.draw(np.random.default_rng(10_000), cfg.n_test)
     t0 = time.perf_counter()
     truth = problem.ground_truth(test_batch)
