@@ -315,10 +315,10 @@ def run_dfg(case: str = "2D-1", cells_per_diameter: int = 20, t_end: float | Non
     """The DFG flow around a cylinder, its wall staircased or immersed.
 
     Channel ``[0, 2.2] × [0, 0.41]``, cylinder of diameter ``D = 0.1`` centred at ``(0.2, 0.2)``
-    (``boundary="staircase"``: the cells with centres within ``D/2``; ``"immersed"``: the true circle by
-    direct forcing, :mod:`pde_lab.solvers.immersed_boundary`), parabolic inflow with centreline speed ``U_m`` (0.3 for 2D-1, 1.5
-    for 2D-2), ``ν = 10⁻³``, ``Ū = 2 U_m / 3``. Coefficients ``c = 2 F / (Ū² D)`` from
-    :meth:`ProjectionSolver.force`.
+    (``boundary="staircase"``: the cells with centres within ``D/2``; ``"immersed"``: the true circle
+    by direct forcing, :mod:`pde_lab.solvers.immersed_boundary`), parabolic inflow with centreline
+    speed ``U_m`` (0.3 for 2D-1, 1.5 for 2D-2), ``ν = 10⁻³``, ``Ū = 2 U_m / 3``. Coefficients
+    ``c = 2 F / (Ū² D)`` from :meth:`ProjectionSolver.force`.
 
     * ``2D-1`` (Re 20, steady): starts from the inflow profile in every fluid cell and runs until the
       drag changes by less than 1e-6 (relative) over 0.5 time units, or until ``t_end`` (default 30).
@@ -352,6 +352,7 @@ def run_dfg(case: str = "2D-1", cells_per_diameter: int = 20, t_end: float | Non
     grid = CartesianGrid(((0.0, L), (0.0, Hc)), (nx, ny), (False, False))
     u_m = 0.3 if case == "2D-1" else 1.5
     u_bar = 2.0 * u_m / 3.0
+
     def circle(x, y):
         return np.hypot(x - 0.2, y - 0.2) - D / 2
 
