@@ -155,6 +155,11 @@ class FlowResult:
     wall_time: float
 
 
+def _any_face(u_mask: np.ndarray, v_mask: np.ndarray) -> np.ndarray:
+    """Cells ``(nx, ny)`` with at least one of their four faces set in ``u_mask`` / ``v_mask``."""
+    return u_mask[:-1] | u_mask[1:] | v_mask[:, :-1] | v_mask[:, 1:]
+
+
 def _as_profile(value, n: int, what: str) -> np.ndarray:
     arr = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)) if np.ndim(value) == 0 else \
         np.asarray(value, dtype=np.float64)
@@ -299,14 +304,14 @@ class ProjectionSolver:
             if ib.u.unresolved.any() or ib.v.unresolved.any():
                 raise UserError("a forced velocity node next to the immersed body has no image point outside the "
                                 "body: the body is thinner than about three cells or too close to the domain edge")
-            n_free = u_free[:-1].astype(int) + u_free[1:] + v_free[:, :-1] + v_free[:, 1:]
-            if np.any(fluid & (n_free == 0)):
+            if np.any(fluid & ~_any_face(u_free, v_free)):
                 raise UserError("a fluid cell next to the immersed body has no free face; move the body away "
                                 "from the walls or refine the grid")
+            # Regular faces solve the momentum equation; the force on the body is their flux into the rest.
+            self._regular = (u_free & ~ib.u.forced, v_free & ~ib.v.forced)
             # Cut cells (every face forced or inside): their pressure only corrects forced faces so the
             # interpolated values conserve mass; it is no pressure of the flow and is not reported.
-            ru, rv = u_free & ~ib.u.forced, v_free & ~ib.v.forced
-            self.cut = fluid & (ru[:-1].astype(int) + ru[1:] + rv[:, :-1] + rv[:, 1:] == 0)
+            self.cut = fluid & ~_any_face(*self._regular)
         else:
             self.cut = np.zeros_like(fluid)
         self.u_free, self.v_free = u_free, v_free
@@ -683,7 +688,7 @@ class ProjectionSolver:
             if body is not None:
                 raise ValueError("with an immersed boundary, force() gives the force on the immersed body only")
             u_in, v_in = ib.u.inside | ib.u.forced, ib.v.inside | ib.v.forced
-            Fx, Fy = self._flux_into(u_in, self.u_free & ~ib.u.forced, v_in, self.v_free & ~ib.v.forced)
+            Fx, Fy = self._flux_into(u_in, self._regular[0], v_in, self._regular[1])
             return Fx - self._forced_rate[0], Fy - self._forced_rate[1]
         body = self.solid if body is None else np.asarray(body, dtype=bool) & self.solid
         bx = np.pad(body, ((1, 1), (0, 0)))
