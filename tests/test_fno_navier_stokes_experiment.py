@@ -80,3 +80,16 @@ def test_cuda_graph_is_refused_on_cpu(tmp_path):
     mod = _load()
     with pytest.raises(mod.UserError, match="--cuda-graph needs a CUDA device"):
         mod.main(["--out", str(tmp_path), "--data", str(tmp_path / "none"), "--cuda-graph", "--device", "cpu"])
+
+
+def test_fit_schedule_shrinks_the_epochs_to_the_time_limit(tmp_path):
+    """A limit far below one epoch keeps the two timed epochs and scales the halving interval with them."""
+    mod = _load()
+    out = tmp_path / "run"
+    res = mod.main(["--out", str(out), "--level", "easy", "--resolution", "16", "--n-train", "4", "--n-test", "2",
+                    "--gen-batch", "6", "--epochs", "500", "--step-size", "100", "--batch-size", "2",
+                    "--width", "8", "--modes", "4", "--time-limit", "1e-6", "--fit-schedule", "--device", "cpu",
+                    "--quiet"])
+    assert res["epochs_done"] == 2
+    assert res["config"]["epochs"] == 2 and res["config"]["step_size"] == 1
+    assert len(list(csv.DictReader(open(out / "log.csv")))) == 2
