@@ -287,3 +287,12 @@ def test_navier_stokes_expert_loss_takes_each_point_from_its_own_expert():
     # a bad value fails when the problem is set up, before any ground-truth solve
     with pytest.raises(ValueError, match="loss_fields must be"):
         mod.NavierStokesProblem(dataclasses.replace(cfg, extra={**cfg.extra, "loss_fields": "blended"}), "cpu")
+
+
+@pytest.mark.parametrize("bad", ["1,x", "0,100", ""])
+def test_timing_refuses_bad_point_counts(bad, capsys):
+    mod = _hard_constraints_script()
+    with pytest.raises(SystemExit) as exit_info:
+        mod.main(["timing", "--timing-points", bad])
+    assert exit_info.value.code == 2
+    assert f"--timing-points must be positive integers separated by commas, got {bad!r}" in capsys.readouterr().err

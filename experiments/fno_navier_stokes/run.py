@@ -22,7 +22,8 @@ through 40-step rollouts, and this script holds the trajectories on the device.
 (:class:`TrainStep`); ``--time-limit`` with ``--fit-schedule`` fits the schedule to a time budget.
 
 Outputs in ``--out``: ``data/`` (the dataset, unless ``--data`` names one), ``log.csv`` (per epoch),
-``model.pt`` (``pde_lab.operators.load_model`` rebuilds it), ``results.json`` and ``rollout.png``.
+``model.pt`` (``pde_lab.operators.load_model`` rebuilds it), ``checkpoint.pt`` (what ``--resume`` continues
+from), ``results.json`` and ``rollout.png``.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ from pde_lab.datasets.reader import list_files
 from pde_lab.datasets.schema import FIELD_GROUPS
 from pde_lab.errors import UserError
 from pde_lab.operators import build_model, save_model
+from pde_lab.operators.base import atomic_torch_save
 from pde_lab.training.trainer import relative_l2
 
 #: Li et al. (2021), Table 3, ν = 1e-3, T = 50, N = 1000: FNO-2D's relative L2 test error.
@@ -177,8 +179,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cuda-graph", action="store_true",
                    help="capture one training step as a CUDA graph and replay it (GPU; removes launch overhead)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint.pt (model, optimizer, schedule and sample "
+                        "order), so a long schedule can be trained over several calls")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
+    if a.resume and a.fit_schedule:
+        p.error("--fit-schedule fits one call's schedule and cannot be combined with --resume")
     for name in ("resolution", "n_train", "n_test", "gen_batch", "t_in", "width", "modes", "epochs", "step_size",
                  "batch_size", "eval_every"):
         if getattr(a, name) < 1:
@@ -193,8 +200,9 @@ def main(argv: list[str] | None = None) -> dict:
         raise UserError(f"--cuda-graph needs a CUDA device, got --device {a.device}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    state = _load_checkpoint(out / CHECKPOINT, a) if a.resume else None  # refused before any data work
     gen_seconds = None
-    if a.data is None:
+    if a.data is None and not (a.resume and (out / "data").is_dir()):
         data = out / "data"
         t0 = time.perf_counter()
         generate(GenerateConfig(pde="navier_stokes_2d", out=str(data), levels=[a.level], n_train=a.n_train, n_valid=0,
@@ -202,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
                                 device=a.device, overwrite=True, progress=not a.quiet))
         gen_seconds = time.perf_counter() - t0
     else:
-        data = Path(a.data)
+        data = Path(a.data) if a.data is not None else out / "data"
     train = load_vorticity(data, "train", a.level, a.n_train).to(dev)
     test = load_vorticity(data, "test", a.level, a.n_test).to(dev)
     n_steps = train.shape[1] - 1 - a.t_in
@@ -216,15 +224,26 @@ def main(argv: list[str] | None = None) -> dict:
     lr = torch.tensor(a.lr, device=dev) if a.cuda_graph else a.lr
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=a.weight_decay, capturable=a.cuda_graph)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=a.step_size, gamma=0.5)
-    step = TrainStep(model, opt, a.t_in, n_steps, a.batch_size, train, cuda_graph=a.cuda_graph)
     order_gen = torch.Generator().manual_seed(a.seed)
     log_path = out / "log.csv"
     fields = ["epoch", "lr", "train_l2_step", "train_l2_full", "test_l2_full", "seconds"]
-    with open(log_path, "w", newline="") as fh:
-        csv.writer(fh).writerow(fields)
-    train_seconds, epoch, last_test = 0.0, 0, None
+    start, earlier_seconds = 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"]["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        for group in opt.param_groups:  # a graph needs the tensor learning rate on the device, eager a float
+            group["lr"] = torch.tensor(float(group["lr"]), device=dev) if a.cuda_graph else float(group["lr"])
+        sched.load_state_dict(state["scheduler"])
+        order_gen.set_state(state["order_gen"])
+        start, earlier_seconds = state["epoch"], state["train_seconds"]
+        _truncate_log(log_path, fields, start)
+    else:
+        with open(log_path, "w", newline="") as fh:
+            csv.writer(fh).writerow(fields)
+    step = TrainStep(model, opt, a.t_in, n_steps, a.batch_size, train, cuda_graph=a.cuda_graph)
+    train_seconds, epoch, last_test = 0.0, start, None  # train_seconds: this call's
     budget = None if a.time_limit is None else 60.0 * a.time_limit
-    for epoch in range(1, a.epochs + 1):
+    for epoch in range(start + 1, a.epochs + 1):
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         t0 = time.perf_counter()
@@ -240,6 +259,7 @@ def main(argv: list[str] | None = None) -> dict:
             torch.cuda.synchronize(dev)
         seconds = time.perf_counter() - t0
         train_seconds += seconds
+        done = epoch - start  # epochs of this call
         if (epoch == min(2, a.epochs) and a.fit_schedule and budget is not None
                 and train_seconds + seconds * (a.epochs - epoch) > budget):
             # Timed on the second epoch: the first also builds the FFT plans and, with --cuda-graph,
@@ -253,13 +273,18 @@ def main(argv: list[str] | None = None) -> dict:
         row = {"epoch": epoch, "lr": float(opt.param_groups[0]["lr"]), "train_l2_step": step_sum / n_seen / n_steps,
                "train_l2_full": full_sum / n_seen, "test_l2_full": "", "seconds": seconds}
         timed = epoch >= min(2, a.epochs) or not a.fit_schedule  # --fit-schedule times the second epoch
-        stop = epoch == a.epochs or (timed and budget is not None and train_seconds + train_seconds / epoch > budget)
+        stop = epoch == a.epochs or (timed and budget is not None and train_seconds + train_seconds / done > budget)
         if epoch % a.eval_every == 0 or stop:
             last_test = float(test_errors(model, test, a.t_in, 50)[0].mean())
             row["test_l2_full"] = last_test
             save_model(model, out / "model.pt")
         with open(log_path, "a", newline="") as fh:
             csv.writer(fh).writerow([row[k] for k in fields])
+        atomic_torch_save({"model": {**model.spec(), "state_dict": model.state_dict()},
+                           "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                           "order_gen": order_gen.get_state(), "epoch": epoch,
+                           "train_seconds": earlier_seconds + train_seconds,
+                           "args": {k: getattr(a, k) for k in RESUME_KEYS}}, out / CHECKPOINT)
         if not a.quiet:
             print(f"epoch {epoch:4d}  {seconds:6.2f} s  train step {row['train_l2_step']:.4f}  "
                   f"full {row['train_l2_full']:.4f}" + (f"  test full {last_test:.4f}" if row["test_l2_full"] != "" else ""),
@@ -274,7 +299,8 @@ def main(argv: list[str] | None = None) -> dict:
         "config": vars(a), "device": str(dev),
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "n_train": len(train), "n_test": len(test), "epochs_done": epoch, "train_seconds": train_seconds,
+        "n_train": len(train), "n_test": len(test), "epochs_done": epoch,
+        "train_seconds": earlier_seconds + train_seconds, "resumed_from_epoch": start,
         "generation_seconds": gen_seconds,
         "test_l2_full": {"mean": float(full.mean()), "median": float(full.median()), "max": float(full.max())},
         "paper_fno2d": PAPER_FNO2D,
@@ -287,8 +313,38 @@ def main(argv: list[str] | None = None) -> dict:
     save_model(model, out / "model.pt")
     _plot(results, model, test, a.t_in, n_steps, out / "rollout.png")
     print(f"test relative L2 of the {n_steps}-step rollout: mean {results['test_l2_full']['mean']:.4f} "
-          f"(paper FNO-2D {PAPER_FNO2D}); {epoch} epochs, {train_seconds / 60:.1f} min training")
+          f"(paper FNO-2D {PAPER_FNO2D}); {epoch} epochs, {(earlier_seconds + train_seconds) / 60:.1f} min training")
     return results
+
+
+#: The checkpoint in ``--out`` that ``--resume`` continues from (written after every epoch).
+CHECKPOINT = "checkpoint.pt"
+#: Arguments a resumed call must repeat: they define the model, the data and the schedule.
+RESUME_KEYS = ("level", "resolution", "n_train", "t_in", "width", "modes", "epochs", "step_size", "batch_size",
+               "lr", "weight_decay", "seed")
+
+
+def _load_checkpoint(path: Path, a: argparse.Namespace) -> dict:
+    """The checkpoint at ``path``, refused unless it belongs to the same model, data and schedule as ``a``."""
+    if not path.is_file():
+        raise UserError(f"cannot resume: {str(path)!r} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    differ = [f"--{k.replace('_', '-')} {state['args'][k]} (now {getattr(a, k)})"
+              for k in RESUME_KEYS if state["args"][k] != getattr(a, k)]
+    if differ:
+        raise UserError(f"cannot resume {str(path)!r}: it was trained with " + ", ".join(differ))
+    if state["epoch"] >= a.epochs:
+        raise UserError(f"cannot resume {str(path)!r}: all {a.epochs} epochs are done")
+    return state
+
+
+def _truncate_log(path: Path, fields: list[str], epoch: int) -> None:
+    """Keep the header and the rows of epochs ``<= epoch`` (a call may have stopped between log and checkpoint)."""
+    rows = list(csv.DictReader(open(path))) if path.is_file() else []
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(fields)
+        w.writerows([r[k] for k in fields] for r in rows if int(r["epoch"]) <= epoch)
 
 
 def _plot(results: dict, model: torch.nn.Module, test: torch.Tensor, t_in: int, n_steps: int, path: Path) -> None:

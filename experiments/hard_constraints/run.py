@@ -16,7 +16,8 @@ Usage (one thread):
 
     OMP_NUM_THREADS=1 python experiments/hard_constraints/run.py diffusion_sorption [--scale cpu|gpu]
     OMP_NUM_THREADS=1 python experiments/hard_constraints/run.py navier_stokes [--scale cpu|gpu]
-    OMP_NUM_THREADS=1 python experiments/hard_constraints/run.py timing [--scale cpu|gpu]
+    OMP_NUM_THREADS=1 python experiments/hard_constraints/run.py timing [--scale cpu|gpu] [--timing-pde navier_stokes]
+                                                                     [--timing-points 100,1000,10000]
 
 Options: ``--methods moe,global,soft``, ``--steps N``, ``--lr X`` and ``--n-interior N`` (overrides), ``--parts 2,1``, ``--overlap 0.25``,
 ``--face-scope own|global`` and ``--interior-split total|per_expert`` (the MoE partition), ``--seeds 0,1,2``
@@ -553,11 +554,12 @@ def plot_accuracy(name, results, fields, truth, problem, out: Path):
 
 
 # ---- timing: MoE against the global constraint as the number of collocation points grows ---------
-def timing(scale: str, out: Path, device: str, repeats: int = 3, name: str = "diffusion_sorption"):
+def timing(scale: str, out: Path, device: str, repeats: int = 3, name: str = "diffusion_sorption",
+           points: tuple[int, ...] = (100, 1000, 10000)):
     cfg = SCALES[name][scale]
     problem = PROBLEMS[name](cfg, device)
     rows = []
-    for n_pts in (100, 1000, 10000):
+    for n_pts in points:
         for method in ("global", "moe"):
             model = problem.make_model(0)
             partition = partition_for(problem, method)
@@ -593,7 +595,7 @@ def timing(scale: str, out: Path, device: str, repeats: int = 3, name: str = "di
     lines = ["| points | global step (s) | MoE step (s) | step speed-up | global inference (s) | MoE inference (s) | "
              "inference speed-up | global LM solve (s) | MoE LM solve (s) | LM its global/MoE |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for n_pts in (100, 1000, 10000):
+    for n_pts in points:
         g = next(r for r in rows if r["points"] == n_pts and r["method"] == "global")
         m = next(r for r in rows if r["points"] == n_pts and r["method"] == "moe")
         lines.append(f"| {n_pts} | {g['train_step_s']:.3f} | {m['train_step_s']:.3f} | "
@@ -640,6 +642,7 @@ def main(argv=None):
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override an entry of the scale's 'extra' settings, e.g. loss_grid=128,51 (repeatable)")
     ap.add_argument("--timing-pde", default="diffusion_sorption", choices=list(PROBLEMS))
+    ap.add_argument("--timing-points", default="100,1000,10000", help="collocation point counts of `timing`")
     ap.add_argument("--out", default="experiments_out/hard_constraints")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
@@ -650,7 +653,13 @@ def main(argv=None):
     if bad:
         sys.exit(f"unknown method(s) {bad}; allowed: moe, global, soft")
     if args.what == "timing":
-        timing(args.scale, out, args.device, name=args.timing_pde)
+        try:
+            points = tuple(int(v) for v in args.timing_points.split(","))
+        except ValueError:
+            points = ()
+        if not points or min(points) < 1:
+            ap.error(f"--timing-points must be positive integers separated by commas, got {args.timing_points!r}")
+        timing(args.scale, out, args.device, name=args.timing_pde, points=points)
     else:
         parts = [int(v) for v in args.parts.split(",") if v] if args.parts else None
         accuracy(args.what, args.scale, methods, args.steps, out, args.device, parts, args.overlap,
