@@ -475,3 +475,18 @@ def test_cli_trains_an_allen_cahn_pinn_with_engd(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["pde"] == "allen_cahn_1d" and metrics["steps"] == 3 and math.isfinite(metrics["rel_l2"])
+
+
+def test_every_pinn_experiment_config_resolves():
+    """Each optimizer entry of the PINN experiments' YAML files is a valid configuration (no typo'd keys)."""
+    from pathlib import Path
+
+    import yaml
+
+    paths = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("pinn_*/*.yaml"))
+    assert len(paths) >= 6
+    for path in paths:
+        spec = yaml.safe_load(path.read_text())
+        for name, entry in spec["optimizers"].items():
+            config = PINNConfig.from_dict({**spec["base"], **entry, "seed": 0, "out": "unused"})
+            assert config.optimizer == entry["optimizer"], (path.name, name)
