@@ -41,6 +41,26 @@ def test_grid_line_search_takes_the_best_step_of_the_grid():
     assert opt.last["evaluations"] == 31 and opt.last["improved"]
 
 
+class _Uphill(ENGD):
+    """ENGD pointed the wrong way, so no step of the grid lowers the loss."""
+
+    def direction(self, res):
+        r, d = super().direction(res)
+        return r, -d
+
+
+@pytest.mark.parametrize("accept_worse", [True, False])
+def test_a_grid_step_that_raises_the_loss_is_taken_only_with_accept_worse(accept_worse):
+    theta = torch.tensor([0.3], dtype=D)
+    opt = _Uphill([theta], line_search="grid", accept_worse=accept_worse)
+    opt.step(_sine)
+    assert not opt.last["improved"]
+    if accept_worse:  # the least harmful step, 2^-30
+        assert opt.last["eta"] == 2.0 ** -30 and float(theta) != 0.3
+    else:
+        assert opt.last["eta"] == 0.0 and float(theta) == 0.3
+        assert opt.last["new_loss"] == opt.last["loss"]
+
 def test_descending_line_search_stops_at_the_first_rise_after_an_improvement():
     """Same problem: η = 1 already lowers the loss (θ ≈ −4.4, sin θ ≈ 0.95) and η = 1/2 raises it again,
     so the descending search stops there after two evaluations, short of the grid's best η = 1/4."""

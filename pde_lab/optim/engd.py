@@ -76,17 +76,20 @@ class ENGD(torch.optim.Optimizer):
         adaptive_damping: steer ``λ`` by the line search (module docstring).
         damping_range: bounds ``(low, high)`` of the relative ``μ``.
         jacobian_mode: passed to :meth:`ResidualFunction.jacobian` for non-pointwise residuals.
+        accept_worse: take the search's best step even when it raises the loss (the ENGD paper's grid
+            search; default), or stay put (``False``, the KFAC paper's).
 
     After every step, ``last`` holds ``loss`` (before), ``new_loss``, ``eta`` (the step size taken),
     ``evaluations`` (loss evaluations of the line search), ``improved`` (whether the loss fell) and,
     with adaptive damping, ``mu`` (the relative damping the step used). The grid's best step is taken
-    even when it does not lower the loss (as in the paper); its size is then at most ``2^−K``.
+    even when it does not lower the loss (as in the paper); its size is then at most ``2^−K``. With
+    ``accept_worse=False`` such a step is not taken (``eta`` 0), as in the KFAC paper's grid search.
     """
 
     def __init__(self, params: Iterable[torch.Tensor], solver: DirectionSolver = "pinv", damping: float = 0.0,
                  rcond: float | None = None, line_search: LineSearch = "grid", max_halvings: int = 30,
                  lr: float = 1.0, adaptive_damping: bool = False, damping_range: tuple[float, float] = (1e-15, 1e3),
-                 jacobian_mode: str = "auto"):
+                 jacobian_mode: str = "auto", accept_worse: bool = True):
         check_choice("ENGD solver", solver, SOLVERS)
         check_choice("ENGD line_search", line_search, LINE_SEARCHES)
         if damping < 0 or lr <= 0 or int(max_halvings) < 0:
@@ -99,7 +102,7 @@ class ENGD(torch.optim.Optimizer):
             raise UserError("adaptive_damping is steered by the line search; it needs line_search grid or descending")
         defaults = dict(solver=solver, damping=float(damping), rcond=rcond, line_search=line_search,
                         max_halvings=int(max_halvings), lr=float(lr), adaptive_damping=bool(adaptive_damping),
-                        damping_range=(low, high), jacobian_mode=jacobian_mode)
+                        damping_range=(low, high), jacobian_mode=jacobian_mode, accept_worse=bool(accept_worse))
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
             raise UserError("ENGD works on one parameter group (the whole θ)")
@@ -167,6 +170,8 @@ class ENGD(torch.optim.Optimizer):
         losses = torch.nan_to_num(losses, nan=float("inf"))
         best = int(torch.argmin(losses))
         eta, new_loss = etas[best], float(losses[best])
+        if not g["accept_worse"] and not new_loss < float(loss):
+            eta, new_loss = 0.0, float(loss)
         res.assign(res.shifted(-eta * d, theta))
         state = self.state[self._params[0]]
         state["step"] = state.get("step", 0) + 1

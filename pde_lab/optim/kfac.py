@@ -230,6 +230,8 @@ class KFAC(ENGD):
             momentum; 0: none).
         init_identity: start the moving averages of the factors from identity matrices instead of the
             first estimate, so that the first steps are damped towards gradient descent.
+        accept_worse: for ENGD's line searches, whether a step that raises the loss is still taken
+            (``True``, ENGD's rule) or not (``False``, the KFAC paper's grid search).
         line_search: ``auto`` (default: the model-based step size and momentum), or ENGD's ``grid``,
             ``descending``, ``none``. With ``auto`` and a fixed damping, a rejected step (the loss rose)
             is retried with the same damping, so a too small ``damping`` can stall it; the adaptive
@@ -245,7 +247,7 @@ class KFAC(ENGD):
                  ema: float = 0.95, update_every: int = 1, damping_split: str = "trace-norm", prune_copies: bool = True,
                  line_search: str = "auto", max_halvings: int = 30, lr: float = 1.0,
                  adaptive_damping: bool = True, damping_range: tuple[float, float] = (1e-15, 1e3),
-                 momentum: float = 0.0, init_identity: bool = False):
+                 momentum: float = 0.0, init_identity: bool = False, accept_worse: bool = True):
         check_choice("KFAC approximation", kfac_approx, APPROXIMATIONS)
         check_choice("KFAC damping_split", damping_split, DAMPING_SPLITS)
         check_choice("KFAC line_search", line_search, KFAC_LINE_SEARCHES)
@@ -260,7 +262,7 @@ class KFAC(ENGD):
                             "chooses its own momentum")
         super().__init__(params, damping=damping, line_search="descending" if line_search == "auto" else line_search,
                          max_halvings=max_halvings, lr=lr, adaptive_damping=adaptive_damping,
-                         damping_range=damping_range)
+                         damping_range=damping_range, accept_worse=accept_worse)
         g = self.param_groups[0]
         g["line_search"] = line_search
         for unused in ("solver", "rcond", "jacobian_mode"):  # ENGD's Gramian solve is not used
