@@ -170,7 +170,7 @@ class ENGD(torch.optim.Optimizer):
         losses = torch.nan_to_num(losses, nan=float("inf"))
         best = int(torch.argmin(losses))
         eta, new_loss = etas[best], float(losses[best])
-        if not g["accept_worse"] and not new_loss < float(loss):
+        if not g.get("accept_worse", True) and not new_loss < float(loss):  # absent in older checkpoints
             eta, new_loss = 0.0, float(loss)
         res.assign(res.shifted(-eta * d, theta))
         state = self.state[self._params[0]]
