@@ -47,7 +47,8 @@ terms' own factors are.
 Damping (Tikhonov). The factors of each of the ``T`` Kronecker products are damped as
 ``(A + λ_A I)``, ``(B + λ_B I)`` with ``λ_A λ_B = λ/T``, split by the trace-norm rule
 ``λ_A/λ_B = π²``, ``π² = (tr A/dim A)/(tr B/dim B)`` (Martens & Grosse 2015, §6.3;
-``damping_split="trace-norm"``), or ``λ_A = λ_B = λ/T`` (``"same"``, the paper's rule). ``λ`` is fixed
+``damping_split="trace-norm"``), or ``λ_A = λ_B = λ/T`` (``"same"``). The paper's code adds its ``λ``
+to every factor of every term without the ``1/T``, so its ``"same"`` with ``λ`` is ours with ``T λ``. ``λ`` is fixed
 (``damping``) or, with ``adaptive_damping``, ``μ · tr(K)/p_layer`` per layer, ``K`` the layer's
 undamped KFAC block, with the relative ``μ`` steered as described next.
 
