@@ -115,7 +115,7 @@ def test_fit_schedule_shrinks_the_epochs_to_the_time_limit(tmp_path):
 
 
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
-    """Stopping after epochs 1 and 2 (a tiny time limit) and resuming gives the same log and weights."""
+    """Stopping after epochs 1 and 2 (a tiny time limit) and resuming gives the same log and test error."""
     mod = _load()
     common = ["--level", "easy", "--resolution", "16", "--n-train", "6", "--n-test", "2", "--epochs", "4",
               "--step-size", "2", "--batch-size", "2", "--width", "8", "--modes", "4", "--eval-every", "2",

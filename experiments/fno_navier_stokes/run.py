@@ -42,7 +42,7 @@ from pde_lab.datasets import GenerateConfig, generate
 from pde_lab.datasets.reader import list_files
 from pde_lab.datasets.schema import FIELD_GROUPS
 from pde_lab.errors import UserError
-from pde_lab.operators import build_model, save_model
+from pde_lab.operators import build_model, model_payload, save_model
 from pde_lab.operators.base import atomic_torch_save
 from pde_lab.training.trainer import relative_l2
 
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
             save_model(model, out / "model.pt")
         with open(log_path, "a", newline="") as fh:
             csv.writer(fh).writerow([row[k] for k in fields])
-        atomic_torch_save({"model": {**model.spec(), "state_dict": model.state_dict()},
+        atomic_torch_save({"model": model_payload(model),
                            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                            "order_gen": order_gen.get_state(), "epoch": epoch,
                            "train_seconds": earlier_seconds + train_seconds,

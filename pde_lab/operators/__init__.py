@@ -4,7 +4,7 @@
 rebuilds one from a saved file or training checkpoint without the training code.
 """
 from .base import (MODELS, Operator, build_model, data_arguments, load_model, model_parameters,
-                   register_model, save_model)
+                   model_payload, register_model, save_model)
 
 # Importing the modules registers their models.
 from . import cno, deeponet, ffno, fno, pinn, transformer, unet  # noqa: E402,F401
@@ -17,5 +17,5 @@ from .transformer import GalerkinTransformer  # noqa: E402
 from .unet import UNet  # noqa: E402
 
 __all__ = ["MODELS", "Operator", "build_model", "data_arguments", "load_model", "model_parameters",
-           "register_model", "save_model", "FNO", "SpectralConv", "PINNMLP", "FFNO", "FactorizedSpectralConv",
-           "UNet", "DeepONet", "CNO", "GalerkinTransformer"]
+           "model_payload", "register_model", "save_model", "FNO", "SpectralConv", "PINNMLP", "FFNO",
+           "FactorizedSpectralConv", "UNet", "DeepONet", "CNO", "GalerkinTransformer"]

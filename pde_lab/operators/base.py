@@ -95,10 +95,15 @@ def build_model(name: str, **kwargs: Any) -> Operator:
     return cls(**kwargs)
 
 
+def model_payload(model: Operator) -> dict[str, Any]:
+    """``{"name", "args", "state_dict"}`` of ``model``: what :func:`load_model` rebuilds it from, on its
+    own or under a checkpoint's ``"model"`` key."""
+    return {**model.spec(), "state_dict": model.state_dict()}
+
+
 def save_model(model: Operator, path: str | os.PathLike) -> None:
-    """Write ``{"name", "args", "state_dict"}`` of ``model`` to ``path`` (atomically)."""
-    payload = {**model.spec(), "state_dict": model.state_dict()}
-    atomic_torch_save(payload, path)
+    """Write :func:`model_payload` of ``model`` to ``path`` (atomically)."""
+    atomic_torch_save(model_payload(model), path)
 
 
 def load_model(source: str | os.PathLike | Mapping[str, Any], map_location: str | torch.device = "cpu") -> Operator:

@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..evaluation.rollout import advance
-from ..operators.base import Operator, build_model, data_arguments
+from ..operators.base import Operator, build_model, data_arguments, model_payload
 from ..optim.first_order import build_first_order
 from . import distributed
 from .checkpoint import Normalizer, load_checkpoint, predict_batch, save_checkpoint, write_log
@@ -332,7 +332,7 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
             improved = score < best_valid
             if improved:
                 best_valid, best_epoch = score, epoch + 1
-            checkpoint = {"model": {**model.spec(), "state_dict": model.state_dict()},
+            checkpoint = {"model": model_payload(model),
                           "normalizer": normalizer.state_dict(), "data": data_meta,
                           "config": resolved.to_dict(), "epoch": epoch + 1,
                           "best_valid": best_valid, "best_epoch": best_epoch, "history": history,
