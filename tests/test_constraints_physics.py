@@ -234,16 +234,9 @@ def test_layer_on_cuda_matches_cpu():
 
 
 def _hard_constraints_script():
-    import importlib.util
-    import sys
-    from pathlib import Path
+    from tests.experiment_scripts import load_experiment
 
-    path = Path(__file__).resolve().parents[1] / "experiments" / "hard_constraints" / "run.py"
-    spec = importlib.util.spec_from_file_location("hard_constraints_run", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses resolve the script's annotations through sys.modules
-    spec.loader.exec_module(mod)
-    return mod
+    return load_experiment("hard_constraints/run.py")
 
 
 def test_navier_stokes_expert_loss_takes_each_point_from_its_own_expert():

@@ -2,23 +2,17 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import h5py
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "difficulty_transfer" / "run.py"
+from tests.experiment_scripts import load_experiment
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("difficulty_transfer_run", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses resolve the script's annotations through sys.modules
-    spec.loader.exec_module(mod)
-    return mod
+    return load_experiment("difficulty_transfer/run.py")
 
 
 @pytest.mark.slow

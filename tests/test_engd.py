@@ -61,6 +61,7 @@ def test_a_grid_step_that_raises_the_loss_is_taken_only_with_accept_worse(accept
         assert opt.last["eta"] == 0.0 and float(theta) == 0.3
         assert opt.last["new_loss"] == opt.last["loss"]
 
+
 def test_descending_line_search_stops_at_the_first_rise_after_an_improvement():
     """Same problem: η = 1 already lowers the loss (θ ≈ −4.4, sin θ ≈ 0.95) and η = 1/2 raises it again,
     so the descending search stops there after two evaluations, short of the grid's best η = 1/4."""

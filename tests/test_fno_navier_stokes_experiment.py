@@ -2,25 +2,18 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from pde_lab.operators import load_model
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "fno_navier_stokes" / "run.py"
+from tests.experiment_scripts import load_experiment
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("fno_navier_stokes_run", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_experiment("fno_navier_stokes/run.py")
 
 
 def test_rollout_feeds_each_prediction_back():

@@ -12,6 +12,7 @@ from pde_lab.operators import build_model
 from pde_lab.optim import KFAC, model_terms
 from pde_lab.pdes import PDES
 from pde_lab.training.pinn import PINNConfig, build_problem, fit_pinn
+from tests.experiment_scripts import load_experiment
 
 D = torch.float64
 
@@ -310,15 +311,7 @@ def test_kfac_follows_the_papers_logged_run_on_its_own_draw():
     """On the KFAC paper's own draw of points and initial weights, with its best run's hyper-parameters,
     factors and float32 targets, pde_lab's KFAC reproduces the loss that run logged to rounding over its
     first twenty steps; pde_lab's float64 targets move it by 1e-7, its pruned factors by far more."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "experiments" / "pinn_poisson" / "kfac_paper_draw.py"
-    spec = importlib.util.spec_from_file_location("kfac_paper_draw", script)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
+    mod = load_experiment("pinn_poisson/kfac_paper_draw.py")
     paper = list(mod.PAPER_FIRST_LOSSES)
     steps = len(paper) - 1
 
