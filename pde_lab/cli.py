@@ -16,6 +16,20 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _key_values(items: list[str], flag: str) -> dict:
+    """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}`` (numbers, booleans and none typed as in ``--set``)."""
+    from .errors import UserError
+    from .training.config import _parse_scalar
+
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{flag} {item!r} is not of the form KEY=VALUE")
+        out[key.strip()] = _parse_scalar(raw.strip())
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pde-lab", description="PDE solvers, datasets and neural operators.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -37,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="processes solving batches in parallel, one thread each (same bytes as 1)")
     g.add_argument("--shard", default=None, metavar="I/N",
                    help="generate only shard I of N into --out, for `pde-lab merge` (any machine, any order)")
+    g.add_argument("--solver-option", action="append", default=[], metavar="KEY=VALUE", dest="solver_options",
+                   help="an argument of the PDE family's constructor, e.g. solver_factor=2 (repeatable; "
+                        "recorded in the files)")
 
     m = sub.add_parser("merge", help="join the shard directories of `generate --shard` into one dataset")
     m.add_argument("shards", nargs="+", help="shard directories (all N of them)")
@@ -124,7 +141,7 @@ def _generate(a) -> None:
     out = generate(GenerateConfig(pde=a.pde, out=a.out, levels=a.levels, n_train=a.n_train, n_valid=a.n_valid,
                                   n_test=a.n_test, resolution=a.resolution, seed=a.seed, batch_size=a.batch_size,
                                   device=a.device, overwrite=a.overwrite, progress=not a.quiet, workers=a.workers,
-                                  shard=a.shard))
+                                  shard=a.shard, solver_options=_key_values(a.solver_options, "--solver-option")))
     print(f"wrote {out}")
 
 

@@ -50,6 +50,14 @@ BAD = [
     (["generate", "--pde", "darcy", "--n-train", "0", "--out", "{tmp}/x"], "n_train must be positive, got 0"),
     (["generate", "--pde", "darcy", "--n-test", "-3", "--out", "{tmp}/x"], "n_test must be non-negative, got -3"),
     (["generate", "--pde", "darcy", "--out", "{data}"], "exists and is not empty; pass --overwrite"),
+    (["generate", "--pde", "navier_stokes_2d", "--solver-option", "factor=2", "--out", "{tmp}/x"],
+     "navier_stokes_2d has no solver option(s) ['factor']; allowed: ['solver_factor'"),
+    (["generate", "--pde", "navier_stokes_2d", "--solver-option", "solver_factor=1", "--out", "{tmp}/x"],
+     "solver_factor must be an integer >= 2, got 1"),
+    (["generate", "--pde", "navier_stokes_2d", "--solver-option", "solver_factor=two", "--out", "{tmp}/x"],
+     "bad solver option for navier_stokes_2d"),
+    (["generate", "--pde", "darcy", "--solver-option", "solver_factor", "--out", "{tmp}/x"],
+     "--solver-option 'solver_factor' is not of the form KEY=VALUE"),
     (["info", "{tmp}/missing"], "does not exist"),
     (["train", "--data", "{data}", "--model", "transformer9", "--out", "{tmp}/r"], "unknown model 'transformer9'; allowed:"),
     (["train", "--data", "{tmp}/nodata", "--model", "fno", "--out", "{tmp}/r"], "does not exist"),
@@ -69,6 +77,19 @@ def test_bad_input_is_one_named_line(capsys, toy_data, tmp_path, argv, message):
     assert len(lines) == 1 and "Traceback" not in err, err
     assert message in lines[0], lines[0]
     assert not (tmp_path / "x").exists() and not (tmp_path / "r").exists()
+
+
+def test_solver_options_reach_the_solver_and_the_files(capsys, tmp_path):
+    """``--solver-option`` builds the PDE with that constructor argument, and both the generation
+    config and the solver settings of the file record it."""
+    code, _, err = run(capsys, "generate", "--pde", "navier_stokes_2d", "--levels", "fno_nu1e-3", "--n-train", "1",
+                       "--n-valid", "0", "--n-test", "0", "--resolution", "8", "--solver-option", "solver_factor=3",
+                       "--out", str(tmp_path / "ns"), "--quiet")
+    assert code == 0, err
+    with h5py.File(tmp_path / "ns" / "train" / "fno_nu1e-3.h5") as f:
+        assert json.loads(f.attrs["generation_config"])["solver_options"] == {"solver_factor": 3}
+        settings = json.loads(f.attrs["solver_settings"])
+    assert settings["solver_factor"] == 3
 
 
 def test_validate_lists_violations_and_exits_nonzero(capsys, toy_data, tmp_path):

@@ -40,6 +40,9 @@ class GenerateConfig:
         workers: processes solving units in parallel (one thread each); does not change the data.
         shard: ``"i/N"`` or ``(i, N)``: generate only units ``i, i+N, i+2N, ...`` into a shard
             directory for ``pde-lab merge``; ``None``: the whole dataset.
+        solver_options: keyword arguments of the PDE family's constructor (its solver settings,
+            e.g. ``{"solver_factor": 2}`` for ``navier_stokes_2d``); they change the data, so they are
+            part of the stored ``generation_config``.
     """
 
     pde: str
@@ -54,7 +57,7 @@ class GenerateConfig:
     device: str = "cpu"
     overwrite: bool = False
     progress: bool = True
-    extra: dict = field(default_factory=dict)
+    solver_options: dict = field(default_factory=dict)
     workers: int = 1
     shard: str | tuple[int, int] | None = None
 
@@ -70,7 +73,9 @@ def sample_seed(dataset_seed: int, level: str, split: str, index: int) -> int:
 
 
 def _check(config: GenerateConfig):
-    pde = get_pde(config.pde)
+    if not isinstance(config.solver_options, dict):
+        raise UserError(f"solver_options must be a dict of constructor arguments, got {config.solver_options!r}")
+    pde = get_pde(config.pde, **config.solver_options)
     levels = config.levels if config.levels else list(pde.levels)
     for lv in levels:
         pde.level(lv)

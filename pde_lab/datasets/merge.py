@@ -66,7 +66,7 @@ def merge_shards(shard_dirs: Sequence[str | Path], out: str | Path, overwrite: b
     manifest, by_index = _load_shards(shard_dirs)
     cfg = manifest["config"]
     try:
-        pde = get_pde(cfg["pde"])
+        pde = get_pde(cfg["pde"], **cfg.get("solver_options", {}))
         levels = list(cfg["levels"])
         counts = {"train": int(cfg["n_train"]), "valid": int(cfg["n_valid"]), "test": int(cfg["n_test"])}
         units = engine.plan_units(levels, counts, int(cfg["batch_size"]))
