@@ -278,7 +278,7 @@ def test_time_step_accuracy_at_default_cfl():
 def test_solver_grid_of_128_resolves_the_fno_data_stored_at_64():
     """At nu = 1e-3 the FNO trajectories solved on 128² (``solver_factor=2``) equal those solved on the
     paper's 256² to < 1e-8 relative at the stored 64² points (2e-9 up to t = 4; 6e-10 over the whole
-    T = 50 for two trajectories), so the 8x cheaper grid is a valid way to generate that data. The
+    T = 50 for two trajectories), so the 7x cheaper grid is a valid way to generate that data. The
     check has teeth: at nu = 1e-5 the same comparison gives 6e-4."""
     g = NavierStokes2D().grid(64)
     inst = NavierStokes2D().sample("fno_nu1e-3", np.random.default_rng(0), g)

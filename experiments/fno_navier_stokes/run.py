@@ -163,7 +163,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-test", type=int, default=200)
     p.add_argument("--gen-batch", type=int, default=200, help="trajectories solved together")
     p.add_argument("--solver-factor", type=int, default=4,
-                   help="solver grid per stored grid and axis: 4 is the paper's 256² for 64²; 2 (128²) is 8x cheaper "
+                   help="solver grid per stored grid and axis: 4 is the paper's 256² for 64²; 2 (128²) is 7x cheaper "
                         "and gives the stored frames to a relative 6e-10 at nu = 1e-3 (README)")
     p.add_argument("--t-in", type=int, default=10, help="input frames")
     p.add_argument("--width", type=int, default=20)
