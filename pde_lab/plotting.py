@@ -559,19 +559,23 @@ def plot_rollout_error(
             needs its ``"error_vs_time"`` entry (``times``, ``rel_l2_mean``, ``rel_l2_median``,
             ``rel_l2_max``).
         levels: which levels to draw (default: all, in the file's order).
-        log: logarithmic error axis (errors typically grow by orders of magnitude along a rollout).
+        log: logarithmic error axis (errors typically grow by orders of magnitude along a rollout);
+            linear when every error is zero.
         title: axes title.
         ax: Axes to draw into; a new figure when ``None``.
 
     Returns:
-        The figure: the mean relative L2 error per frame as a line, the band from the median to the
-        maximum over trajectories shaded.
+        The figure: the mean relative L2 error per frame as a line (with a marker per frame for up
+        to 30 frames, so a single frame shows), the band from the median to the maximum over
+        trajectories shaded.
     """
     data = _read_metrics(metrics)
     entries = data.get("levels") if isinstance(data, Mapping) else None
     if not entries:
         raise UserError('metrics need a non-empty "levels" mapping written by `pde-lab evaluate`')
     names = list(entries) if levels is None else list(levels)
+    if not names:
+        raise UserError(f"levels must name at least one level; the metrics have {', '.join(entries)}")
     for name in names:
         if name not in entries:
             raise UserError(f"no level {name!r} in the metrics; they have {', '.join(entries)}")
@@ -581,14 +585,20 @@ def plot_rollout_error(
     if ax is None:
         ax = _new_figure(5.5, 4.0).subplots()
     fig = ax.figure
+    positive = False
     for i, name in enumerate(names):
         r = entries[name]["error_vs_time"]
         t = np.asarray(r["times"], dtype=float)
-        ax.plot(t, r["rel_l2_mean"], color=f"C{i}", label=f"{name} (mean)")
+        mean = np.asarray(r["rel_l2_mean"], dtype=float)
+        # A line through one frame (a rollout of a single block of one frame, one lead time) draws
+        # nothing without markers; short curves get them, so every frame shows.
+        marker = "o" if len(t) <= 30 else None
+        ax.plot(t, mean, color=f"C{i}", marker=marker, ms=4, label=f"{name} (mean)")
         ax.fill_between(t, r["rel_l2_median"], r["rel_l2_max"], color=f"C{i}", alpha=0.2, linewidth=0)
+        positive = positive or bool((np.asarray(r["rel_l2_max"], dtype=float) > 0).any())
     ax.set_xlabel("t")
     ax.set_ylabel("relative L2 error")
-    if log:
+    if log and positive:  # an exact model (all errors 0) has nothing to put on a log axis
         ax.set_yscale("log")
     ax.legend(frameon=False)
     ax.grid(alpha=0.3, which="both")

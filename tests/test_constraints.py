@@ -178,6 +178,25 @@ def test_partition_sampling_stays_in_expanded_boxes():
         Partition(((0.0, 1.0),), (0,))
 
 
+def test_partition_faces_are_touched_exactly_whatever_the_bounds():
+    # lo + p * width misses hi by an ulp for these bounds; the last box must still end on the face,
+    # or the experiment's "own" face scope gives no expert the rows of that face.
+    for bounds, parts in [(((-1.0, 0.3),), (3,)), (((0.1, 0.7),), (7,)), (((-0.3, 3.14159), (0.0, 1.1)), (5, 3))]:
+        p = Partition(bounds, parts)
+        for axis in range(len(bounds)):
+            lower, upper = p.touches(axis, 0), p.touches(axis, 1)
+            position = p._multi_index()[:, axis]
+            assert torch.equal(lower, position == 0), (bounds, parts, axis)
+            assert torch.equal(upper, position == parts[axis] - 1), (bounds, parts, axis)
+        assert torch.equal(p.boxes()[..., 1].amax(0), torch.tensor([hi for _, hi in bounds], dtype=f64))
+    with pytest.raises(UserError, match="side 0"):
+        Partition(((0.0, 1.0),), (2,)).touches(0, 2)
+    with pytest.raises(UserError, match="axis in 0..0"):
+        Partition(((0.0, 1.0),), (2,)).touches(1, 0)
+    with pytest.raises(UserError, match="axis 2"):
+        Partition(((0.0, 1.0), (0.0, 1.0)), (2, 2)).sample(4, torch.Generator().manual_seed(0), fixed={2: 0.0})
+
+
 def test_partition_shared_sampling_gives_every_expert_the_same_whole_face():
     # Global initial/boundary rows of a mixture: one draw over the whole domain, replicated.
     p = Partition(((0.0, 1.0), (0.0, 2.0)), (4, 1))

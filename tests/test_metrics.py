@@ -2,6 +2,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,6 +19,7 @@ from pde_lab.evaluation.metrics import (
     spectral_error,
     summarize,
 )
+from pde_lab.evaluation.rollout import Rollout
 
 
 def _pair():
@@ -108,6 +110,16 @@ def test_bad_shapes_are_rejected():
         compute_metrics(torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 1, 1), names=["l7"])
 
 
+def test_bad_eps_is_rejected_by_every_relative_metric():
+    pred, true = _pair()
+    for fn in (relative_l2, relative_l1, nrmse):
+        for eps in (0.0, -1e-12, math.nan, "tiny"):
+            with pytest.raises(ValueError, match="eps must be a positive finite number"):
+                fn(pred, true, eps=eps)
+    with pytest.raises(ValueError, match="eps must be"):
+        spectral_error(torch.zeros(1, 1, 4, 1), torch.zeros(1, 1, 4, 1), eps=0.0)
+
+
 def test_summarize_statistics_and_json():
     stats = summarize({"relative_l2": torch.tensor([1.0, 2.0, 3.0, 10.0]), "rmse": [5.0]})
     s = stats["relative_l2"]
@@ -117,6 +129,19 @@ def test_summarize_statistics_and_json():
     json.dumps(stats)
     with pytest.raises(ValueError, match="no samples"):
         summarize({"rmse": torch.tensor([])})
+
+
+def test_rollout_summary_statistics_over_trajectories():
+    # Two trajectories, two frames: the median of two values is their midpoint, as in summarize.
+    errors = torch.tensor([[0.1, 0.4], [0.3, 0.2]], dtype=torch.float32)
+    roll = Rollout(np.array([1, 2]), np.array([0.5, 1.0]), torch.zeros(2, 2, 3, 1), torch.zeros(2, 2, 3, 1), errors)
+    s = roll.summary()
+    assert s["kind"] == "rollout" and s["frames"] == [1, 2] and s["times"] == [0.5, 1.0]
+    assert s["rel_l2_mean"] == pytest.approx([0.2, 0.3])
+    assert s["rel_l2_median"] == pytest.approx([0.2, 0.3])
+    assert s["rel_l2_max"] == pytest.approx([0.3, 0.4])
+    assert s["rel_l2_median"] == pytest.approx([summarize({"e": errors[:, t]})["e"]["median"] for t in range(2)])
+    json.dumps(s)
 
 
 # ------------------------------------------------------------------------------------------ spectra
@@ -177,6 +202,19 @@ def test_spectral_error_isolates_the_shell_that_is_wrong():
     assert rel.shape == k.shape == (n // 2 + 1,)
     assert rel[5].item() == pytest.approx(0.1)
     assert rel[1].item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_spectral_error_averages_the_per_sample_ratios():
+    # Sample 0 is wrong by 10 % in shell 1, sample 1 by 50 % in shell 1 and 100 % in shell 2:
+    # r_1 = (0.1 + 0.5) / 2 = 0.3 (not the ratio of batch-mean energies), r_2 = (0 + 1) / 2.
+    n = 16
+    x = torch.arange(n, dtype=torch.float64) * 2 * math.pi / n
+    s1, s2 = torch.sin(x), torch.sin(2 * x)
+    true = torch.stack([s1 + s2, 2 * s1 + s2]).reshape(2, 1, n, 1)
+    pred = torch.stack([1.1 * s1 + s2, 3 * s1]).reshape(2, 1, n, 1)
+    k, rel = spectral_error(pred, true)
+    assert rel[1].item() == pytest.approx(0.3, rel=1e-12)
+    assert rel[2].item() == pytest.approx(0.5, rel=1e-12)
 
 
 def test_spectrum_rejects_fields_without_space():

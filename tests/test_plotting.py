@@ -19,6 +19,7 @@ from pde_lab.plotting import (  # noqa: E402
     plot_error_by_level,
     plot_error_field,
     plot_loss_curve,
+    plot_rollout_error,
     plot_spectrum,
 )
 
@@ -179,3 +180,24 @@ def test_spectrum_from_arrays_and_from_run(tmp_path):
     assert len(plot_spectrum(truth[0, 0, ..., 0], space_dims=2).axes) == 1
     _write_predictions(tmp_path)
     assert "hard" in plot_spectrum(tmp_path, level="hard").get_suptitle()
+
+
+def _curve(times, mean, median, top):
+    return {"error_vs_time": {"kind": "rollout", "frames": list(range(len(times))), "times": times,
+                              "rel_l2_mean": mean, "rel_l2_median": median, "rel_l2_max": top}}
+
+
+def test_rollout_error_single_frame_and_exact_model_and_bad_levels():
+    one = {"levels": {"easy": _curve([0.5], [0.01], [0.01], [0.02])}}
+    line = plot_rollout_error(one).axes[0].lines[0]
+    # One frame: a line alone would draw nothing; the marker shows the point.
+    assert list(line.get_xdata()) == [0.5] and line.get_marker() == "o"
+    exact = {"levels": {"easy": _curve([0.1, 0.2], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0])}}
+    assert plot_rollout_error(exact).axes[0].get_yscale() == "linear"
+    long = {"levels": {"hard": _curve(list(np.linspace(0, 1, 50)), [0.1] * 50, [0.1] * 50, [0.2] * 50)}}
+    ax = plot_rollout_error(long).axes[0]
+    assert ax.get_yscale() == "log" and ax.lines[0].get_marker() in (None, "None", "")
+    with pytest.raises(UserError, match="at least one level"):
+        plot_rollout_error(one, levels=[])
+    with pytest.raises(UserError, match="no level 'hard'"):
+        plot_rollout_error(one, levels=["hard"])

@@ -171,6 +171,22 @@ def test_pseudo_inverse_cuts_off_a_null_direction():
         gauss_newton_direction(J, r, damping=-1.0)
     with pytest.raises(UserError, match="direction solver"):
         gauss_newton_direction(J, r, solver="qr")
+    for bad in (-1e-3, 1.0, float("nan")):
+        with pytest.raises(UserError, match="rcond"):
+            gauss_newton_direction(J, r, solver="pinv", rcond=bad)
+    with pytest.raises(UserError, match="damping"):
+        gauss_newton_direction(J, r, damping=float("nan"))
+
+
+def test_unknown_parameter_names_are_named_with_the_models_own():
+    net = PINNMLP(in_dim=2, out_dim=1, widths=[3])
+    x = torch.rand(4, 2, dtype=D)
+    for build in (lambda names: model_residual(net, lambda u: u(x)[:, 0], params=names),
+                  lambda names: model_terms(net, [(lambda u, xx: u(xx)[:, 0], x, 1.0, "fit")], params=names)):
+        with pytest.raises(ValueError, match=r"no parameters \['w'\]; its parameters are \[.*'"):
+            build(["w"])
+        with pytest.raises(ValueError, match="no parameters to train"):
+            build([])
 
 
 

@@ -21,6 +21,7 @@ expert along each axis, so every point of the closed box has exactly one expert.
 """
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import torch
@@ -72,10 +73,14 @@ class Partition:
         """``(K, d, 2)`` lower and upper corners of every expert's box (widened and clipped if ``expanded``)."""
         lo = torch.tensor([b[0] for b in self.bounds], dtype=dtype)
         width = torch.tensor([(b[1] - b[0]) / p for b, p in zip(self.bounds, self.parts)], dtype=dtype)
+        hi = torch.tensor([b[1] for b in self.bounds], dtype=dtype)
         idx = self._multi_index().to(dtype)
         start, end = lo + idx * width, lo + (idx + 1) * width
+        # lo + p·width can miss hi by an ulp (lo = −1, hi = 0.3: 0.30000000000000004); the last box
+        # must end exactly on the domain face, or touches() says no expert reaches it.
+        last = idx + 1 == torch.tensor(self.parts, dtype=dtype)
+        end = torch.where(last, hi, end)
         if expanded and self.overlap > 0:
-            hi = torch.tensor([b[1] for b in self.bounds], dtype=dtype)
             start = torch.maximum(start - self.overlap * width, lo)
             end = torch.minimum(end + self.overlap * width, hi)
         return torch.stack([start, end], dim=-1)
@@ -104,6 +109,10 @@ class Partition:
         """
         if int(n_per_expert) < 1:
             raise UserError(f"n_per_expert must be a positive integer, got {n_per_expert!r}")
+        bad_axes = [a for a in (fixed or {}) if not (isinstance(a, numbers.Integral) and 0 <= a < self.dim)]
+        if bad_axes:
+            raise UserError(f"fixed coordinates name axis {', '.join(map(str, bad_axes))}; the partition has "
+                            f"axes 0..{self.dim - 1}")
         if shared:
             lo = torch.tensor([b[0] for b in self.bounds], dtype=dtype)
             hi = torch.tensor([b[1] for b in self.bounds], dtype=dtype)
@@ -120,6 +129,9 @@ class Partition:
     def touches(self, axis: int, side: int) -> torch.Tensor:
         """``(K,)`` bool: whether each expert's (expanded) box reaches the domain face ``(axis, side)``
         (``side`` 0 = lower, 1 = upper)."""
+        if not (isinstance(axis, numbers.Integral) and 0 <= axis < self.dim) or side not in (0, 1):
+            raise UserError(f"a domain face is (axis, side) with axis in 0..{self.dim - 1} and side 0 (lower) "
+                            f"or 1 (upper), got ({axis!r}, {side!r})")
         boxes = self.boxes(expanded=True)
         edge = self.bounds[axis][side]
         return boxes[:, axis, side] == edge

@@ -14,14 +14,16 @@ exactly what they compute.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = [
     "DEFAULT_EPS",
     "METRICS",
+    "FieldLike",
     "Spectrum",
     "compute_metrics",
     "energy_spectrum",
@@ -33,6 +35,9 @@ __all__ = [
     "spectral_error",
     "summarize",
 ]
+
+FieldLike = Union[Tensor, np.ndarray]
+"""A field in the dataset layout ``(B, T, *space, C)``: a torch tensor (any device) or a numpy array."""
 
 DEFAULT_EPS = 1e-12
 """Floor for the norm of the truth in relative metrics: ``denominator = max(norm, eps)``.
@@ -49,7 +54,7 @@ def _as_float64(x, name: str) -> Tensor:
     return x.to(torch.float64)
 
 
-def _prepare(pred, true, *, min_ndim: int = 3) -> tuple[Tensor, Tensor]:
+def _prepare(pred: FieldLike, true: FieldLike, *, min_ndim: int = 3) -> tuple[Tensor, Tensor]:
     """Validate a ``(pred, true)`` pair and return both as float64 tensors on their device."""
     pred = _as_float64(pred, "pred")
     true = _as_float64(true, "true")
@@ -69,12 +74,24 @@ def _prepare(pred, true, *, min_ndim: int = 3) -> tuple[Tensor, Tensor]:
     return pred, true
 
 
+def _check_eps(eps: float) -> float:
+    """``eps`` as a float; a negative, zero or non-finite floor would let ``x / max(norm, eps)`` divide
+    by zero (NaN or infinity for a zero truth), which the floor is there to prevent."""
+    try:
+        value = float(eps)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"eps must be a positive finite number (the floor of the truth's norm), got {eps!r}")
+    return value
+
+
 def _flat(x: Tensor) -> Tensor:
     """``(B, ...)`` -> ``(B, N)``: all of time, space and channels of each sample."""
     return x.reshape(x.shape[0], -1)
 
 
-def relative_l2(pred, true, *, eps: float = DEFAULT_EPS) -> Tensor:
+def relative_l2(pred: FieldLike, true: FieldLike, *, eps: float = DEFAULT_EPS) -> Tensor:
     """Relative L2 error of each sample: ``‖pred − true‖₂ / max(‖true‖₂, eps)``.
 
     The norms run over all of time, space and channels of a sample at once, so a channel with
@@ -87,13 +104,14 @@ def relative_l2(pred, true, *, eps: float = DEFAULT_EPS) -> Tensor:
     Returns:
         ``(B,)`` float64 on the input's device.
     """
+    eps = _check_eps(eps)
     pred, true = _prepare(pred, true)
     err = torch.linalg.vector_norm(_flat(pred - true), ord=2, dim=1)
     ref = torch.linalg.vector_norm(_flat(true), ord=2, dim=1)
     return err / ref.clamp_min(eps)
 
 
-def relative_l1(pred, true, *, eps: float = DEFAULT_EPS) -> Tensor:
+def relative_l1(pred: FieldLike, true: FieldLike, *, eps: float = DEFAULT_EPS) -> Tensor:
     """Relative L1 error of each sample: ``Σ|pred − true| / max(Σ|true|, eps)``.
 
     Sums run over all of time, space and channels of a sample.
@@ -105,13 +123,14 @@ def relative_l1(pred, true, *, eps: float = DEFAULT_EPS) -> Tensor:
     Returns:
         ``(B,)`` float64.
     """
+    eps = _check_eps(eps)
     pred, true = _prepare(pred, true)
     err = _flat(pred - true).abs().sum(dim=1)
     ref = _flat(true).abs().sum(dim=1)
     return err / ref.clamp_min(eps)
 
 
-def nrmse(pred, true, *, per_frame: bool = False, eps: float = DEFAULT_EPS) -> Tensor:
+def nrmse(pred: FieldLike, true: FieldLike, *, per_frame: bool = False, eps: float = DEFAULT_EPS) -> Tensor:
     """Normalised RMSE, PDEBench style: normalised per channel, then averaged over channels.
 
     For each channel ``c`` of a sample, the RMSE over time and space is divided by the RMS of the
@@ -135,6 +154,7 @@ def nrmse(pred, true, *, per_frame: bool = False, eps: float = DEFAULT_EPS) -> T
     Returns:
         ``(B,)`` float64.
     """
+    eps = _check_eps(eps)
     pred, true = _prepare(pred, true)
     B, T, C = pred.shape[0], pred.shape[1], pred.shape[-1]
     # Group by the axes that are normalised together: (B, C) pooled, or (B, T, C) per frame.
@@ -146,7 +166,7 @@ def nrmse(pred, true, *, per_frame: bool = False, eps: float = DEFAULT_EPS) -> T
     return ratio.reshape(B, -1).mean(dim=1)
 
 
-def max_error(pred, true) -> Tensor:
+def max_error(pred: FieldLike, true: FieldLike) -> Tensor:
     """Largest pointwise error of each sample: ``max |pred − true|`` over time, space and channels.
 
     Args:
@@ -159,7 +179,7 @@ def max_error(pred, true) -> Tensor:
     return _flat(pred - true).abs().amax(dim=1)
 
 
-def rmse(pred, true) -> Tensor:
+def rmse(pred: FieldLike, true: FieldLike) -> Tensor:
     """Root-mean-square error of each sample: ``sqrt(mean((pred − true)²))`` over time, space, channels.
 
     Args:
@@ -182,7 +202,7 @@ METRICS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 """Metric name -> function ``(pred, true) -> (B,)``; the names used in ``metrics.json``."""
 
 
-def compute_metrics(pred, true, names: Sequence[str] | None = None) -> dict[str, Tensor]:
+def compute_metrics(pred: FieldLike, true: FieldLike, names: Sequence[str] | None = None) -> dict[str, Tensor]:
     """Every metric of :data:`METRICS` (or those in ``names``) on one batch.
 
     Args:
@@ -263,7 +283,8 @@ def _shell_index(space_shape: Sequence[int], lengths: Sequence[float], device) -
     return torch.round(kk / dk).to(torch.long).reshape(-1), dk
 
 
-def energy_spectrum(u, lengths=None, *, per_frame: bool = False) -> Spectrum:
+def energy_spectrum(u: FieldLike, lengths: float | Sequence[float] | None = None, *,
+                    per_frame: bool = False) -> Spectrum:
     """Radially binned energy spectrum of periodic fields.
 
     With the normalised Fourier coefficients ``û_k = (1/N) Σ_x u(x) e^{-i k·x}`` (``N`` grid points),
@@ -300,7 +321,8 @@ def energy_spectrum(u, lengths=None, *, per_frame: bool = False) -> Spectrum:
     return Spectrum(k, energy)
 
 
-def spectral_error(pred, true, lengths=None, *, eps: float = DEFAULT_EPS) -> Spectrum:
+def spectral_error(pred: FieldLike, true: FieldLike, lengths: float | Sequence[float] | None = None, *,
+                   eps: float = DEFAULT_EPS) -> Spectrum:
     """Relative error per wavenumber shell, averaged over the batch: which scales a model misses.
 
     For each sample and shell ``m``, ``sqrt(E_m(pred − true) / E_m(true))`` with ``E`` from
@@ -316,6 +338,7 @@ def spectral_error(pred, true, lengths=None, *, eps: float = DEFAULT_EPS) -> Spe
     Returns:
         :class:`Spectrum` with ``wavenumber`` ``(K,)`` and ``value`` ``(K,)``, float64.
     """
+    eps = _check_eps(eps)
     pred, true = _prepare(pred, true, min_ndim=4)
     k, e_err = energy_spectrum(pred - true, lengths)
     _, e_true = energy_spectrum(true, lengths)

@@ -51,9 +51,14 @@ class Rollout:
 
 
 def _curve(kind: str, frames: np.ndarray, times: np.ndarray, errors: torch.Tensor) -> dict:
+    """JSON-ready error-against-time summary of ``errors`` ``(B, T)``: statistics over trajectories.
+
+    The median is the midpoint of the two middle values for even ``B``, as in
+    :func:`~pde_lab.evaluation.metrics.summarize` (``Tensor.median`` would give the lower one).
+    """
     e = errors.double()
     return {"kind": kind, "frames": [int(f) for f in frames], "times": [float(t) for t in times],
-            "rel_l2_mean": e.mean(0).tolist(), "rel_l2_median": e.median(0).values.tolist(),
+            "rel_l2_mean": e.mean(0).tolist(), "rel_l2_median": torch.quantile(e, 0.5, dim=0).tolist(),
             "rel_l2_max": e.max(0).values.tolist(), "rel_l2_per_sample": e.tolist()}
 
 

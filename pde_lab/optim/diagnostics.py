@@ -55,8 +55,11 @@ def condition_number(G: torch.Tensor, preconditioner: torch.Tensor | None = None
             s = P.rsqrt()
             A = s[:, None] * A * s[None, :]
         else:
+            if P.shape != G.shape:  # checked first: cholesky_ex raises its own error on a non-square P
+                raise UserError(f"the preconditioner must be a ({p},) diagonal or a ({p}, {p}) matrix, "
+                                f"got shape {tuple(P.shape)}")
             L, info = torch.linalg.cholesky_ex(0.5 * (P + P.T))
-            if int(info) != 0 or P.shape != G.shape:
+            if int(info) != 0:
                 raise UserError(f"the preconditioner must be symmetric positive definite of shape {tuple(G.shape)}")
             X = torch.linalg.solve_triangular(L, A, upper=False)
             A = torch.linalg.solve_triangular(L, X.T, upper=False)

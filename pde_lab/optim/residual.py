@@ -259,6 +259,19 @@ class PointwiseResidual(ResidualFunction):
         return torch.cat(values).detach(), torch.cat(rows).detach()
 
 
+def _trained_parameters(model: nn.Module, params: Sequence[str] | None) -> tuple[dict[str, nn.Parameter], list[str]]:
+    """The model's named parameters and the names of those to train (``params``, or by default every
+    parameter with ``requires_grad``); a ``ValueError`` names unknown ones and lists the model's."""
+    named = dict(model.named_parameters())
+    names = [n for n, p in named.items() if p.requires_grad] if params is None else list(params)
+    missing = [n for n in names if n not in named]
+    if missing:
+        raise ValueError(f"model has no parameters {missing}; its parameters are {list(named)}")
+    if not names:
+        raise ValueError("no parameters to train: the model has none with requires_grad (or params is empty)")
+    return named, names
+
+
 def model_residual(model: nn.Module, build: Callable[[Callable[[torch.Tensor], torch.Tensor]], torch.Tensor],
                    params: Sequence[str] | None = None) -> ResidualFunction:
     """A :class:`ResidualFunction` of a network's parameters.
@@ -273,11 +286,7 @@ def model_residual(model: nn.Module, build: Callable[[Callable[[torch.Tensor], t
     Returns:
         a residual function bound to those parameters, in that order.
     """
-    named = dict(model.named_parameters())
-    names = [n for n, p in named.items() if p.requires_grad] if params is None else list(params)
-    missing = [n for n in names if n not in named]
-    if missing:
-        raise ValueError(f"model has no parameters {missing}")
+    named, names = _trained_parameters(model, params)
 
     def fn(theta: Params) -> torch.Tensor:
         values = dict(zip(names, theta))
@@ -303,11 +312,7 @@ def model_terms(model: nn.Module, terms: Sequence[tuple[FieldResidual, torch.Ten
         params: names of the trained parameters (default: every parameter with ``requires_grad``).
         chunk_size: see :class:`PointwiseResidual`.
     """
-    named = dict(model.named_parameters())
-    names = [n for n, p in named.items() if p.requires_grad] if params is None else list(params)
-    missing = [n for n in names if n not in named]
-    if missing:
-        raise ValueError(f"model has no parameters {missing}")
+    named, names = _trained_parameters(model, params)
 
     field_type = TaylorField if "output" in inspect.signature(model.forward).parameters else ModelField
 
@@ -364,8 +369,10 @@ def gauss_newton_direction(J: torch.Tensor, r: torch.Tensor, damping: float = 0.
         ``d: (p,)``.
     """
     check_choice("direction solver", solver, SOLVERS)
-    if damping < 0:
+    if not damping >= 0:
         raise UserError(f"damping must be non-negative, got {damping!r}")
+    if rcond is not None and not 0 <= rcond < 1:
+        raise UserError(f"rcond (relative cut-off of small singular values) must be in [0, 1), got {rcond!r}")
     m, p = J.shape
     if rcond is None:
         # The same effective cut-off for every solver: singular values of J below sqrt(max(m, p)·eps)
