@@ -7,6 +7,7 @@ import pytest
 import pde_lab.pdes.cavity as cav
 from pde_lab.errors import UserError
 from pde_lab.pdes import PDES, get_pde
+from pde_lab.pdes.base import Instance
 from pde_lab.solvers import projection as proj
 
 
@@ -114,3 +115,36 @@ def test_ghia_centreline_minimum_within_two_percent(reynolds):
     print(f"\nGhia Re {reynolds}: {r}")  # the numbers quoted in the docs (pytest -s)
     assert abs(r["rel_error"]) < 0.02, r
     assert r["y_min"] == pytest.approx(r["y_ref"], abs=0.01)
+
+
+def test_a_lid_moving_backwards_gives_the_mirrored_flow_and_a_still_lid_is_refused(pde):
+    """``ν = |U| L / Re``: with ``U = −1`` the flow is the mirror image ``x → 1 − x`` of ``U = 1`` (used to
+    crash with a negative viscosity), and its residual is as small as the forward flow's."""
+    grid = pde.grid(16)
+    fwd = pde.sample("easy", np.random.default_rng(3), grid)
+    fwd.params["t_final"] = 0.3
+    back = Instance({**fwd.params, "lid_velocity": -1.0}, {})
+    a, b = (pde.solve([inst], grid) for inst in (fwd, back))
+    ua, ub = a.fields["velocity"][0], b.fields["velocity"][0]
+    np.testing.assert_allclose(ub[..., 0], -ua[:, ::-1, :, 0], atol=1e-10)
+    np.testing.assert_allclose(ub[..., 1], ua[:, ::-1, :, 1], atol=1e-10)
+    r = [float(np.abs(pde.residual(res.fields, inst.params, grid, res.times)).max())
+         for res, inst in ((a, fwd), (b, back))]
+    assert abs(r[1] - r[0]) < 1e-8 * r[0]
+    with pytest.raises(UserError, match="lid_velocity must be non-zero and finite.*got 0.0"):
+        pde.solve([Instance({**fwd.params, "lid_velocity": 0.0}, {})], grid)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"n_snapshots": 2.5}, "n_snapshots must be an integer >= 2, got 2.5"),
+    ({"n_snapshots": 1}, "n_snapshots must be an integer >= 2, got 1"),
+    ({"cfl": -0.5}, "cfl must be > 0, got -0.5"),
+    ({"pe_max": 1.0}, "pe_max must be > 2, got 1.0"),
+    ({"max_courant": "x"}, "max_courant must be > 0, got 'x'"),
+])
+def test_bad_solver_options_fail_at_construction(options, message):
+    """Through ``get_pde`` (the CLI's ``--solver-option``), before any sample is drawn or solved."""
+    for name in ("lid_driven_cavity", "navier_stokes_obstacles"):
+        with pytest.raises(UserError, match=message):
+            get_pde(name, **options)
+    assert get_pde("lid_driven_cavity", n_snapshots=5.0).n_snapshots == 5

@@ -194,3 +194,21 @@ def test_bad_inputs(darcy):
     periodic = darcy.grid(8).__class__(((0, 1), (0, 1)), (8, 8), (True, True))
     with pytest.raises(ValueError, match="bounded 2D"):
         darcy.sample("fno", np.random.default_rng(0), periodic)
+
+
+@pytest.mark.parametrize("name, field", [("darcy", "a"), ("poisson", "f"), ("helmholtz", "f")])
+def test_solve_refuses_an_input_field_of_the_wrong_shape_or_not_finite(name, field):
+    """A row ``(n,)`` used to broadcast silently into an ``(n, n)`` coefficient; now the solve names the
+    instance, the field and both shapes."""
+    from pde_lab.errors import UserError
+    from pde_lab.pdes.base import Instance
+
+    pde = get_pde(name)
+    grid = pde.grid(8)
+    good = pde.sample("easy", np.random.default_rng(0), grid)
+    row = Instance(good.params, {field: good.inputs[field][0]})
+    with pytest.raises(UserError, match=rf"instance 1: field '{field}' has shape \(8,\), expected \(8, 8\)"):
+        pde.solve([good, row], grid)
+    nan = Instance(good.params, {field: np.where(np.arange(64).reshape(8, 8) == 5, np.nan, good.inputs[field])})
+    with pytest.raises(UserError, match=f"instance 0: field '{field}' is not finite"):
+        pde.solve([nan], grid)

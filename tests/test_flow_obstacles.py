@@ -277,3 +277,23 @@ def test_hard_samples_at_full_resolution_stay_stable(level):
         res = pde.solve([inst], grid)
         assert np.all(np.isfinite(res.fields["velocity"]))
         assert res.per_sample["max_courant"][0] <= 0.5 + 1e-9
+
+
+def test_solve_refuses_input_fields_of_the_wrong_shape(pde):
+    from pde_lab.pdes.base import Instance
+
+    grid = pde.grid(16)
+    inst = pde.sample("one-low", np.random.default_rng(0), grid)
+    for name in ("mask", "sdf"):
+        bad = Instance(inst.params, {**inst.inputs, name: inst.inputs[name][:8]})
+        with pytest.raises(UserError, match=rf"instance 0: field '{name}' has shape \(8, 16\), expected \(16, 16\)"):
+            pde.solve([bad], grid)
+
+
+@pytest.mark.parametrize("key, value", [("u_max", -1.0), ("u_max", 0.0), ("reynolds", float("nan"))])
+def test_bad_inflow_speed_or_reynolds_is_named(pde, key, value):
+    grid = pde.grid(16)
+    inst = pde.sample("none-low", np.random.default_rng(0), grid)
+    inst.params.update({key: value, "t_final": 0.1})
+    with pytest.raises(UserError, match=f"{key} must be positive and finite.*got {value!r}"):
+        pde.solve([inst], grid)

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from pde_lab.errors import UserError
 from pde_lab.datasets import GenerateConfig, generate, open_split, validate_path
 from pde_lab.pdes import PDES, get_pde
 
@@ -44,3 +45,24 @@ def test_generates_a_valid_file_in_several_batches(name, tmp_path):
     ds = open_split(out, "train")
     x, y = ds[0]
     assert np.isfinite(x.numpy()).all() and np.isfinite(y.numpy()).all()
+
+
+def test_get_pde_accepts_the_options_a_constructor_forwards_to_its_base():
+    """Families whose constructor passes ``**kwargs`` on (the periodic semilinear ones) accept the base's
+    solver options by name through ``get_pde`` (the CLI's ``--solver-option``), and still refuse
+    unknown names listing every allowed one."""
+    pde = get_pde("burgers_2d", spectral_tol=1e-10, min_steps_per_interval=2, cfl=0.5)
+    assert (pde.spectral_tol, pde.min_steps_per_interval, pde.cfl) == (1e-10, 2, 0.5)
+    assert get_pde("allen_cahn_1d", max_solver_resolution=512).max_solver_resolution == 512
+    with pytest.raises(UserError, match=r"no solver option\(s\) \['tol'\]; allowed: \['reaction_number', "
+                                        r"'resolution_factor', 'min_steps_per_interval', 'spectral_tol'"):
+        get_pde("gray_scott_2d", tol=1e-9)
+    with pytest.raises(UserError, match="spectral_tol must lie in"):
+        get_pde("fisher_kpp_1d", spectral_tol=2.0)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if PDES.get(n).__module__.startswith("pde_lab.")])
+@pytest.mark.parametrize("resolution", [1, 16.5, "16"])
+def test_grid_refuses_a_bad_resolution_naming_it(name, resolution):
+    with pytest.raises(UserError, match=f"resolution must be .*got {resolution!r}"):
+        get_pde(name).grid(resolution)

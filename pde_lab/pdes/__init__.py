@@ -9,6 +9,26 @@ from .base import PDE, BoundaryCondition, FieldSpec, Instance, Level, Parameter,
 PDES: Registry = Registry("PDE")
 
 
+def constructor_options(cls: type) -> list[str]:
+    """Names of the keyword arguments ``cls(...)`` accepts: its ``__init__``'s named parameters and, where
+    that ``__init__`` forwards ``**kwargs`` to a base class (the periodic semilinear families pass
+    ``spectral_tol``, ``min_steps_per_interval``, ... on to :class:`PeriodicSemilinearPDE`), the base's,
+    following the method resolution order until a constructor without ``**kwargs``."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass is object:
+            break
+        params = inspect.signature(init).parameters.values()
+        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                  and p.name != "self" and p.name not in names]
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
 def get_pde(name: str, **options: Any) -> PDE:
     """An instance of the PDE family registered as ``name``.
 
@@ -19,8 +39,7 @@ def get_pde(name: str, **options: Any) -> PDE:
             listing the allowed ones.
     """
     cls = PDES.get(name)
-    allowed = [p.name for p in inspect.signature(cls).parameters.values()
-               if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    allowed = constructor_options(cls)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise UserError(f"{name} has no solver option(s) {unknown}; allowed: {allowed or 'none'}")

@@ -24,6 +24,24 @@ from ..errors import UserError, check_choice
 from ..grids import CartesianGrid
 
 
+def check_resolution(family: str, resolution: Any, minimum: int = 4, *, even: bool = False) -> int:
+    """``resolution`` (points or cells per axis) as an ``int``, for :meth:`PDE.grid`.
+
+    Raises:
+        UserError: naming ``family``, the value and what is allowed, when ``resolution`` is not a whole
+            number ``>= minimum`` (and even, if ``even``); ``32.0`` is accepted, ``32.5`` is not.
+    """
+    try:
+        n = int(resolution)
+        whole = n == resolution and not isinstance(resolution, bool)
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole or n < minimum or (even and n % 2):
+        raise UserError(f"{family} resolution must be an {'even ' if even else ''}integer >= {minimum}, "
+                        f"got {resolution!r}")
+    return n
+
+
 @dataclass(frozen=True)
 class Parameter:
     """A physical parameter with its default, units and meaning."""

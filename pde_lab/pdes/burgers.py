@@ -36,7 +36,7 @@ from ..random_fields import gaussian_random_field
 from ..solvers.spectral import (NonFiniteError, dealias_mask, etdrk4_solve, imaginary_factor, multiply_imaginary,
                                 wavenumbers)
 from . import PDES
-from .base import PDE, BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task
+from .base import PDE, BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task, check_resolution
 from .poisson import PointFunction, gradient, laplacian
 from .space_time_pinn import SpaceTimePINN
 
@@ -234,9 +234,7 @@ class Burgers(SpaceTimePINN, PDE):
     # ---- grid, sampling, dimensionless numbers -----------------------------------------------
     def grid(self, resolution: int) -> CartesianGrid:
         """Periodic grid of ``resolution`` points ``x_i = i/resolution`` on ``[0, 1)``."""
-        if int(resolution) != resolution or resolution < 4:
-            raise UserError(f"Burgers resolution must be an integer >= 4, got {resolution!r}")
-        return CartesianGrid(((0.0, 1.0),), (int(resolution),), (True,))
+        return CartesianGrid(((0.0, 1.0),), (check_resolution(self.name, resolution),), (True,))
 
     def _check_grid(self, grid: CartesianGrid) -> None:
         if grid.dim != 1 or not grid.periodic[0] or tuple(grid.bounds[0]) != (0.0, 1.0):
@@ -316,11 +314,7 @@ class Burgers(SpaceTimePINN, PDE):
         t_final = float(instances[0].params["t_final"])
         u0s, plans = [], []
         for i, inst in enumerate(instances):
-            u0 = np.asarray(inst.inputs["u"], dtype=np.float64)
-            if u0.shape != (n,):
-                raise UserError(f"instance {i}: initial state has shape {u0.shape}, expected ({n},)")
-            if not np.all(np.isfinite(u0)):
-                raise UserError(f"instance {i}: initial state is not finite (params {inst.params})")
+            u0 = inst.field("u", (n,), i)
             nu = float(inst.params["nu"])
             if not nu > 0:
                 raise UserError(f"instance {i}: nu must be positive, got {nu!r}")

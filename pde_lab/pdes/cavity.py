@@ -24,7 +24,7 @@ from ..grids import CartesianGrid
 from ..solvers import projection as proj
 from . import PDES
 from .projection_flow import ProjectionFlowPDE
-from .base import BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task
+from .base import BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task, check_resolution
 
 __all__ = ["LidDrivenCavity", "GHIA_U_MIN", "centreline_minimum", "run_ghia"]
 
@@ -77,8 +77,8 @@ class LidDrivenCavity(ProjectionFlowPDE):
     default_task = Task("window", 1, 1)
 
     def grid(self, resolution: int) -> CartesianGrid:
-        """Bounded grid on ``[0, 1]²`` with ``resolution × resolution`` cells."""
-        n = int(resolution)
+        """Bounded grid on ``[0, 1]²`` with ``resolution × resolution`` cells (``resolution ≥ 4``)."""
+        n = check_resolution(self.name, resolution)
         return CartesianGrid(((0.0, 1.0), (0.0, 1.0)), (n, n), (False, False))
 
     def sample(self, level: str, rng: np.random.Generator, grid: CartesianGrid) -> Instance:
@@ -92,11 +92,13 @@ class LidDrivenCavity(ProjectionFlowPDE):
 
     @staticmethod
     def viscosity(params: Mapping[str, float]) -> float:
-        """``ν = U L / Re``."""
-        re = float(params["reynolds"])
-        if not re > 0:
-            raise UserError(f"reynolds must be positive, got {re!r}")
-        return float(params["lid_velocity"]) / re
+        """``ν = |U| L / Re``: a lid moving in ``−x`` (``U < 0``) gives the mirrored flow at the same Re."""
+        re, lid = float(params["reynolds"]), float(params["lid_velocity"])
+        if not (re > 0 and math.isfinite(re)):
+            raise UserError(f"reynolds must be positive and finite, got {re!r}")
+        if not (lid != 0 and math.isfinite(lid)):
+            raise UserError(f"lid_velocity must be non-zero and finite (Re = |U| L / nu), got {lid!r}")
+        return abs(lid) / re
 
     @staticmethod
     def boundary_conditions_for(lid_velocity: float) -> dict[str, proj.SideBC]:
@@ -134,7 +136,7 @@ class LidDrivenCavity(ProjectionFlowPDE):
 
         Args:
             solution: ``velocity`` ``(B, T, n, n, 2)`` and ``pressure`` ``(B, T, n, n)``.
-            params: ``reynolds`` (and ``lid_velocity``), numbers or ``(B,)`` arrays.
+            params: ``reynolds`` (and ``lid_velocity``), numbers or ``(B,)`` arrays; ``ν = |U| / Re``.
             times: ``(T,)`` snapshot times.
 
         Returns:
@@ -145,7 +147,7 @@ class LidDrivenCavity(ProjectionFlowPDE):
             raise ValueError("the residual of a time-dependent flow needs the snapshot times")
         re = np.asarray(params["reynolds"], dtype=np.float64)
         lid = np.asarray(params.get("lid_velocity", self.default_params()["lid_velocity"]), dtype=np.float64)
-        return proj.snapshot_residual(solution["velocity"], solution["pressure"], lid / re, grid, times)
+        return proj.snapshot_residual(solution["velocity"], solution["pressure"], np.abs(lid) / re, grid, times)
 
 
 def _check_grid(grid: CartesianGrid) -> None:

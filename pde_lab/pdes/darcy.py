@@ -28,7 +28,7 @@ from ..solvers import finite_volume as fv
 # ``PDES`` is bound in ``pdes/__init__.py`` before that module imports this one, so importing it from
 # the partially initialised package works whichever of the two is imported first.
 from . import PDES
-from .base import PDE, BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task
+from .base import PDE, BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task, check_resolution
 
 
 @PDES.register("darcy")
@@ -92,8 +92,8 @@ class Darcy(PDE):
 
     # ---- grid and sampling -------------------------------------------------------------------
     def grid(self, resolution: int) -> CartesianGrid:
-        """Bounded grid on ``[0, 1]²`` with ``resolution × resolution`` cell centres."""
-        n = int(resolution)
+        """Bounded grid on ``[0, 1]²`` with ``resolution × resolution`` cell centres (``resolution ≥ 4``)."""
+        n = check_resolution(self.name, resolution)
         return CartesianGrid(((0.0, 1.0), (0.0, 1.0)), (n, n), (False, False))
 
     def sample(self, level: str, rng: np.random.Generator, grid: CartesianGrid) -> Instance:
@@ -133,9 +133,7 @@ class Darcy(PDE):
         self._check_grid(grid)
         if len(instances) == 0:
             raise ValueError("Darcy.solve needs at least one instance")
-        a = np.empty((len(instances),) + tuple(grid.shape))
-        for i, inst in enumerate(instances):
-            a[i] = inst.inputs["a"]
+        a = np.stack([inst.field("a", grid.shape, i) for i, inst in enumerate(instances)])
         u = np.empty_like(a)
         default_forcing = self.default_params()["forcing"]
         for i, inst in enumerate(instances):

@@ -38,7 +38,7 @@ from ..errors import UserError, check_positive
 from ..grids import CartesianGrid
 from ..solvers.method_of_lines import RobinBoundary, solve_diffusion_mol
 from . import PDES
-from .base import PDE, BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task
+from .base import PDE, BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task, check_resolution
 
 __all__ = ["DiffusionSorption", "retardation", "retardation_derivative", "sorbed_mass", "EPSILON"]
 
@@ -132,9 +132,7 @@ class DiffusionSorption(PDE):
     # ---- grid, sampling, dimensionless numbers -----------------------------------------------
     def grid(self, resolution: int) -> CartesianGrid:
         """``resolution`` cells on ``[0, 1]``, points at the cell centres."""
-        if int(resolution) != resolution or resolution < 4:
-            raise UserError(f"diffusion-sorption resolution must be an integer >= 4, got {resolution!r}")
-        return CartesianGrid(((0.0, 1.0),), (int(resolution),), (False,))
+        return CartesianGrid(((0.0, 1.0),), (check_resolution(self.name, resolution),), (False,))
 
     def _check_grid(self, grid: CartesianGrid) -> None:
         if grid.dim != 1 or grid.periodic[0] or tuple(grid.bounds[0]) != (0.0, 1.0):
@@ -186,9 +184,7 @@ class DiffusionSorption(PDE):
         for i, inst in enumerate(instances):
             p = inst.params
             self._check_params(i, p, t_final)
-            u0 = np.asarray(inst.inputs["u"], dtype=np.float64)
-            if u0.shape != (n,) or not np.all(np.isfinite(u0)):
-                raise UserError(f"instance {i}: initial state must be finite of shape ({n},), got {u0.shape}")
+            u0 = inst.field("u", (n,), i)
             try:
                 sol = solve_diffusion_mol(
                     u0, times, 1.0, p["D"], lambda u, p=p: retardation(u, p),

@@ -36,7 +36,7 @@ from ..solvers import projection as proj
 from ..solvers.immersed_boundary import ImmersedBoundary
 from . import PDES
 from .projection_flow import ProjectionFlowPDE
-from .base import BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task
+from .base import BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task, check_resolution
 
 __all__ = ["FlowObstacles", "run_dfg", "DFG_REFERENCE"]
 
@@ -132,8 +132,8 @@ class FlowObstacles(ProjectionFlowPDE):
 
     # ---- grid and sampling -------------------------------------------------------------------
     def grid(self, resolution: int) -> CartesianGrid:
-        """Bounded grid on ``[0, 2]²`` with ``resolution × resolution`` cells."""
-        n = int(resolution)
+        """Bounded grid on ``[0, 2]²`` with ``resolution × resolution`` cells (``resolution ≥ 4``)."""
+        n = check_resolution(self.name, resolution)
         return CartesianGrid(((0.0, H), (0.0, H)), (n, n), (False, False))
 
     def draw_params(self, level: str, rng: np.random.Generator) -> dict[str, float]:
@@ -223,11 +223,14 @@ class FlowObstacles(ProjectionFlowPDE):
     # ---- solver ------------------------------------------------------------------------------
     @staticmethod
     def viscosity(params: Mapping[str, float]) -> float:
-        """``ν = u_max H / Re``."""
-        re = float(params["reynolds"])
-        if not re > 0:
-            raise UserError(f"reynolds must be positive, got {re!r}")
-        return float(params["u_max"]) * H / re
+        """``ν = u_max H / Re``; ``u_max`` must be positive (the inlet is at ``x = 0``)."""
+        re, u_max = float(params["reynolds"]), float(params["u_max"])
+        if not (re > 0 and math.isfinite(re)):
+            raise UserError(f"reynolds must be positive and finite, got {re!r}")
+        if not (u_max > 0 and math.isfinite(u_max)):
+            raise UserError(f"u_max must be positive and finite (inflow at x = 0, outflow at x = {H:g}), "
+                            f"got {u_max!r}")
+        return u_max * H / re
 
     def boundary_conditions_for(self, grid: CartesianGrid, u_max: float) -> dict[str, proj.SideBC]:
         """The solver's boundary conditions on ``grid``."""
@@ -250,15 +253,15 @@ class FlowObstacles(ProjectionFlowPDE):
         """
         self._check_grid(grid)
         times = self.snapshot_times(instances)
-        masks = [np.asarray(inst.inputs["mask"], dtype=np.float64) for inst in instances]
+        masks = [inst.field("mask", grid.shape, i) for i, inst in enumerate(instances)]
+        sdfs = [inst.field("sdf", grid.shape, i) for i, inst in enumerate(instances)]
         vel, pres, steps, per, settings = self.run_samples(
             instances, grid, times,
             lambda params, inst: proj.ProjectionSolver(grid, self.viscosity(params),
                                                        self.boundary_conditions_for(grid, params["u_max"]),
-                                                       solid=np.asarray(inst.inputs["mask"]) > 0.5,
+                                                       solid=inst.field("mask", grid.shape) > 0.5,
                                                        **self.solver_options))
-        out = {"mask": np.stack(masks), "sdf": np.stack([np.asarray(inst.inputs["sdf"], dtype=np.float64)
-                                                         for inst in instances]),
+        out = {"mask": np.stack(masks), "sdf": np.stack(sdfs),
                "velocity": vel, "pressure": pres}
         settings.update({
             "n_snapshots": self.n_snapshots,

@@ -39,7 +39,7 @@ from ..solvers.spectral import wavenumbers
 from ..solvers.vorticity import BlowUpError, solve_vorticity, spectral_upsample_2d, velocity_from_vorticity
 # ``PDES`` is bound in ``pdes/__init__.py`` before that module imports this one.
 from . import PDES
-from .base import PDE, BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task
+from .base import PDE, BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task, check_resolution
 
 __all__ = ["NavierStokes2D", "fno_forcing", "taylor_green_vorticity", "ic_sigma", "FNO_SIGMA"]
 
@@ -159,9 +159,7 @@ class NavierStokes2D(PDE):
     # ---- grid, sampling, dimensionless numbers -----------------------------------------------
     def grid(self, resolution: int) -> CartesianGrid:
         """Periodic ``resolution × resolution`` grid, points ``(i/n, j/n)`` on ``[0, 1)²``."""
-        if int(resolution) != resolution or resolution < 4 or resolution % 2:
-            raise UserError(f"Navier-Stokes resolution must be an even integer >= 4, got {resolution!r}")
-        n = int(resolution)
+        n = check_resolution(self.name, resolution, even=True)
         return CartesianGrid(((0.0, 1.0), (0.0, 1.0)), (n, n), (True, True))
 
     def _check_grid(self, grid: CartesianGrid) -> None:
@@ -218,11 +216,7 @@ class NavierStokes2D(PDE):
         t_final = float(instances[0].params["t_final"])
         w0s = []
         for i, inst in enumerate(instances):
-            w0 = np.asarray(inst.inputs["vorticity"], dtype=np.float64)
-            if w0.shape != (n, n):
-                raise UserError(f"instance {i}: initial vorticity has shape {w0.shape}, expected {(n, n)}")
-            if not np.all(np.isfinite(w0)):
-                raise UserError(f"instance {i}: initial vorticity is not finite (params {inst.params})")
+            w0 = inst.field("vorticity", (n, n), i)
             nu = float(inst.params["nu"])
             if not nu > 0:
                 raise UserError(f"instance {i}: nu must be positive, got {nu!r}")

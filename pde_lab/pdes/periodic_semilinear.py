@@ -18,7 +18,7 @@ from ..grids import CartesianGrid
 from ..random_fields import gaussian_random_field
 from ..solvers.semilinear import (BlowUpError, NonlinearTerm, PeriodicBox, fourier_resample, solve_semilinear,
                                   time_derivative)
-from .base import PDE, Instance, SolveResult
+from .base import PDE, Instance, SolveResult, check_resolution
 
 __all__ = ["PeriodicSemilinearPDE", "normalized_grf"]
 
@@ -83,9 +83,7 @@ class PeriodicSemilinearPDE(PDE):
     # ---- grid ------------------------------------------------------------------------------------
     def grid(self, resolution: int) -> CartesianGrid:
         """Periodic grid of ``resolution`` points per axis, ``x_i = i/resolution`` on ``[0, 1)^dim``."""
-        if int(resolution) != resolution or resolution < 4:
-            raise UserError(f"{self.name} resolution must be an integer >= 4, got {resolution!r}")
-        n = int(resolution)
+        n = check_resolution(self.name, resolution)
         return CartesianGrid(((0.0, 1.0),) * self.dim, (n,) * self.dim, (True,) * self.dim)
 
     def _check_grid(self, grid: CartesianGrid) -> None:

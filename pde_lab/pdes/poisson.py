@@ -63,7 +63,7 @@ from ..solvers import finite_volume as fv
 # ``PDES`` is bound in ``pdes/__init__.py`` before that module imports this one, so importing it from
 # the partially initialised package works whichever of the two is imported first.
 from . import PDES
-from .base import PDE, BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task
+from .base import PDE, BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task, check_resolution
 
 #: A field evaluated at points: ``(N, d) -> (N, n_fields)``, row ``i`` depending on ``x[i]`` only (a
 #: network without batch-coupling layers, or a closed form).
@@ -199,9 +199,7 @@ class Poisson(PDE):
     # ---- grid and sampling -------------------------------------------------------------------
     def grid(self, resolution: int) -> CartesianGrid:
         """Bounded grid on ``[0, 1]^d`` with ``resolution`` cell centres per axis."""
-        n = int(resolution)
-        if n != resolution or n < 2:
-            raise UserError(f"Poisson resolution must be an integer >= 2, got {resolution!r}")
+        n = check_resolution(self.name, resolution, minimum=2)
         if self.dim > 3:
             raise UserError(f"Poisson datasets need dim <= 3 (grids name the axes x, y, z), got dim={self.dim}; "
                             f"higher dimensions are for PINNs")
@@ -231,7 +229,7 @@ class Poisson(PDE):
         self._check_grid(grid)
         if len(instances) == 0:
             raise ValueError("Poisson.solve needs at least one instance")
-        f = np.stack([np.asarray(inst.inputs["f"], dtype=np.float64) for inst in instances])
+        f = np.stack([inst.field("f", grid.shape, i) for i, inst in enumerate(instances)])
         ones = np.ones(grid.shape)
         u = np.stack([fv.solve(ones, grid, f=fi, g=0.0) for fi in f])
         settings = {

@@ -33,7 +33,7 @@ from ..errors import UserError
 from ..meshes import TriangleMesh, disk_mesh, lshape_mesh, plate_mesh, random_holes
 from ..solvers import fem
 from . import PDES
-from .base import PDE, BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task
+from .base import PDE, BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task, check_resolution
 
 __all__ = ["MeshPDE", "PoissonFEM", "node_random_field", "level_mesh", "GEOMETRIES"]
 
@@ -52,10 +52,8 @@ def level_mesh(level: str, resolution: int) -> TriangleMesh:
     ``h = 1/resolution``). A deterministic function of its arguments."""
     if level not in GEOMETRIES:
         raise UserError(f"no geometry for level {level!r}; allowed: {', '.join(sorted(GEOMETRIES))}")
-    if int(resolution) < 4:
-        raise UserError(f"mesh resolution must be at least 4, got {resolution}")
+    res = check_resolution("mesh", resolution)
     kind, n_holes = GEOMETRIES[level]
-    res = int(resolution)
     if kind == "disk":
         return disk_mesh(2.0 / res, resolution=res)
     if kind == "lshape":

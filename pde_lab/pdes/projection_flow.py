@@ -27,8 +27,13 @@ class ProjectionFlowPDE(PDE):
 
     def __init__(self, n_snapshots: int = 21, cfl: float = 0.5, diffusion_number: float = 0.8,
                  pe_max: float = 10.0, max_courant: float = 1.5):
-        if int(n_snapshots) < 2:
-            raise UserError(f"n_snapshots must be at least 2, got {n_snapshots}")
+        try:
+            whole = int(n_snapshots) == n_snapshots and not isinstance(n_snapshots, bool)
+        except (TypeError, ValueError, OverflowError):
+            whole = False
+        if not whole or n_snapshots < 2:
+            raise UserError(f"n_snapshots must be an integer >= 2, got {n_snapshots!r}")
+        proj.check_step_options(cfl=cfl, diffusion_number=diffusion_number, pe_max=pe_max, max_courant=max_courant)
         self.n_snapshots = int(n_snapshots)
         self.solver_options = {"cfl": float(cfl), "diffusion_number": float(diffusion_number),
                                "pe_max": float(pe_max), "max_courant": float(max_courant)}

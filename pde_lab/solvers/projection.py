@@ -170,6 +170,20 @@ def _as_profile(value, n: int, what: str) -> np.ndarray:
     return np.array(arr)
 
 
+def check_step_options(**options: float) -> None:
+    """Check :class:`ProjectionSolver`'s step controls given by name (``cfl``, ``diffusion_number``,
+    ``pe_max``, ``max_courant``, ``max_speed``): each must be a number above its bound (``pe_max ≥ 2``,
+    pure upwind; the others ``> 0``); raises :class:`UserError` naming the first that is not."""
+    for name, value in options.items():
+        lo = 2.0 - 1e-12 if name == "pe_max" else 0.0
+        try:
+            ok = value > lo
+        except TypeError:
+            ok = False
+        if not ok:
+            raise UserError(f"{name} must be > {lo:g}, got {value!r}")
+
+
 class ProjectionSolver:
     """Masked MAC projection solver for one geometry (its Poisson factorisation is built once).
 
@@ -214,11 +228,8 @@ class ProjectionSolver:
                              f"periodic {grid.periodic}")
         if not (nu > 0 and math.isfinite(nu)):
             raise UserError(f"viscosity nu must be positive and finite, got {nu!r}")
-        for name, value, lo in (("cfl", cfl, 0.0), ("diffusion_number", diffusion_number, 0.0),
-                                ("pe_max", pe_max, 2.0 - 1e-12), ("max_courant", max_courant, 0.0),
-                                ("max_speed", max_speed, 0.0)):
-            if not value > lo:
-                raise UserError(f"{name} must be > {lo:g}, got {value!r}")
+        check_step_options(cfl=cfl, diffusion_number=diffusion_number, pe_max=pe_max, max_courant=max_courant,
+                           max_speed=max_speed)
         missing = [s for s in SIDES if s not in bcs]
         unknown = [s for s in bcs if s not in SIDES]
         if missing or unknown:
