@@ -37,6 +37,27 @@ def tiny(name: str, n_dims: int, in_channels: int = 3, out_channels: int = 2, se
     return build_model(name, in_channels=in_channels, out_channels=out_channels, n_dims=n_dims, **TINY[name])
 
 
+@pytest.mark.parametrize("name", OPERATORS)
+@pytest.mark.parametrize("bad,message", [
+    (dict(n_dims=1.5), "supports n_dims .*got 1.5"),
+    (dict(in_channels=2.5), "in_channels must be a positive integer, got 2.5"),
+    (dict(out_channels=0), "out_channels must be a positive integer, got 0"),
+])
+def test_every_field_operator_refuses_non_integer_or_zero_shapes(name, bad, message):
+    """Nothing is truncated by int() into a different architecture than the one asked for."""
+    with pytest.raises(UserError, match=message):
+        build_model(name, **{**TINY[name], **bad})
+
+
+def test_flags_must_be_booleans():
+    """bool("false") is True: a string from a config would silently flip these switches."""
+    with pytest.raises(UserError, match="F-FNO share_weights must be true or false, got 'false'"):
+        build_model("ffno", share_weights="false")
+    with pytest.raises(UserError, match="F-FNO grid must be true or false, got 'no'"):
+        build_model("ffno", grid="no")
+    assert build_model("ffno", share_weights=1, grid=0).config["grid"] is False
+
+
 def test_every_field_operator_has_tiny_test_arguments():
     """A newly registered model must join the loop below; list its tiny arguments in TINY."""
     assert {"fno", "ffno", "unet", "deeponet", "cno", "galerkin_transformer"} <= set(OPERATORS)

@@ -50,6 +50,25 @@ def test_fno_runs_at_other_resolutions():
         model(torch.randn(1, 1, 6, 16))
 
 
+@pytest.mark.parametrize("args,message", [
+    (dict(width=2.5), "FNO width must be a positive integer, got 2.5"),
+    (dict(width="wide"), "FNO width must be a positive integer, got 'wide'"),
+    (dict(modes=4.5), "FNO modes must be a positive integer, got 4.5"),
+    (dict(modes=[4, 0], n_dims=2), "FNO modes must be a positive integer, got 0"),
+    (dict(n_dims=2.5), "FNO supports n_dims 1, 2, 3, got 2.5"),
+    (dict(n_dims=4), "FNO supports n_dims 1, 2, 3, got 4"),
+    (dict(grid="false"), "FNO grid must be true or false, got 'false'"),
+    (dict(padding=float("nan")), "FNO padding must be a non-negative"),
+    (dict(transform="fftw"), "unknown FNO transform 'fftw'"),
+])
+def test_fno_rejects_bad_arguments_instead_of_truncating_them(args, message):
+    """A value that int() or bool() would silently change (2.5 -> 2, "false" -> True) is refused."""
+    with pytest.raises(UserError, match=message):
+        build_model("fno", **args)
+    assert build_model("fno", width=4.0, modes=3.0, grid=0).config == build_model("fno", width=4, modes=3,
+                                                                                    grid=False).config
+
+
 def test_fno_rejects_wrong_input_channels():
     model = build_model("fno", in_channels=2, out_channels=1, n_dims=1, width=4, modes=2)
     with pytest.raises(UserError, match=r"\(batch, 2"):
@@ -114,10 +133,14 @@ def test_spectral_weights_are_real():
     assert w.dtype == torch.float32 and w.shape == (4, 4, 6, 3, 2)
 
 
-def test_spectral_conv_gradient_matches_finite_differences():
+@pytest.mark.parametrize("transform", ["fft", "dft"])
+@pytest.mark.parametrize("modes,space", [([3, 2], (8, 6)), ([5], (8,)), ([2, 3], (4, 4)), ([2, 2, 2], (4, 5, 2))])
+def test_spectral_conv_gradient_matches_finite_differences(transform, modes, space):
+    """Both transforms, including the Nyquist column (5 modes on 8 points, 3 on 4) whose imaginary
+    part the inverse real transform drops, and both blocks of a two-sided axis filling it (2 of 4)."""
     torch.manual_seed(0)
-    layer = SpectralConv(2, 3, [3, 2]).double()
-    x = torch.randn(2, 2, 8, 6, dtype=torch.float64, requires_grad=True)
+    layer = SpectralConv(2, 3, modes, transform=transform).double()
+    x = torch.randn(2, 2, *space, dtype=torch.float64, requires_grad=True)
     w = layer.weight.detach().clone().requires_grad_(True)
 
     def f(x, w):

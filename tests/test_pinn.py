@@ -152,6 +152,22 @@ def test_pinn_mlp_shapes_dtype_and_registry():
         PINNMLP()(torch.rand(4, 3, dtype=D))
     with pytest.raises(UserError, match="activation"):
         PINNMLP(activation="relu6")
+    with pytest.raises(UserError, match=r"output='laplacian' needs points \(N, 3\)"):
+        net(torch.rand(3, dtype=D), output="laplacian")
+
+
+@pytest.mark.parametrize("args,message", [
+    (dict(widths=[8, 2.5]), "pinn_mlp widths must be a positive integer, got 2.5"),
+    (dict(width=0), "pinn_mlp width must be a positive integer, got 0"),
+    (dict(depth=-1), "pinn_mlp depth must be a non-negative integer, got -1"),
+    (dict(fourier_features=2.5), "pinn_mlp fourier_features must be a non-negative integer, got 2.5"),
+    (dict(init="normal", init_scale=-0.1), "pinn_mlp init_scale must be a positive number, got -0.1"),
+    (dict(fourier_features=4, fourier_scale=float("inf")), "pinn_mlp fourier_scale must be a positive number"),
+    (dict(periodic=[0], periods=[float("nan")]), "pinn_mlp periods needs one positive period"),
+])
+def test_pinn_mlp_refuses_bad_arguments(args, message):
+    with pytest.raises(UserError, match=message):
+        PINNMLP(**args)
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -239,6 +255,12 @@ def test_pinn_config_overrides_and_errors():
         build_problem(PINNConfig(params={"nu": 1.0}))
     with pytest.raises(UserError, match="in_dim"):
         build_problem(PINNConfig(model_args={"in_dim": 3}))
+    with pytest.raises(UserError, match="'seed' must be non-negative"):
+        PINNConfig(seed=-1)
+    with pytest.raises(UserError, match="'lr_decay' must be positive"):
+        PINNConfig(lr_decay=0)
+    with pytest.raises(UserError, match=r"model 'pinn_mlp' has no argument 'widht' \(did you mean 'width'\?\)"):
+        PINNConfig().apply_overrides(["model_args.widht=8"])
 
 
 def test_build_problem_in_5d():
@@ -271,6 +293,12 @@ def test_train_pinn_writes_a_complete_run_directory(tmp_path, optimizer, extra):
     assert rows[0] == "step,phase,loss,rel_l2,seconds,step_size" and len(rows) >= 3
     with pytest.raises(UserError, match="not empty"):
         train_pinn(cfg)
+    # A config that cannot build its problem fails before the run directory is touched: overwrite=true
+    # does not delete the finished run first.
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    with pytest.raises(UserError, match="widths must be a positive integer"):
+        train_pinn(PINNConfig(**{**cfg.to_dict(), "model_args": {"widths": [0]}, "overwrite": True}))
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
 
 
 @pytest.mark.parametrize("clock", ["wall", "process"])

@@ -156,6 +156,10 @@ def test_config_overrides_convert_types():
     ("model=nope", r"unknown model 'nope'; allowed: .*fno"),
     ("lr", r"not of the form key=value"),
     ("lr.x=1", r"has no sub-keys"),
+    ("lr=inf", r"'lr' must be positive \(and finite\), got inf"),
+    ("grad_clip=inf", r"'grad_clip' must be positive \(and finite\)"),
+    ("seed=-1", r"'seed' must be non-negative"),
+    ("model_args.widht=8", r"model 'fno' has no argument 'widht' \(did you mean 'width'\?\); allowed model_args: .*modes"),
 ])
 def test_config_override_errors_name_the_problem(override, message):
     with pytest.raises(UserError, match=message):
@@ -258,6 +262,23 @@ def test_resume_refuses_a_different_model(tmp_path):
         fit(wider, train_ds, None, other, run_dir)
 
 
+def test_resume_refuses_optimizer_settings_the_checkpoint_would_override(tmp_path):
+    """The checkpoint's optimizer state carries lr and weight decay: a resume with new values trained
+    with the old ones while config.yaml recorded the new ones. It is refused, the run left as it was."""
+    train_ds = antiderivative_data(8, 32, seed=0)
+    config = tiny_config(tmp_path, epochs=1)
+    run_dir = fit(tiny_model(config, train_ds), train_ds, None, config, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    for change, message in [({"lr": 0.5}, r"lr: 0.003 -> 0.5"),
+                            ({"weight_decay": 0.0, "optimizer": "adamw"}, r"optimizer: 'adam' -> 'adamw', .*weight_decay"),
+                            ({"optimizer_args": {"eps": 1e-6}}, r"optimizer_args: \{\} -> \{'eps': 1e-06\}"),
+                            ({"normalize": False}, r"normalize: True -> False")]:
+        resumed = TrainConfig(**{**config.to_dict(), "resume": True, "epochs": 2, **change})
+        with pytest.raises(UserError, match="cannot resume with a changed " + message):
+            fit(tiny_model(config, train_ds), train_ds, None, resumed, run_dir)
+    assert {p.name: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()} == before
+
+
 def test_resume_accepts_a_checkpoint_written_before_an_argument_with_a_default_existed(tmp_path):
     train_ds = antiderivative_data(8, 32, seed=0)
     config = tiny_config(tmp_path, epochs=1)
@@ -296,6 +317,30 @@ def test_run_dir_refusals(tmp_path):
     (run_dir / "old_metrics.json").write_text("{}")
     fit(tiny_model(config, train_ds), train_ds, None, TrainConfig(**{**config.to_dict(), "overwrite": True}), run_dir)
     assert not (run_dir / "old_metrics.json").exists() and (run_dir / "checkpoints" / "last.pt").is_file()
+
+
+@pytest.mark.parametrize("model_args,extra,message", [
+    (dict(modes=20), {}, r"does not fit the data .*FNO keeps 20 modes along spatial axis 0 but the input has only 32"),
+    (dict(in_channels=2), {}, r"does not fit the data .*FNO expects input \(batch, 2, 1 spatial axes\)"),
+    (dict(out_channels=3), {}, r"does not fit the data: model output has 3 channels, expected 1 steps x 1 fields"),
+    ({}, dict(optimizer_args={"betaz": [0.9, 0.99]}), r"optimizer 'adam' rejects arguments \['betaz'\]"),
+])
+def test_a_model_or_optimizer_that_cannot_train_leaves_the_previous_run_intact(tmp_path, model_args, extra, message):
+    """Bad input fails before the run directory is touched: overwrite=true must not have emptied the
+    previous run, and no half-made run (config.yaml without checkpoints) is left."""
+    train_ds = antiderivative_data(8, 32, seed=0)
+    config = tiny_config(tmp_path, epochs=1)
+    run_dir = fit(tiny_model(config, train_ds), train_ds, None, config, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    bad = TrainConfig(**{**config.to_dict(), "overwrite": True, **extra})
+    torch.manual_seed(0)
+    model = build_model("fno", **{**dict(in_channels=1, out_channels=1, n_dims=1), **config.model_args, **model_args})
+    with pytest.raises(UserError, match=message):
+        fit(model, train_ds, None, bad, run_dir)
+    assert {p.name: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()} == before
+    with pytest.raises(UserError, match=message):
+        fit(model, train_ds, None, bad, tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists()
 
 
 def test_train_entry_point_on_generated_data(tmp_path):

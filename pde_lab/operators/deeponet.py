@@ -108,8 +108,7 @@ class DeepONet(Operator):
                                 "the grid size or the number of mesh nodes)")
             check_positive("DeepONet", n_sensors=n_sensors)
             n_sensors = int(n_sensors)
-        if isinstance(fourier_features, bool) or int(fourier_features) != fourier_features or fourier_features < 0:
-            raise UserError(f"DeepONet fourier_features must be a non-negative integer, got {fourier_features!r}")
+        check_positive("DeepONet", allow_zero=True, fourier_features=fourier_features)
         self.config = dict(in_channels=int(in_channels), out_channels=int(out_channels), n_dims=n_dims,
                            basis=int(basis), branch=branch, n_sensors=n_sensors, width=int(width),
                            depth=int(depth), fourier_features=int(fourier_features))

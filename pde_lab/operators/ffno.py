@@ -32,8 +32,8 @@ from torch import nn
 from ..errors import UserError
 from .base import Operator, register_model
 from .fno import Pointwise
-from .layers import (check_dims, float32_under_autocast, check_input, check_padding, check_positive, crop, grid_coordinates, pad_cells,
-                     pad_end, per_axis)
+from .layers import (append_coordinates, check_dims, check_flag, check_input, check_padding, check_positive, crop,
+                     float32_under_autocast, pad_cells, pad_end, per_axis)
 
 DEFAULT_WIDTH = {1: 64, 2: 32}
 DEFAULT_MODES = {1: 16, 2: 12}
@@ -55,8 +55,9 @@ class FactorizedSpectralConv(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, modes: Sequence[int]):
         super().__init__()
+        check_positive("FactorizedSpectralConv", in_channels=in_channels, out_channels=out_channels)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.modes = tuple(int(m) for m in modes)
+        self.modes = tuple(per_axis("FactorizedSpectralConv", "modes", list(modes), len(modes)))
         self.n_dims = len(self.modes)
         # The FNO paper's initialisation scale, so the spectral branch starts small.
         scale = 1.0 / (self.in_channels * self.out_channels)
@@ -119,6 +120,7 @@ class FFNO(Operator):
         check_positive("F-FNO", in_channels=in_channels, out_channels=out_channels, width=width,
                        n_layers=n_layers, ff_width=ff_width, proj_width=proj_width)
         padding = check_padding("F-FNO", padding, n_dims)
+        share_weights, grid = check_flag("F-FNO", "share_weights", share_weights), check_flag("F-FNO", "grid", grid)
         self.config = dict(in_channels=int(in_channels), out_channels=int(out_channels), n_dims=n_dims,
                            width=int(width), modes=modes, n_layers=int(n_layers), ff_width=int(ff_width),
                            share_weights=bool(share_weights), proj_width=int(proj_width), grid=bool(grid),
@@ -138,8 +140,7 @@ class FFNO(Operator):
         check_input("F-FNO", x, self.config["in_channels"], self.n_dims)
         space = x.shape[2:]
         if self.grid:
-            coords = grid_coordinates(space, x.device, x.dtype)
-            x = torch.cat([x, coords.unsqueeze(0).expand(x.shape[0], *coords.shape)], dim=1)
+            x = append_coordinates(x)
         v = self.lift(x)
         pads = pad_cells(self.padding, space)
         v = pad_end(v, pads)

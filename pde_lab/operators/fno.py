@@ -32,7 +32,8 @@ from torch import nn
 from ..errors import UserError, check_choice
 from .base import Operator, register_model
 from .dft import inverse_truncated_dft, truncated_dft
-from .layers import check_padding, float32_under_autocast, pad_cells
+from .layers import (append_coordinates, check_dims, check_flag, check_input, check_padding, check_positive, crop,
+                     float32_under_autocast, pad_cells, pad_end, per_axis)
 
 TRANSFORMS = ("fft", "dft")
 
@@ -101,10 +102,11 @@ class SpectralConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, modes: Sequence[int], transform: str = "fft"):
         super().__init__()
         check_choice("FNO transform", transform, TRANSFORMS)
+        check_positive("SpectralConv", in_channels=in_channels, out_channels=out_channels)
         self.transform = transform
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
-        self.modes = tuple(int(m) for m in modes)
+        self.modes = tuple(per_axis("SpectralConv", "modes", list(modes), len(modes)))
         self.n_dims = len(self.modes)
         kept = [2 * m for m in self.modes[:-1]] + [self.modes[-1]]
         # The paper's initialisation: uniform in [0, 1/(in*out)) for real and imaginary parts, which
@@ -118,9 +120,10 @@ class SpectralConv(nn.Module):
             last = axis == self.n_dims - 1
             available = n // 2 + 1 if last else n // 2
             if m > available:
+                needed = 2 * (m - 1) if last else 2 * m
                 raise UserError(
                     f"FNO keeps {m} modes along spatial axis {axis} but the input has only {n} points "
-                    f"there; use a resolution of at least {2 * m} or fewer modes")
+                    f"there; use a resolution of at least {needed} or fewer modes")
 
     @float32_under_autocast
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -184,27 +187,21 @@ class FNO(Operator):
                  n_layers: int = 4, proj_width: int = 128, grid: bool = True,
                  padding: int | float | Sequence[int | float] = 0, transform: str = "fft"):
         super().__init__()
-        n_dims = int(n_dims)
-        if n_dims not in _SUPPORTED_DIMS:
-            raise UserError(f"FNO supports n_dims 1, 2 or 3, got {n_dims!r}")
-        width = int(DEFAULT_WIDTH[n_dims] if width is None else width)
-        if modes is None:
-            modes = DEFAULT_MODES[n_dims]
-        modes = [int(modes)] * n_dims if isinstance(modes, (int, float)) else [int(m) for m in modes]
-        if len(modes) != n_dims:
-            raise UserError(f"FNO modes needs one value per spatial axis ({n_dims}), got {modes}")
-        for name, value in [("in_channels", in_channels), ("out_channels", out_channels),
-                            ("width", width), ("n_layers", n_layers), ("proj_width", proj_width),
-                            *[("modes", m) for m in modes]]:
-            if int(value) < 1:
-                raise UserError(f"FNO {name} must be a positive integer, got {value!r}")
+        n_dims = check_dims("FNO", n_dims, _SUPPORTED_DIMS)
+        width = DEFAULT_WIDTH[n_dims] if width is None else width
+        modes = per_axis("FNO", "modes", DEFAULT_MODES[n_dims] if modes is None else modes, n_dims)
+        check_positive("FNO", in_channels=in_channels, out_channels=out_channels, width=width, n_layers=n_layers,
+                       proj_width=proj_width)
+        grid = check_flag("FNO", "grid", grid)
         padding = check_padding("FNO", padding, n_dims)
+        check_choice("FNO transform", transform, TRANSFORMS)
+        width = int(width)
 
         self.config = dict(in_channels=int(in_channels), out_channels=int(out_channels), n_dims=n_dims,
                            width=width, modes=modes, n_layers=int(n_layers), proj_width=int(proj_width),
-                           grid=bool(grid), padding=padding, transform=transform)
+                           grid=grid, padding=padding, transform=transform)
         self.n_dims = n_dims
-        self.grid = bool(grid)
+        self.grid = grid
         self.padding = padding
         lift_in = int(in_channels) + (n_dims if self.grid else 0)
         self.lift = Pointwise(lift_in, width)
@@ -213,35 +210,16 @@ class FNO(Operator):
         self.proj_hidden = Pointwise(width, int(proj_width))
         self.proj_out = Pointwise(int(proj_width), int(out_channels))
 
-    def _pad_cells(self, space: Sequence[int]) -> list[int]:
-        return pad_cells(self.padding, space)
-
-    def _coordinates(self, x: torch.Tensor) -> torch.Tensor:
-        """``(batch, n_dims, *space)``: the coordinate of every grid point along each axis, in [0, 1]."""
-        space = x.shape[2:]
-        axes = [torch.linspace(0.0, 1.0, n, device=x.device, dtype=x.dtype) for n in space]
-        mesh = torch.meshgrid(*axes, indexing="ij")
-        return torch.stack(mesh).unsqueeze(0).expand(x.shape[0], -1, *space)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, in_channels, *space)`` -> ``(batch, out_channels, *space)``."""
-        if x.dim() != 2 + self.n_dims or x.shape[1] != self.config["in_channels"]:
-            raise UserError(
-                f"FNO expects input (batch, {self.config['in_channels']}, {self.n_dims} spatial axes), "
-                f"got shape {tuple(x.shape)}")
+        check_input("FNO", x, self.config["in_channels"], self.n_dims)
         space = x.shape[2:]
         if self.grid:
-            x = torch.cat([x, self._coordinates(x)], dim=1)
-        v = self.lift(x)
-        pads = self._pad_cells(space)
-        if any(pads):
-            # F.pad lists (left, right) pairs starting from the last axis.
-            v = F.pad(v, [p for pad in reversed(pads) for p in (0, pad)])
+            x = append_coordinates(x)
+        v = pad_end(self.lift(x), pad_cells(self.padding, space))
         last = len(self.spectral) - 1
         for i, (spectral, skip) in enumerate(zip(self.spectral, self.skip)):
             v = spectral(v) + skip(v)
             if i < last:
                 v = F.gelu(v)
-        if any(pads):
-            v = v[(slice(None), slice(None), *[slice(0, n) for n in space])]
-        return self.proj_out(F.gelu(self.proj_hidden(v)))
+        return self.proj_out(F.gelu(self.proj_hidden(crop(v, space))))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from typing import Any, Callable, Sequence
 
 import torch
@@ -18,22 +19,40 @@ CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
 
 def check_dims(model: str, n_dims: Any, allowed: Sequence[int] = (1, 2)) -> int:
-    """``n_dims`` as an int; :class:`UserError` naming ``model`` unless it is in ``allowed``."""
-    if isinstance(n_dims, bool) or int(n_dims) not in allowed:
+    """``n_dims`` as an int; :class:`UserError` naming ``model`` unless it is one of ``allowed``
+    (a non-integer such as ``2.5`` or ``"2"`` is refused, not truncated)."""
+    if isinstance(n_dims, bool) or not isinstance(n_dims, numbers.Real) or n_dims not in allowed:
         raise UserError(f"{model} supports n_dims {', '.join(map(str, allowed))}, got {n_dims!r}")
     return int(n_dims)
 
 
-def check_positive(model: str, **values: Any) -> None:
-    """:class:`UserError` for the first of ``values`` that is not a positive integer."""
+def check_flag(model: str, name: str, value: Any) -> bool:
+    """``value`` as a bool; :class:`UserError` unless it is ``True``/``False`` (or ``1``/``0``).
+
+    ``bool(value)`` would turn the string ``"false"`` (or ``"no"`` from a command line) into ``True``.
+    """
+    if type(value).__module__ == "numpy":  # numpy.bool_ / integer scalars
+        value = value.item()
+    if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+        return bool(value)
+    raise UserError(f"{model} {name} must be true or false, got {value!r}")
+
+
+def check_positive(model: str, *, allow_zero: bool = False, **values: Any) -> None:
+    """:class:`UserError` for the first of ``values`` that is not a positive (with ``allow_zero``:
+    non-negative) integer; an integral float such as ``4.0`` passes, ``2.5`` does not."""
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
-            raise UserError(f"{model} {name} must be a positive integer, got {value!r}")
+        if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+                or int(value) != value or value < (0 if allow_zero else 1)):
+            kind = "non-negative" if allow_zero else "positive"
+            raise UserError(f"{model} {name} must be a {kind} integer, got {value!r}")
 
 
 def per_axis(model: str, name: str, value: int | Sequence[int], n_dims: int) -> list[int]:
     """An int for every axis or one value per axis, as a list of ``n_dims`` positive ints."""
-    values = [value] * n_dims if isinstance(value, (int, float)) else list(value)
+    if isinstance(value, str) or not isinstance(value, (numbers.Real, Sequence)):
+        raise UserError(f"{model} {name} must be a positive integer or one per spatial axis, got {value!r}")
+    values = [value] * n_dims if isinstance(value, numbers.Real) else list(value)
     if len(values) != n_dims:
         raise UserError(f"{model} {name} needs one value per spatial axis ({n_dims}), got {value!r}")
     for v in values:
@@ -47,7 +66,7 @@ def check_padding(model: str, padding: Any, n_dims: int) -> int | float | list:
     if isinstance(padding, (list, tuple)) and len(values) != n_dims:
         raise UserError(f"{model} padding needs one value per spatial axis ({n_dims}), got {padding!r}")
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise UserError(f"{model} padding must be a non-negative int (cells) or float (fraction of the "
                             f"axis), or a list of those with one per axis; got {padding!r}")
     return list(padding) if isinstance(padding, (list, tuple)) else padding
@@ -77,6 +96,14 @@ def grid_coordinates(space: Sequence[int], device: torch.device | None = None,
     """``(len(space), *space)``: the coordinate ``linspace(0, 1, n)`` of every grid point per axis."""
     axes = [torch.linspace(0.0, 1.0, n, device=device, dtype=dtype) for n in space]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"))
+
+
+def append_coordinates(x: torch.Tensor) -> torch.Tensor:
+    """``(batch, C, *space)`` -> ``(batch, C + len(space), *space)``: the grid coordinates
+    (:func:`grid_coordinates`, in ``x``'s dtype and device) appended as channels."""
+    space = x.shape[2:]
+    coords = grid_coordinates(space, x.device, x.dtype)
+    return torch.cat([x, coords.unsqueeze(0).expand(x.shape[0], *coords.shape)], dim=1)
 
 
 def check_input(model: str, x: torch.Tensor, in_channels: int, n_dims: int) -> None:

@@ -22,6 +22,7 @@ Written by hand because ``torch.nn.Sequential`` plus a few lines is all it is, a
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Sequence
 
 import torch
@@ -29,6 +30,7 @@ from torch import nn
 
 from ..errors import UserError, check_choice
 from .base import Operator, register_model
+from .layers import check_positive
 
 ACTIVATIONS = {"tanh": nn.Tanh, "sin": None, "gelu": nn.GELU, "silu": nn.SiLU, "softplus": nn.Softplus}
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -81,14 +83,17 @@ class PINNMLP(Operator):
                  periods: Sequence[float] | None = None, periodic_harmonics: int = 1,
                  init: str = "default", init_scale: float = 0.1, dtype: str = "float64"):
         super().__init__()
-        in_dim, out_dim = int(in_dim), int(out_dim)
-        widths = [int(width)] * int(depth) if widths is None else [int(w) for w in widths]
-        for name, value in [("in_dim", in_dim), ("out_dim", out_dim), *[("widths", w) for w in widths]]:
-            if value < 1:
-                raise UserError(f"pinn_mlp {name} must be positive, got {value!r}")
-        if int(fourier_features) < 0 or int(periodic_harmonics) < 1:
-            raise UserError(f"pinn_mlp needs fourier_features >= 0 and periodic_harmonics >= 1, got "
-                            f"{fourier_features!r} and {periodic_harmonics!r}")
+        check_positive("pinn_mlp", in_dim=in_dim, out_dim=out_dim, width=width, periodic_harmonics=periodic_harmonics)
+        if widths is None:
+            check_positive("pinn_mlp", allow_zero=True, depth=depth)
+            widths = [width] * int(depth)
+        for w in widths:
+            check_positive("pinn_mlp", widths=w)
+        in_dim, out_dim, widths = int(in_dim), int(out_dim), [int(w) for w in widths]
+        check_positive("pinn_mlp", allow_zero=True, fourier_features=fourier_features)
+        for name, value in (("fourier_scale", fourier_scale), ("init_scale", init_scale)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+                raise UserError(f"pinn_mlp {name} must be a positive number, got {value!r}")
         check_choice("init", init, INITS)
         check_choice("dtype", dtype, DTYPES)
         _activation(activation)
@@ -97,7 +102,7 @@ class PINNMLP(Operator):
         if bad or len(set(periodic)) != len(periodic):
             raise UserError(f"pinn_mlp periodic must list distinct input indices in 0..{in_dim - 1}, got {periodic}")
         periods = [1.0] * len(periodic) if periods is None else [float(p) for p in periods]
-        if len(periods) != len(periodic) or any(p <= 0 for p in periods):
+        if len(periods) != len(periodic) or any(not (0 < p < math.inf) for p in periods):
             raise UserError(f"pinn_mlp periods needs one positive period per periodic axis {periodic}, got {periods}")
 
         self.config = dict(in_dim=in_dim, out_dim=out_dim, widths=widths, width=int(width), depth=int(depth),
@@ -158,6 +163,9 @@ class PINNMLP(Operator):
         if output == "value":
             return self.net(self.embed(x))
         check_choice("pinn_mlp output", output, OUTPUTS)
+        if x.dim() != 2:
+            raise UserError(f"pinn_mlp output={output!r} needs points (N, {self.config['in_dim']}), got shape "
+                            f"{tuple(x.shape)}")
         value, grad, lap = self.taylor(x)
         return grad if output == "gradient" else lap
 

@@ -27,7 +27,7 @@ import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ import torch
 from ..errors import UserError
 from ..operators.base import Operator, atomic_torch_save, load_model
 from .config import TrainConfig
+
+#: A per-channel statistic: a tensor, a numpy array or a list of numbers, of shape ``(C,)``.
+ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[float]]
 
 CHECKPOINT_FORMAT = "pde_lab/checkpoint"
 CHECKPOINT_VERSION = 1
@@ -64,8 +67,8 @@ class Normalizer:
     only shifted.
     """
 
-    def __init__(self, x_mean, x_std, y_mean, y_std):
-        def vec(v) -> torch.Tensor:
+    def __init__(self, x_mean: ArrayLike, x_std: ArrayLike, y_mean: ArrayLike, y_std: ArrayLike):
+        def vec(v: ArrayLike) -> torch.Tensor:
             if torch.is_tensor(v):
                 return v.detach().to("cpu", torch.float32).reshape(-1).clone()
             return torch.as_tensor(np.asarray(v, dtype=np.float32)).reshape(-1).clone()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -57,7 +58,7 @@ class YamlConfig:
             raise UserError(f"unknown {cls._kind} key {key!r}{hint}; allowed: {', '.join(allowed)}")
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]):
+    def from_dict(cls, values: Mapping[str, Any]) -> "YamlConfig":
         """A config from a mapping; unknown keys raise :class:`UserError` listing the allowed keys."""
         if not isinstance(values, Mapping):
             raise UserError(f"a {cls._kind} must be a mapping of keys to values, got {type(values).__name__}")
@@ -84,7 +85,7 @@ class YamlConfig:
         return text
 
     @classmethod
-    def from_yaml(cls, source: str | Path):
+    def from_yaml(cls, source: str | Path) -> "YamlConfig":
         """A config from a YAML file path (or YAML text containing a newline)."""
         if isinstance(source, str) and "\n" in source:
             text = source
@@ -237,9 +238,8 @@ class TrainConfig(YamlConfig):
             check_choice("task.mode", self.task.mode, TASK_MODES)
             _positive("task.input_steps", self.task.input_steps)
             _positive("task.output_steps", self.task.output_steps)
-        from ..operators import MODELS  # registers the models; imported late to keep this light
-
-        check_choice("model", self.model, MODELS.names())
+        _positive("seed", self.seed, allow_zero=True)  # numpy's SeedSequence takes no negative seed
+        check_model_args(self.model, self.model_args)
 
     def apply_overrides(self, overrides: Sequence[str]) -> "TrainConfig":
         """A new config with ``key=value`` overrides applied (see the module docstring for the syntax)."""
@@ -278,9 +278,28 @@ def _field_types() -> dict[str, Any]:
 
 
 def _positive(name: str, value, allow_zero: bool = False) -> None:
-    ok = value >= 0 if allow_zero else value > 0
+    """:class:`UserError` unless ``value`` is a finite positive (or, with ``allow_zero``, non-negative)
+    number: an infinite learning rate or clip would pass ``> 0`` and only fail as NaN weights."""
+    ok = (value >= 0 if allow_zero else value > 0) and math.isfinite(value)
     if not ok:
-        raise UserError(f"config key {name!r} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}")
+        kind = "non-negative" if allow_zero else "positive"
+        raise UserError(f"config key {name!r} must be {kind} (and finite), got {value!r}")
+
+
+def check_model_args(model: str, model_args: Mapping[str, Any]) -> None:
+    """:class:`UserError` for an unknown ``model`` or a ``model_args`` key its constructor does not take,
+    when the config is made rather than after the data is read. The values are checked when the model
+    is built (they may need the data's channels and dimension)."""
+    from ..operators import MODELS, model_parameters  # registers the models; imported late to keep this light
+
+    check_choice("model", model, MODELS.names())
+    allowed = model_parameters(model)
+    unknown = sorted(set(model_args) - set(allowed))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserError(f"model {model!r} has no argument {', '.join(map(repr, unknown))}{hint}; "
+                        f"allowed model_args: {', '.join(allowed)}")
 
 
 _NONE_WORDS = ("none", "null", "~")

@@ -35,7 +35,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import time
 import typing
 from dataclasses import dataclass, field
@@ -47,11 +46,11 @@ import torch
 from scipy.stats import qmc
 
 from ..errors import UserError, check_choice
-from ..operators.base import MODELS, Operator, build_model, model_parameters, save_model
+from ..operators.base import Operator, build_model, model_parameters, save_model
 from ..optim import ENGD, KFAC, LBFGS, SPRING, ConFIG, GaussNewton, LevenbergMarquardt, MultiAdam, PointwiseResidual, model_terms
 from ..optim.first_order import build_first_order
 from .checkpoint import write_log
-from .config import _DEVICE, YamlConfig, _coerce, _parse_scalar, resolve_device
+from .config import _DEVICE, YamlConfig, _coerce, _parse_scalar, _positive, check_model_args, resolve_device
 
 FIRST_ORDER_PINN = ("adam", "soap", "shampoo", "multiadam", "config")
 SECOND_ORDER_PINN = {"engd": ENGD, "spring": SPRING, "gauss_newton": GaussNewton, "lm": LevenbergMarquardt, "kfac": KFAC}
@@ -142,20 +141,17 @@ class PINNConfig(YamlConfig):
         check_choice("sampler", self.sampler, SAMPLERS)
         check_choice("dtype", self.dtype, _DTYPES)
         check_choice("clock", self.clock, ("wall", "process"))
-        check_choice("model", self.model, MODELS.names())
+        check_model_args(self.model, self.model_args)
         if not _DEVICE.match(self.device):
             raise UserError(f"unknown device {self.device!r}; allowed: auto, cpu, cuda, cuda:N, mps")
-        for name in ("n_interior", "n_boundary", "steps", "eval_every", "eval_points", "lr"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"config key {name!r} must be positive, got {getattr(self, name)!r}")
-        if self.resample_every < 0:
-            raise UserError(f"resample_every must be >= 0, got {self.resample_every!r}")
-        if self.adam_steps < 0 or self.lr_decay <= 0:
-            raise UserError(f"adam_steps must be >= 0 and lr_decay > 0, got {self.adam_steps!r}, {self.lr_decay!r}")
+        for name in ("n_interior", "n_boundary", "steps", "eval_every", "eval_points", "lr", "lr_decay"):
+            _positive(name, getattr(self, name))
+        for name in ("resample_every", "adam_steps", "seed"):  # numpy's generators take no negative seed
+            _positive(name, getattr(self, name), allow_zero=True)
         if self.optimizer == "adam+lbfgs" and self.adam_steps == 0:
             raise UserError("optimizer 'adam+lbfgs' needs adam_steps > 0")
-        if self.time_limit_minutes is not None and self.time_limit_minutes <= 0:
-            raise UserError(f"time_limit_minutes must be positive, got {self.time_limit_minutes!r}")
+        if self.time_limit_minutes is not None:
+            _positive("time_limit_minutes", self.time_limit_minutes)
 
     def apply_overrides(self, overrides: Sequence[str]) -> "PINNConfig":
         """A new config with ``key=value`` overrides; dict keys take ``model_args.width=64``."""
@@ -172,7 +168,7 @@ class PINNConfig(YamlConfig):
 
 
 # ---- the PDE side ----------------------------------------------------------------------------------
-def get_pinn_pde(name: str, **pde_args: Any):
+def get_pinn_pde(name: str, **pde_args: Any) -> Any:
     """An instance of PDE ``name`` built with ``pde_args``; :class:`UserError` unless it has the
     pointwise-residual interface."""
     from ..pdes import PDES
@@ -190,7 +186,7 @@ def get_pinn_pde(name: str, **pde_args: Any):
     return pde
 
 
-def resolve_params(pde, overrides: Mapping[str, Any]) -> dict[str, Any]:
+def resolve_params(pde: Any, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The PDE's default parameters with ``overrides`` applied; unknown names raise :class:`UserError`."""
     params = pde.default_params()
     unknown = sorted(set(overrides) - set(params))
@@ -390,7 +386,7 @@ class HardBoundary(torch.nn.Module):
     Srivastava 2022 for distance functions on general domains). Shapes: ``(N, d) -> (N, 1)``.
     """
 
-    def __init__(self, net: torch.nn.Module, pde, params: Mapping[str, Any],
+    def __init__(self, net: torch.nn.Module, pde: Any, params: Mapping[str, Any],
                  bounds: Sequence[tuple[float, float]], faces: Sequence[tuple[int, int]]):
         super().__init__()
         if len(getattr(pde, "pinn_fields", ("u",))) != 1 or not hasattr(pde, "boundary_value"):
@@ -584,16 +580,6 @@ def _run_second_order(problem: PINNProblem, config: PINNConfig, logger: _Logger)
     return config.steps, "max steps"
 
 
-def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    from .trainer import check_run_dir
-
-    check_run_dir(run_dir, overwrite, resume=False)
-    if overwrite and run_dir.is_dir():
-        for child in run_dir.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-
 def fit_pinn(problem: PINNProblem, config: PINNConfig) -> dict[str, Any]:
     """Run ``config.optimizer`` on ``problem`` in place; returns the metrics and the log rows.
 
@@ -635,8 +621,13 @@ def train_pinn(config: PINNConfig) -> Path:
     if config.out is None:
         raise UserError("no run directory: set out=PATH")
     run_dir = Path(config.out)
-    _prepare_run_dir(run_dir, config.overwrite)
+    from .trainer import check_run_dir, prepare_run_dir
+
+    check_run_dir(run_dir, config.overwrite, resume=False)
+    # Built before the run directory is touched: a bad PDE or model argument must not leave a
+    # half-made directory, nor delete the previous run under overwrite=true.
     problem = build_problem(config)
+    prepare_run_dir(run_dir, config.overwrite, resume=False, subdirs=())
     resolved = dataclasses.replace(config, model_args=dict(problem.model.config))
     resolved.to_yaml(run_dir / "config.yaml")
     result = fit_pinn(problem, resolved)

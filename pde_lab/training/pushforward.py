@@ -33,7 +33,7 @@ class PushforwardPairs(Dataset):
     ``k`` is cut where the trajectory ends: a window ``s`` takes at most ``(last − s) // T_out`` steps.
     """
 
-    def __init__(self, ds, max_steps: int, seed: int):
+    def __init__(self, ds: Dataset, max_steps: int, seed: int):
         task = getattr(ds, "task", None)
         if task is None or task.mode != "window" or getattr(ds, "n_times", None) is None:
             raise UserError("pushforward needs a time-dependent dataset read with the window task")
@@ -51,7 +51,8 @@ class PushforwardPairs(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def stats(self):
+    def stats(self) -> dict[str, np.ndarray]:
+        """The wrapped dataset's normalisation statistics (``x_mean``, ``x_std``, ``y_mean``, ``y_std``)."""
         return self.ds.stats()
 
     def __len__(self) -> int:

@@ -54,6 +54,10 @@ from .config import TrainConfig, resolve_device
 from .pushforward import PushforwardPairs
 
 LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "lr", "seconds")
+#: Config keys a resumed run cannot change: the checkpoint's optimizer state (learning rate, weight
+#: decay, the optimizer's own arguments) and normaliser replace what the config says, so a new value
+#: would be silently ignored while ``config.yaml`` recorded it.
+RESUME_FIXED = ("optimizer", "optimizer_args", "lr", "weight_decay", "normalize")
 RUN_FILES = ("config.yaml", "data.json", "log.csv", "checkpoints")
 
 
@@ -149,6 +153,42 @@ def sample_shapes(ds: Dataset) -> tuple[int, int, int, int, tuple[int, ...]]:
     return x.shape[0], x.shape[-1], y.shape[0], y.shape[-1], tuple(x.shape[1:-1])
 
 
+def check_resume_config(stored: dict[str, Any], config: TrainConfig) -> None:
+    """:class:`UserError` naming every :data:`RESUME_FIXED` key whose value in ``config`` differs from
+    the checkpoint's config ``stored`` (keys an older checkpoint lacks are not compared)."""
+    current = config.to_dict()
+    changed = [f"{k}: {stored[k]!r} -> {current[k]!r}" for k in RESUME_FIXED if k in stored and stored[k] != current[k]]
+    if changed:
+        raise UserError(f"cannot resume with a changed {', '.join(changed)}: the checkpoint's optimizer state and "
+                        f"normaliser would override it; keep the run's values (keys {', '.join(RESUME_FIXED)}) "
+                        f"or start a new run")
+
+
+@torch.no_grad()
+def check_model_on_data(model: torch.nn.Module, normalizer: Normalizer, ds: Dataset, output_steps: int,
+                        device: torch.device, amp: bool = False) -> None:
+    """:class:`UserError` unless ``model`` maps the first sample of ``ds`` to a prediction shaped like
+    its target: one forward pass in eval mode (no weight or running statistic changes; under bfloat16
+    autocast with ``amp``, as in training), so a wrong channel count or a grid too coarse for the model
+    (FNO modes) fails before training starts."""
+    x, y = (torch.as_tensor(a) for a in ds[0][:2])
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            pred = predict_batch(model, normalizer, x[None].to(device, torch.float32), output_steps)
+    except UserError as err:
+        raise UserError(f"the model does not fit the data (sample input {tuple(x.shape)} = (T_in, *space, C_in)): "
+                        f"{err}") from None
+    except ValueError as err:  # from_model_layout: the model's output channels are not T_out * C_out
+        raise UserError(f"the model does not fit the data: {err}") from None
+    finally:
+        model.train(was_training)
+    if tuple(pred.shape[1:]) != tuple(y.shape):
+        raise UserError(f"the model predicts samples of shape {tuple(pred.shape[1:])} but the targets are "
+                        f"{tuple(y.shape)} = (T_out, *space, C_out)")
+
+
 # ---- the run directory -----------------------------------------------------------------------------
 def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
     """Refuse a non-empty ``run_dir`` unless ``overwrite`` or ``resume``; check a resume is possible."""
@@ -168,13 +208,15 @@ def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
                             f"config.yaml, so it is not a pde_lab run directory")
 
 
-def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
-    """:func:`check_run_dir`, then create ``run_dir`` (emptied first when overwriting)."""
+def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool, subdirs: tuple[str, ...] = ("checkpoints",)) -> None:
+    """:func:`check_run_dir`, then create ``run_dir`` (emptied first when overwriting) and its ``subdirs``."""
     check_run_dir(run_dir, overwrite, resume)
     if overwrite and not resume and run_dir.is_dir():
         for child in run_dir.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for sub in subdirs:
+        (run_dir / sub).mkdir(exist_ok=True)
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -246,15 +288,16 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
             staged runs); the run can then be resumed.
     """
     run_dir = Path(run_dir)
-    if config.pushforward:  # before the run directory is touched: a bad combination leaves nothing
+    # Everything that can fail on bad input (the run directory, the data, the model's fit to the data,
+    # the optimizer's arguments) is checked before the run directory is touched: a bad run must leave
+    # nothing behind, and with overwrite=true must not have deleted the previous run first.
+    check_run_dir(run_dir, config.overwrite, config.resume)
+    if config.pushforward:
         train_ds = PushforwardPairs(train_ds, config.pushforward, config.seed)
     device = resolve_device(config.device)
     ctx = distributed.context(device)
     if ctx.active and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
-    if ctx.is_main:
-        prepare_run_dir(run_dir, config.overwrite, config.resume)
-    distributed.barrier(ctx)
     t_in, c_in, t_out, c_out, space = sample_shapes(train_ds)
 
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt") if config.resume else None
@@ -266,6 +309,7 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
         if stored["name"] != current["name"] or stored_args != current["args"]:
             raise UserError(f"cannot resume: the checkpoint holds model {stored['name']!r} with "
                             f"{stored['args']}, the config builds {current['name']!r} with {current['args']}")
+        check_resume_config(state.get("config", {}), config)
         model.load_state_dict(state["model"]["state_dict"])
         normalizer = Normalizer.from_state_dict(state["normalizer"])
     elif config.normalize:
@@ -275,6 +319,12 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
         normalizer = Normalizer.identity(c_in, c_out)
     model.to(device)
     normalizer.to(device)
+    check_model_on_data(model, normalizer, train_ds, t_out, device, config.amp)
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config)
+    if ctx.is_main:
+        prepare_run_dir(run_dir, config.overwrite, config.resume)
+    distributed.barrier(ctx)
 
     resolved = dataclasses.replace(config, model=model.spec()["name"], model_args=model.spec()["args"],
                                    out=str(run_dir.resolve()), resume=False, overwrite=False)
@@ -288,8 +338,6 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
                  "pde_name": getattr(train_ds, "pde_name", None),
                  "input_steps": int(t_in), "output_steps": int(t_out)}
 
-    optimizer = build_optimizer(model, config)
-    scheduler = build_scheduler(optimizer, config)
     start_epoch, history, best_valid, best_epoch = 0, [], math.inf, -1
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
