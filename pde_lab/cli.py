@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("paths", nargs="+", help="files or dataset directories")
     v.add_argument("--no-values", action="store_true",
                    help="check structure only; skip reading fields (NaN/inf, checksums, constant trajectories)")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
 
     i = sub.add_parser("info", help="summarise a dataset file or directory")
     i.add_argument("path")
@@ -119,17 +120,20 @@ def _parser() -> argparse.ArgumentParser:
     im.add_argument("--periodic", action="store_true", help="pdebench: the domain is periodic on every axis")
     im.add_argument("--fields", type=_csv, default=None, help="pdebench group files: names of the channels")
     im.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    im.add_argument("--quiet", action="store_true", help="no progress bar")
 
     w = sub.add_parser("export-well", help="write a whole pde_lab file in The Well's HDF5 layout")
     w.add_argument("file", help="a pde_lab .h5 file")
     w.add_argument("out", help="The Well .hdf5 file to write")
     w.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
 
     x = sub.add_parser("export", help="export one sample of a dataset file to VTU, XDMF or netCDF")
     x.add_argument("file", help="a pde_lab .h5 file")
     x.add_argument("--index", type=int, default=0, help="trajectory to export (default 0)")
     x.add_argument("--format", default="vtu", help="vtu (a .pvd + one .vtu per frame), xdmf, netcdf or the_well")
     x.add_argument("--out", required=True, help="output path (.vtu/.pvd, .xdmf or .nc)")
+    x.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
     sub.add_parser("list", help="list PDE families, levels and models")
     return p
@@ -146,13 +150,16 @@ def _generate(a) -> None:
 
 
 def _import(a) -> None:
-    from .datasets.interop import import_file
-    from .errors import UserError
+    from .datasets.interop import IMPORT_FORMATS, import_file
+    from .datasets.schema import SPLITS
+    from .errors import UserError, check_choice
 
+    check_choice("import format", a.format, IMPORT_FORMATS)
+    check_choice("split", a.split, SPLITS)
     out = Path(a.out)
     if out.exists() and not a.overwrite:
         raise UserError(f"{out} exists; pass --overwrite to replace it")
-    kwargs = {"level": a.level, "split": a.split}
+    kwargs = {"level": a.level, "split": a.split, "progress": not a.quiet}
     if a.format == "pdebench":
         if a.samples:
             start, sep, stop = a.samples.partition(":")
@@ -171,7 +178,7 @@ def _export_well(a) -> None:
 
     if Path(a.out).exists() and not a.overwrite:
         raise UserError(f"{a.out} exists; pass --overwrite to replace it")
-    print(f"wrote {export_well(a.file, a.out)}")
+    print(f"wrote {export_well(a.file, a.out, progress=not a.quiet)}")
 
 
 def _merge(a) -> None:
@@ -185,7 +192,7 @@ def _validate(a) -> int:
 
     bad = 0
     for path in a.paths:
-        for file, errs in validate_path(path, check_values=not a.no_values).items():
+        for file, errs in validate_path(path, check_values=not a.no_values, progress=not a.quiet).items():
             if errs:
                 bad += 1
                 print(f"{file}: {len(errs)} violation(s)")
@@ -199,7 +206,7 @@ def _validate(a) -> int:
 def _export(a) -> None:
     from .datasets.export import export_sample
 
-    for path in export_sample(a.file, a.index, a.format, a.out):
+    for path in export_sample(a.file, a.index, a.format, a.out, overwrite=a.overwrite):
         print(f"wrote {path}")
 
 
@@ -267,7 +274,9 @@ def _train(a) -> None:
 def _evaluate(a) -> None:
     from .evaluation import evaluate, format_metrics
     from .training.checkpoint import load_run
+    from .training.config import resolve_device
 
+    resolve_device(a.device)  # a bad --device fails here, before the run is loaded
     data = a.data or load_run(a.run, device="cpu").config.data
     res = evaluate(a.run, data, split=a.split, levels=a.levels, device=a.device, batch_size=a.batch_size)
     print(json.dumps(res, indent=2) if a.json else format_metrics(res))
@@ -287,7 +296,9 @@ def _list(a) -> None:
 
 def _demo(a) -> None:
     from .demo import run_demo
+    from .training.config import resolve_device
 
+    resolve_device(a.device)
     run_demo(a.out, minutes=a.minutes, device=a.device, overwrite=a.overwrite)
 
 

@@ -58,13 +58,20 @@ BAD = [
      "bad solver option for navier_stokes_2d"),
     (["generate", "--pde", "darcy", "--solver-option", "solver_factor", "--out", "{tmp}/x"],
      "--solver-option 'solver_factor' is not of the form KEY=VALUE"),
+    (["generate", "--pde", "darcy", "--levels", ",", "--out", "{tmp}/x"], "no levels given; name at least one of"),
+    (["generate", "--pde", "darcy", "--seed", str(2**64), "--out", "{tmp}/x"], "seed must be an integer in 0 .."),
     (["info", "{tmp}/missing"], "does not exist"),
+    (["import", "csv", "{data}/train/easy.h5", "{data}/train/easy.h5"], "unknown import format 'csv'; allowed: "),
+    (["import", "the_well", "{data}/train/easy.h5", "{tmp}/x", "--split", "holdout"],
+     "unknown split 'holdout'; allowed: test, train, valid"),
     (["train", "--data", "{data}", "--model", "transformer9", "--out", "{tmp}/r"], "unknown model 'transformer9'; allowed:"),
     (["train", "--data", "{tmp}/nodata", "--model", "fno", "--out", "{tmp}/r"], "does not exist"),
     (["train", "--data", "{data}", "--model", "fno", "--out", "{tmp}/r", "--set", "learning_rate=3"], "learning_rate"),
     (["train", "--data", "{data}", "--model", "fno", "--out", "{tmp}/r", "--epochs", "0"], "epochs"),
     (["train", "--data", "{data}", "--levels", "hard", "--out", "{tmp}/r"], "level(s) hard not in"),
     (["evaluate", "--run", "{tmp}/norun", "--data", "{data}"], "norun"),
+    (["evaluate", "--run", "{tmp}/norun", "--data", "{data}", "--device", "gpu0"],
+     "unknown device 'gpu0'; allowed: auto, cpu, cuda, cuda:N, mps"),
 ]
 
 

@@ -87,6 +87,22 @@ def test_failed_generation_leaves_nothing(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"] and all(v == [] for v in validate_path(out).values())
 
 
+def test_a_run_that_failed_before_any_work_does_not_block_the_corrected_command(tmp_path, monkeypatch):
+    pde_cls = type(get_pde("toy_decay"))
+    original = pde_cls.solve
+
+    def failing(self, instances, grid, device="cpu"):
+        raise RuntimeError("bad solver option")
+
+    monkeypatch.setattr(pde_cls, "solve", failing)
+    with pytest.raises(RuntimeError, match="bad solver option"):
+        make(tmp_path, resolution=32)
+    assert (tmp_path / ".d.partial").is_dir()  # nothing finished in it
+    monkeypatch.setattr(pde_cls, "solve", original)
+    out = make(tmp_path)  # another config: the empty build directory is replaced, not in the way
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"] and all(v == [] for v in validate_path(out).values())
+
+
 def test_refuses_existing_output_unless_overwrite(tmp_path):
     out = make(tmp_path)
     stamp = (out / "train" / "easy.h5").stat().st_mtime_ns
@@ -106,6 +122,9 @@ def test_refuses_existing_output_unless_overwrite(tmp_path):
     (dict(n_test=-1), "n_test must be non-negative, got -1"),
     (dict(resolution=4), "resolution must be at least 8"),
     (dict(batch_size=0), "batch_size must be positive"),
+    (dict(levels=[]), "no levels given; name at least one of easy, hard"),
+    (dict(seed=2**64), "seed must be an integer in 0 .. 9223372036854775807"),
+    (dict(seed=-1), "seed must be an integer in 0 .."),
 ])
 def test_bad_generation_input_is_named(tmp_path, kw, match):
     with pytest.raises(UserError, match=match):
@@ -148,9 +167,71 @@ VIOLATIONS = {
     "traj": (lambda f: f["trajectories"].__delitem__("seed"), "missing dataset 'seed'"),
     "index": (lambda f: f["trajectories/index"].__setitem__(0, 3), "expected 0 .. n_trajectories-1"),
     "scalar shape": (lambda f: (f["scalars"].__delitem__("k"), f["scalars"].create_dataset("k", data=np.zeros(2))),
-                     "/scalars/k: expected a numeric array of shape"),
+                     "/scalars/k: expected a float64 array of shape"),
     "bc": (lambda f: f["boundary_conditions/x_periodic"].attrs.__setitem__("bc_type", "WEIRD"), "bc_type 'WEIRD'"),
+    # every rule of docs/data_format.md, one violation each
+    "grid type": (lambda f: f.attrs.__setitem__("grid_type", "voronoi"), "grid_type 'voronoi' is not one of"),
+    "json object": (lambda f: f.attrs.__setitem__("solver_settings", "[1, 2]"),
+                    "'solver_settings' must be a JSON object, got list"),
+    "level definition name": (lambda f: f.attrs.__setitem__(
+        "level_definition", '{"name": "hard", "ranges": {}, "log_uniform": [], "description": ""}'),
+        "level_definition names level 'hard' but the file's level is 'easy'"),
+    "level definition keys": (lambda f: f.attrs.__setitem__("level_definition", '{"name": "easy"}'),
+                              "level_definition lacks key(s) ['ranges', 'log_uniform', 'description']"),
+    "dataset seed": (lambda f: f.attrs.__setitem__("dataset_seed", -1), "dataset_seed -1 is negative"),
+    "no trajectories": (lambda f: f.attrs.__setitem__("n_trajectories", 0), "a file holds at least one trajectory"),
+    "periodic": (lambda f: f["dimensions"].attrs.__setitem__("periodic", [True, False]),
+                 "attribute 'periodic' must hold one bool per axis"),
+    "bounds": (lambda f: f["dimensions"].attrs.__setitem__("bounds", [1.0, 0.0]), "attribute 'bounds' must be"),
+    "bounds mismatch": (lambda f: f["dimensions"].attrs.__setitem__("bounds", [[0.0, 2.0]]),
+                        "/dimensions/x: coordinates are not a + i h (periodic axis) for bounds [0, 2]"),
+    "cell centres": (lambda f: f["dimensions/x"].__setitem__(Ellipsis, f["dimensions/x"][()] + 1 / 32),
+                     "/dimensions/x: coordinates are not a + i h"),
+    "coordinate dtype": (lambda f: _replace(f, "dimensions/x", f["dimensions/x"][()].astype(np.float32)),
+                         "/dimensions/x: dtype float32, expected float64"),
+    "time dtype": (lambda f: _replace(f, "dimensions/time", f["dimensions/time"][()].astype(np.float32)),
+                   "/dimensions/time: dtype float32, expected float64"),
+    "coordinate attrs": (lambda f: f["dimensions/x"].attrs.__setitem__("sample_varying", True),
+                         "/dimensions/x: attribute 'sample_varying' is True, expected False"),
+    "time attrs": (lambda f: f["dimensions/time"].attrs.__delitem__("time_varying"),
+                   "/dimensions/time: attribute 'time_varying' is None, expected True"),
+    "field sample_varying": (lambda f: f["t0_fields/u"].attrs.__setitem__("sample_varying", False),
+                             "/t0_fields/u: attribute 'sample_varying' is False, expected True"),
+    "field dim_varying": (lambda f: f["t0_fields/u"].attrs.__setitem__("dim_varying", [True, True]),
+                          "'dim_varying' must hold one bool per spatial dimension (1)"),
+    "field time_varying": (lambda f: f["t0_fields/u"].attrs.__setitem__("time_varying", "yes"),
+                           "'time_varying' must be a bool, got 'yes'"),
+    "field units": (lambda f: f["t0_fields/u"].attrs.__setitem__("units", 3), "'units' must be a string"),
+    "field attr missing": (lambda f: f["t0_fields/u"].attrs.__delitem__("description"),
+                           "/t0_fields/u: missing attribute 'description'"),
+    "scalar dtype": (lambda f: _replace(f, "scalars/k", np.arange(5)), "/scalars/k: expected a float64 array"),
+    "scalar units": (lambda f: f["scalars/k"].attrs.__delitem__("units"), "/scalars/k: missing string attribute 'units'"),
+    "unlisted scalar": (lambda f: f["scalars"].create_dataset("extra", data=np.zeros(5)),
+                        "/scalars: datasets ['extra'] are not listed in field_names"),
+    "unlisted dimensionless": (lambda f: f["dimensionless"].create_dataset("Re", data=np.zeros(5)),
+                               "/dimensionless: datasets ['Re'] are not listed in field_names"),
+    "per-sample missing": (lambda f: f["trajectories"].__delitem__("dt"), "'dt' listed in solver_per_sample but missing"),
+    "per-sample dtype": (lambda f: _replace(f, "trajectories/dt", np.ones(5, np.float32)),
+                         "/trajectories/dt: expected a float64 array of shape (5,)"),
+    "per-sample unlisted": (lambda f: f["trajectories"].create_dataset("tol", data=np.zeros(5)),
+                            "datasets ['tol'] are not listed in solver_per_sample"),
+    "stray checksum": (lambda f: f["trajectories"].create_dataset("checksum_w", data=np.zeros(5, np.uint32)),
+                       "checksums ['checksum_w'] belong to no field"),
+    "wall time": (lambda f: f["trajectories/wall_time"].__setitem__(0, np.inf), "negative, NaN or infinite times"),
+    "bc value": (lambda f: (f["boundary_conditions/x_periodic"].attrs.__setitem__("bc_type", "DIRICHLET"),
+                            f["boundary_conditions/x_periodic"].attrs.__delitem__("value")),
+                 "/boundary_conditions/x_periodic: missing attribute 'value'"),
+    "bc mask": (lambda f: f["boundary_conditions/x_periodic"].__delitem__("mask_x"), "missing dataset 'mask_x'"),
+    "bc mask shape": (lambda f: _replace(f, "boundary_conditions/x_periodic/mask_x", np.ones(3, bool)),
+                      "mask_x: expected bool of shape (16,), got bool (3,)"),
 }
+
+
+def _replace(f, name, data):
+    """Replace dataset ``name`` by ``data``, keeping its attributes."""
+    attrs = dict(f[name].attrs)
+    del f[name]
+    f.create_dataset(name, data=data).attrs.update(attrs)
 
 
 @pytest.mark.parametrize("kind", sorted(VIOLATIONS))

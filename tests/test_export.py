@@ -87,6 +87,22 @@ def test_validator_mesh_checks(mesh_data, tmp_path):
     assert any("n_nodes" in e for e in _corrupt(src, tmp_path / "c.h5", fewer_nodes))
     assert any("/mesh is missing" in e for e in _corrupt(src, tmp_path / "d.h5", lambda f: f.__delitem__("mesh")))
 
+    def float_cells(f):
+        c = f["mesh/cells"][()]
+        del f["mesh/cells"]
+        f["mesh"].create_dataset("cells", data=c.astype(np.float64))
+
+    def short_mask(f):
+        del f["boundary_conditions/outer_dirichlet/mask_outer"]
+        f["boundary_conditions/outer_dirichlet"].create_dataset("mask_outer", data=np.ones(3, bool))
+
+    assert any("/mesh/cells: dtype float64, expected int64" in e for e in _corrupt(src, tmp_path / "e.h5", float_cells))
+    assert any("node coordinate must be 0 .." in e for e in _corrupt(
+        src, tmp_path / "f.h5", lambda f: f["dimensions/node"].__setitem__(0, -1.0)))
+    assert any("'geometry_params' is not valid JSON" in e for e in _corrupt(
+        src, tmp_path / "g.h5", lambda f: f["mesh"].attrs.__setitem__("geometry_params", "{")))
+    assert any("mask_outer: expected bool of shape" in e for e in _corrupt(src, tmp_path / "h.h5", short_mask))
+
 
 @pytest.mark.parametrize("pde, suffix", [("heat_fem", ".pvd"), ("poisson_fem", ".vtu")])
 def test_vtu_roundtrip_mesh(capsys, mesh_data, tmp_path, pde, suffix):
@@ -214,3 +230,32 @@ def test_xarray_and_read_mesh_of_a_mesh_file(mesh_data):
     load = np.abs(pde.space(mesh).load(fields["f"][0])).max()
     assert np.abs(pde.residual(fields, {}, mesh)).max() < 1e-4 * load
     assert np.abs(pde.residual({**fields, "u": 1.001 * fields["u"]}, {}, mesh)).max() > 5e-4 * load
+
+
+def test_export_never_replaces_the_source_or_existing_files(capsys, grid_data, tmp_path):
+    src = tmp_path / "d.h5"
+    shutil.copy(grid_data / "toy_decay/train/easy.h5", src)
+    before = src.read_bytes()
+    # XDMF writes its heavy data to <stem>.h5: next to the source that is the source itself.
+    code, _, err = run(capsys, "export", src, "--format", "xdmf", "--out", tmp_path / "d.xdmf", "--overwrite")
+    assert code == 2 and "the file being exported" in err
+    code, _, err = run(capsys, "export", src, "--format", "the_well", "--out", src, "--overwrite")
+    assert code == 2 and "the file being exported" in err
+    assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["d.h5"]
+    assert run(capsys, "export", src, "--format", "netcdf", "--out", tmp_path / "s.nc")[0] == 0
+    stamp = (tmp_path / "s.nc").stat().st_mtime_ns
+    code, _, err = run(capsys, "export", src, "--format", "netcdf", "--out", tmp_path / "s.nc")
+    assert code == 2 and "s.nc exists; pass --overwrite" in err and (tmp_path / "s.nc").stat().st_mtime_ns == stamp
+    # A frame file of a time series that is already there counts as well.
+    (tmp_path / "v_0003.vtu").write_text("mine")
+    code, _, err = run(capsys, "export", src, "--format", "vtu", "--out", tmp_path / "v.pvd")
+    assert code == 2 and "v_0003.vtu exists" in err
+    assert (tmp_path / "v_0003.vtu").read_text() == "mine" and not (tmp_path / "v.pvd").exists()
+    assert run(capsys, "export", src, "--format", "vtu", "--out", tmp_path / "v.pvd", "--overwrite")[0] == 0
+    assert (tmp_path / "v.pvd").is_file() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_export_well_refuses_mesh_files_and_leaves_nothing(capsys, mesh_data, tmp_path):
+    code, _, err = run(capsys, "export-well", mesh_data / "poisson_fem/train/hard.h5", tmp_path / "w.hdf5")
+    assert code == 2 and "The Well stores Cartesian grids only" in err
+    assert list(tmp_path.iterdir()) == []

@@ -45,6 +45,22 @@ def test_pde_lab_to_well_to_pde_lab_is_lossless(tmp_path, pde):
         assert a[k] == b[k], k
 
 
+def test_export_well_never_replaces_its_source_nor_leaves_a_partial(tmp_path, monkeypatch):
+    from pde_lab.datasets.interop import the_well
+
+    src = gen(tmp_path, "toy_decay")
+    before = src.read_bytes()
+    with pytest.raises(UserError, match="the file being exported"):
+        export_well(src, src)
+    with pytest.raises(UserError, match="the file being converted"):
+        import_file("the_well", src, src)
+    assert src.read_bytes() == before
+    monkeypatch.setattr(the_well, "_TO_WELL_BC", {})  # fails half-way, after the partial file exists
+    with pytest.raises(KeyError):
+        export_well(src, tmp_path / "w.hdf5")
+    assert not list(tmp_path.glob("w.hdf5*"))
+
+
 def test_exported_file_follows_the_well_spec(tmp_path):
     src = gen(tmp_path, "toy_scale")
     well = export_well(src, tmp_path / "well.hdf5")
@@ -267,7 +283,7 @@ def test_cli_import_and_errors(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "data")]) == 0
     capsys.readouterr()
     assert main(["import", "netcdf", str(src), str(tmp_path / "o.h5")]) == 2
-    assert "unknown import format 'netcdf'; allowed: the_well, pdebench" in capsys.readouterr().err
+    assert "unknown import format 'netcdf'; allowed: pdebench, the_well" in capsys.readouterr().err
     assert main(["import", "pdebench", str(src), str(out)]) == 2
     assert "exists" in capsys.readouterr().err
     well = tmp_path / "w.hdf5"

@@ -1,14 +1,24 @@
 """The HDF5 dataset format (v1): generation, validation, readers and summaries."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from .generate import GenerateConfig, generate, sample_seed
 from .info import format_summary, summarize
 from .merge import merge_shards
 from .reader import FieldDataset, list_files, open_split
 from .validate import validate_file, validate_path
 
+if TYPE_CHECKING:
+    import xarray
 
 
-def open_dataset(path, split: str = "train"):
-    """Open a file or a split of a dataset directory as an ``xarray.Dataset`` (see :mod:`.xarray_io`)."""
+def open_dataset(path: str | Path, split: str = "train") -> "xarray.Dataset":
+    """Open a file or a split of a dataset directory as an ``xarray.Dataset`` (see :mod:`.xarray_io`).
+
+    Each field is a variable with dims ``(trajectory, [time,] *spatial_dims[, component0[, component1]])``.
+    """
     from .xarray_io import open_dataset as _open  # xarray is slow to import; load it only when asked
 
     return _open(path, split)

@@ -285,9 +285,38 @@ def _export_the_well(sample: Sample, out: Path) -> list[Path]:
 EXPORTERS["the_well"] = _export_the_well
 
 
-def export_sample(path: str | Path, index: int, fmt: str, out: str | Path) -> list[Path]:
+def _check_target(dest: Path, source: Path, overwrite: bool) -> None:
+    """Refuse to write ``dest`` over the file being exported, a directory, or (without ``overwrite``)
+    an existing file."""
+    if not dest.exists():
+        return
+    if dest.resolve() == source:
+        raise UserError(f"exporting would overwrite {dest}, the file being exported; choose another --out")
+    if dest.is_dir():
+        raise UserError(f"{dest} is a directory; --out must name a file")
+    if not overwrite:
+        raise UserError(f"{dest} exists; pass --overwrite to replace it")
+
+
+def export_sample(path: str | Path, index: int, fmt: str, out: str | Path, overwrite: bool = False) -> list[Path]:
     """Export trajectory ``index`` of the pde_lab file ``path`` in format ``fmt`` (a key of
-    :data:`EXPORTERS`) to ``out``; returns the files written."""
+    :data:`EXPORTERS`) to ``out``; returns the files written.
+
+    A format may write files besides ``out`` (``<stem>.h5`` for XDMF, ``<stem>_NNNN.vtu`` frames):
+    all of them are written to a hidden directory first and moved into place only when none would
+    replace the source file, and none an existing file unless ``overwrite``. Raises
+    :class:`UserError` otherwise.
+    """
     check_choice("export format", fmt, EXPORTERS)
+    out, source = Path(out), Path(path).resolve()
     sample = read_sample(path, index)
-    return EXPORTERS[fmt](sample, Path(out))
+    _check_target(out, source, overwrite)
+    stage = _Staging(out)
+    try:
+        names = [p.name for p in EXPORTERS[fmt](sample, stage.path(out.name))]
+        for name in names:
+            _check_target(out.parent / name, source, overwrite)
+        return stage.commit(names)
+    except BaseException:
+        stage.abort()
+        raise

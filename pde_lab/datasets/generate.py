@@ -62,6 +62,9 @@ class GenerateConfig:
     shard: str | tuple[int, int] | None = None
 
 
+MAX_SEED = 2**63 - 1  # the dataset seed is stored as an int64 HDF5 attribute
+
+
 def sample_seed(dataset_seed: int, level: str, split: str, index: int) -> int:
     """The seed of one sample, a pure function of (dataset seed, level, split, index).
 
@@ -76,7 +79,9 @@ def _check(config: GenerateConfig):
     if not isinstance(config.solver_options, dict):
         raise UserError(f"solver_options must be a dict of constructor arguments, got {config.solver_options!r}")
     pde = get_pde(config.pde, **config.solver_options)
-    levels = config.levels if config.levels else list(pde.levels)
+    if config.levels is not None and len(config.levels) == 0:
+        raise UserError(f"no levels given; name at least one of {', '.join(pde.levels)} (or leave levels out for all)")
+    levels = list(config.levels) if config.levels is not None else list(pde.levels)
     for lv in levels:
         pde.level(lv)
     if len(set(levels)) != len(levels):
@@ -89,8 +94,8 @@ def _check(config: GenerateConfig):
         check_positive("resolution", config.resolution)
         if config.resolution < 8:
             raise UserError(f"resolution must be at least 8, got {config.resolution}")
-    if config.seed < 0:
-        raise UserError(f"seed must be a non-negative integer, got {config.seed}")
+    if not isinstance(config.seed, (int, np.integer)) or not 0 <= config.seed <= MAX_SEED:
+        raise UserError(f"seed must be an integer in 0 .. {MAX_SEED} (stored as int64), got {config.seed!r}")
     _check_device(config.device)
     shard = engine.parse_shard(config.shard)
     out = Path(config.out)
@@ -173,7 +178,9 @@ def _open_partial(tmp: Path, manifest: dict, overwrite: bool) -> None:
     if tmp.exists():
         found = engine.read_manifest(tmp)
         diffs = engine.manifest_differences(found, manifest) if found is not None else []
-        if found is None or (diffs and overwrite):
+        # A run that failed before finishing any unit (a bad option found by the solver) holds no
+        # work: the corrected command replaces it instead of being told to finish it.
+        if found is None or (diffs and (overwrite or not _holds_work(tmp))):
             shutil.rmtree(tmp)
         elif diffs:
             raise UserError(f"{tmp} holds an unfinished generation with a different config ({'; '.join(diffs)}); "
@@ -182,6 +189,11 @@ def _open_partial(tmp: Path, manifest: dict, overwrite: bool) -> None:
         tmp.mkdir(parents=True)
         engine.write_manifest(tmp, manifest)
     engine.clean_temporaries(tmp)
+
+
+def _holds_work(tmp: Path) -> bool:
+    """Whether a build directory holds a finished unit (a part file) or an assembled file."""
+    return any((tmp / engine.PARTS_DIR).glob("*.part")) or any(tmp.rglob("*.h5"))
 
 
 def _done_units(tmp: Path, mine: list, sharded: bool) -> set[int]:

@@ -6,9 +6,12 @@ specification lives in one place.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 FORMAT_NAME = "pde_lab"
 FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
+GRID_TYPES = ("cartesian", "mesh")
 
 # Root attributes every file carries, with the Python types they must have once read back.
 ROOT_ATTRS: dict[str, tuple[type, ...]] = {
@@ -41,12 +44,12 @@ BC_TYPES = ("PERIODIC", "DIRICHLET", "NEUMANN", "OPEN")
 
 # Per-trajectory bookkeeping in ``trajectories/``: name → numpy dtype kind ('u' unsigned, 'i' int, 'f' float).
 TRAJECTORY_DATASETS = {"seed": "u", "index": "i", "wall_time": "f", "steps": "i", "batch_size": "i"}
+# Keys every ``level_definition`` JSON object carries.
+LEVEL_DEFINITION_KEYS = ("name", "ranges", "log_uniform", "description")
 
 
-def file_path(root, split: str, level: str):
+def file_path(root: str | Path, split: str, level: str) -> Path:
     """Where the file for ``split`` and ``level`` lives inside a dataset directory."""
-    from pathlib import Path
-
     return Path(root) / split / f"{level}.h5"
 
 

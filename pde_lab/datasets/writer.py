@@ -17,7 +17,7 @@ from .. import __version__
 from ..grids import CartesianGrid
 from ..pdes.base import PDE, Instance, SolveResult
 from . import schema
-from .parts import CHECKSUM_ALGORITHM, Batch
+from .parts import CHECKSUM_ALGORITHM, Batch, json_default
 
 
 def attr_value(value: Any) -> Any:
@@ -38,7 +38,8 @@ def attr_value(value: Any) -> Any:
 
 
 def _str_list(values: Sequence[str]) -> np.ndarray:
-    return np.array(list(values), dtype=h5py.string_dtype())
+    """``values`` as an HDF5 variable-length string array (the form of every name-list attribute)."""
+    return np.array([str(v) for v in values], dtype=h5py.string_dtype())
 
 
 class DatasetWriter:
@@ -193,7 +194,7 @@ class DatasetWriter:
 
     def close(self) -> Path:
         """Mark the file complete and move it to its final path."""
-        self.f.attrs["solver_settings"] = json.dumps(self._settings or {}, sort_keys=True, default=_json_default)
+        self.f.attrs["solver_settings"] = json.dumps(self._settings or {}, sort_keys=True, default=json_default)
         self.f.attrs["complete"] = True
         self.f.close()
         os.replace(self.partial, self.path)
@@ -217,7 +218,7 @@ def _write_mesh(f: h5py.File, mesh) -> None:
     g = f.create_group("mesh")
     g.attrs["cell_type"] = mesh.cell_type
     g.attrs["geometry"] = mesh.geometry
-    g.attrs["geometry_params"] = json.dumps(mesh.geometry_params, sort_keys=True, default=_json_default)
+    g.attrs["geometry_params"] = json.dumps(mesh.geometry_params, sort_keys=True, default=json_default)
     g.attrs["resolution"] = int(mesh.resolution)
     g.attrs["tag_names"] = _str_list(mesh.tag_names)
     g.create_dataset("nodes", data=np.asarray(mesh.nodes, dtype=np.float64))
@@ -233,11 +234,3 @@ def _write_mesh_bc(g: h5py.Group, mesh, tags) -> None:
     g.attrs["associated_dims"] = _str_list(present)
     for tag in present:
         g.create_dataset(f"mask_{tag}", data=mesh.node_mask(tag))
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (np.integer, np.floating, np.bool_)):
-        return obj.item()
-    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")

@@ -263,11 +263,14 @@ class TrainConfig(YamlConfig):
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as given (``UserError`` if CUDA is
-    asked for but absent)."""
+    """``"auto"`` -> CUDA when available, else CPU; anything else as given (``UserError`` for a name torch
+    does not know, or if CUDA is asked for but absent)."""
     if str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):  # torch's message for "gpu" is a list of every backend it knows
+        raise UserError(f"unknown device {name!r}; allowed: auto, cpu, cuda, cuda:N, mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {str(name)!r} asked for but CUDA is not available; use device=cpu or auto")
     return device

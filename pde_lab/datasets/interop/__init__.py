@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...errors import UserError
+from ...errors import UserError, check_choice
 
 IMPORT_FORMATS = ("the_well", "pdebench")
 
 
 def import_file(fmt: str, src: str | Path, out: str | Path, **kwargs) -> Path:
     """Convert ``src`` in format ``fmt`` (``the_well`` or ``pdebench``) into the pde_lab file ``out``."""
+    check_choice("import format", fmt, IMPORT_FORMATS)
+    if Path(out).exists() and Path(out).resolve() == Path(src).resolve():
+        raise UserError(f"{out} is the file being converted; choose another output path")
     if fmt == "the_well":
         from .the_well import import_well
 
@@ -26,7 +29,7 @@ def import_file(fmt: str, src: str | Path, out: str | Path, **kwargs) -> Path:
         from .pdebench import import_pdebench
 
         return import_pdebench(src, out, **kwargs)
-    raise UserError(f"unknown import format {fmt!r}; allowed: {', '.join(IMPORT_FORMATS)}")
+    raise AssertionError(f"import format {fmt!r} has no importer")  # unreachable: checked above
 
 
 __all__ = ["IMPORT_FORMATS", "import_file"]

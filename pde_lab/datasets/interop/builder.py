@@ -22,6 +22,7 @@ from ...errors import UserError
 from .. import schema
 from ..parts import CHECKSUM_ALGORITHM, trajectory_checksums
 from ..validate import validate_file
+from ..writer import _str_list
 
 
 def open_source(src: str | Path) -> tuple[Path, h5py.File]:
@@ -36,10 +37,6 @@ def open_source(src: str | Path) -> tuple[Path, h5py.File]:
         return src, open_h5(src)
     except OSError as e:
         raise UserError(f"{src} is not an HDF5 file ({str(e).splitlines()[0]})") from None
-
-
-def _str_list(values: Sequence[str]) -> np.ndarray:
-    return np.array([str(v) for v in values], dtype=h5py.string_dtype())
 
 
 class FileBuilder:

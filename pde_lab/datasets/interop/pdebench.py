@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 
 from ...errors import UserError
+from ..engine import progress_bar
 from .builder import FileBuilder, open_source
 
 AXES = ("x", "y", "z")
@@ -61,7 +62,8 @@ def _sample_range(samples: Sequence[int] | None, n: int, src) -> range:
 
 def import_pdebench(src: str | Path, out: str | Path, level: str = "default", split: str = "train",
                     pde: str | None = None, periodic: bool | Sequence[bool] = False,
-                    field_names: Sequence[str] | None = None, samples: Sequence[int] | None = None) -> Path:
+                    field_names: Sequence[str] | None = None, samples: Sequence[int] | None = None,
+                    progress: bool = False) -> Path:
     """Convert the PDEBench file ``src`` into the pde_lab file ``out`` (layouts: module docstring).
 
     Args:
@@ -70,6 +72,7 @@ def import_pdebench(src: str | Path, out: str | Path, level: str = "default", sp
         periodic: per axis (or one value for all), whether the domain wraps around.
         field_names: channel names for group files.
         samples: ``(start, stop)`` sample range to convert; ``None`` = all.
+        progress: show a progress bar (trajectories converted) on stderr.
     Returns ``out``; the file validates.
     """
     src, f = open_source(src)
@@ -82,10 +85,10 @@ def import_pdebench(src: str | Path, out: str | Path, level: str = "default", sp
                 generation_config={"source": "pdebench", "file": src.name, "parameters": params})
     with f:
         if "tensor" in f or any(k.endswith("-coordinate") for k in f.keys()):
-            return _array_file(f, src, Path(out), meta, params, periodic, samples)
+            return _array_file(f, src, Path(out), meta, params, periodic, samples, progress)
         groups = sorted(k for k, v in f.items() if isinstance(v, h5py.Group) and "data" in v)
         if groups:
-            return _group_file(f, groups, src, Path(out), meta, params, periodic, field_names, samples)
+            return _group_file(f, groups, src, Path(out), meta, params, periodic, field_names, samples, progress)
         found = ", ".join(list(f.keys())[:8]) or "nothing"
     raise UserError(f"{src} is not a PDEBench file: it has neither a 'tensor'/'*-coordinate' dataset nor "
                     f"per-sample groups with 'data'; found: {found}")
@@ -106,7 +109,8 @@ def _finish(b: FileBuilder, params: dict[str, float]) -> Path:
     return b.close()
 
 
-def _array_file(f: h5py.File, src: Path, out: Path, meta: dict, params: dict, periodic, samples) -> Path:
+def _array_file(f: h5py.File, src: Path, out: Path, meta: dict, params: dict, periodic, samples,
+                progress: bool) -> Path:
     coords = {ax: np.asarray(f[f"{ax}-coordinate"][()], dtype=np.float64).reshape(-1)
               for ax in AXES if f"{ax}-coordinate" in f}
     if not coords:
@@ -146,6 +150,7 @@ def _array_file(f: h5py.File, src: Path, out: Path, meta: dict, params: dict, pe
     rows = _sample_range(samples, n, src)
     b = FileBuilder(out, n=len(rows), coords=dict(zip(AXES, coords.values())), periodic=_periodic(periodic, len(space)),
                     times=times, **meta)
+    bar = progress_bar(len(rows) * len(arrays), 0, f"import {src.name}", progress)
     try:
         for name, d in arrays.items():
             kind = kinds[name]
@@ -156,15 +161,18 @@ def _array_file(f: h5py.File, src: Path, out: Path, meta: dict, params: dict, pe
             for j, i in enumerate(rows):
                 v = d[i]
                 b.write(field, j, v[0] if kind == "frame" else v)
+                bar.update(1)
         b.set_trajectories(index_in_source=np.array(rows, dtype=np.float64))
         return _finish(b, params)
     except BaseException:
         b.abort()
         raise
+    finally:
+        bar.close()
 
 
 def _group_file(f: h5py.File, groups: list[str], src: Path, out: Path, meta: dict, params: dict, periodic,
-                field_names, samples) -> Path:
+                field_names, samples, progress: bool) -> Path:
     first = f[groups[0]]
     grid = first.get("grid")
     if grid is None or "t" not in grid or "x" not in grid:
@@ -187,6 +195,7 @@ def _group_file(f: h5py.File, groups: list[str], src: Path, out: Path, meta: dic
     rows = _sample_range(samples, len(groups), src)
     b = FileBuilder(out, n=len(rows), coords=dict(zip(AXES, coords.values())),
                     periodic=_periodic(periodic, len(space)), times=times, **meta)
+    bar = progress_bar(len(rows), 0, f"import {src.name}", progress)
     try:
         for name in names:
             b.add_field(name, description="PDEBench data channel")
@@ -197,9 +206,12 @@ def _group_file(f: h5py.File, groups: list[str], src: Path, out: Path, meta: dic
             data = data.reshape(*data.shape[:1 + len(space)], n_c)
             for c, name in enumerate(names):
                 b.write(name, j, data[..., c])
+            bar.update(1)
         b.set_trajectories(index_in_source=np.array([int(g) if g.isdigit() else -1 for g in
                                                      (groups[i] for i in rows)], dtype=np.float64))
         return _finish(b, params)
     except BaseException:
         b.abort()
         raise
+    finally:
+        bar.close()

@@ -40,6 +40,7 @@ import numpy as np
 
 from ...errors import UserError
 from .. import schema
+from ..engine import progress_bar
 from ..reader import open_h5
 from ..validate import validate_file
 from ..writer import attr_value
@@ -58,21 +59,39 @@ def _names(obj, attr: str = "field_names") -> list[str]:
 
 
 # ---- pde_lab -> The Well ----------------------------------------------------------------------------
-def export_well(src: str | Path, out: str | Path) -> Path:
+def export_well(src: str | Path, out: str | Path, progress: bool = False) -> Path:
     """Write the pde_lab file ``src`` as a The Well HDF5 file ``out``.
 
     Fields keep their shapes ``(N, T, *space[, D[, D]])``; time and coordinates are stored as float32
     as the Well specification asks. Parameters constant over the file are listed in the root
     ``simulation_parameters`` (each also a root attribute); every parameter is also in ``scalars/``
     with ``sample_varying = True``. A steady file (no time axis) gets ``time = [0]`` and keeps its
-    fields ``time_varying = False``. Returns ``out``.
+    fields ``time_varying = False``. ``progress``: a progress bar over the trajectories copied.
+    Returns ``out``.
     """
     src, out = Path(src), Path(out)
     errs = validate_file(src, check_values=False)
     if errs:
         raise UserError(f"{src} is not a valid pde_lab file: {errs[0]}")
+    if out.exists() and out.resolve() == src.resolve():
+        raise UserError(f"{out} is the file being exported; choose another output path")
+    with open_h5(src) as f:
+        if attr_value(f.attrs["grid_type"]) != "cartesian":
+            raise UserError(f"{src} is on a triangle mesh (grid_type {attr_value(f.attrs['grid_type'])!r}); The Well "
+                            "stores Cartesian grids only (export a sample as vtu or xdmf instead)")
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
+    try:
+        _write_well(src, partial, progress)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # nothing half-written is left beside the output
+        raise
+    partial.replace(out)
+    return out
+
+
+def _write_well(src: Path, partial: Path, progress: bool) -> None:
+    """The body of :func:`export_well`: ``src`` in The Well's layout, written to ``partial``."""
     with open_h5(src) as f, h5py.File(partial, "w") as g:
         n = attr_value(f.attrs["n_trajectories"])
         axes = attr_value(f["dimensions"].attrs["spatial_dims"])
@@ -124,6 +143,8 @@ def export_well(src: str | Path, out: str | Path) -> Path:
             d = sc.create_dataset(p, data=f[f"scalars/{p}"][()].astype(np.float32))
             d.attrs.update(sample_varying=True, time_varying=False)
 
+        n_fields = sum(len(_names(f[group])) for group in schema.FIELD_GROUPS)
+        bar = progress_bar(n * n_fields, 0, f"export {src.name}", progress)
         for group in schema.FIELD_GROUPS:
             names = _names(f[group])
             wg = g.create_group(group)
@@ -136,12 +157,14 @@ def export_well(src: str | Path, out: str | Path) -> Path:
                 for i in range(n):  # one trajectory at a time: memory for one trajectory only
                     block = src_d[i]
                     d[i] = block
+                    bar.update(1)
                     if sym or antisym:
                         sym = sym and np.array_equal(block, np.swapaxes(block, -1, -2))
                         antisym = antisym and np.array_equal(block, -np.swapaxes(block, -1, -2))
                 d.attrs.update(sample_varying=True, time_varying=tv, dim_varying=np.ones(len(axes), dtype=bool))
                 if group == "t2_fields":
                     d.attrs.update(symmetric=bool(sym), antisymmetric=bool(antisym))
+        bar.close()
 
         x = g.create_group(EXTRA)
         for k, v in f.attrs.items():
@@ -155,8 +178,6 @@ def export_well(src: str | Path, out: str | Path) -> Path:
                 h = fa.create_group(name)
                 for k, v in f[f"{group}/{name}"].attrs.items():
                     h.attrs[k] = v
-    partial.replace(out)
-    return out
 
 
 def export_sample_well(sample, out: Path) -> list[Path]:
@@ -260,11 +281,12 @@ def check_well_file(path: str | Path) -> list[str]:
 
 
 # ---- The Well -> pde_lab ----------------------------------------------------------------------------
-def import_well(src: str | Path, out: str | Path, level: str = "default", split: str = "train") -> Path:
+def import_well(src: str | Path, out: str | Path, level: str = "default", split: str = "train",
+                progress: bool = False) -> Path:
     """Convert The Well file ``src`` into the pde_lab file ``out`` (see the module docstring).
 
     ``level`` and ``split`` are stored in the new file (a file exported by pde_lab keeps its own).
-    Returns ``out``; the file validates.
+    ``progress``: a progress bar over the trajectories converted. Returns ``out``; the file validates.
     """
     src, f = open_source(src)
     with f:
@@ -277,7 +299,7 @@ def import_well(src: str | Path, out: str | Path, level: str = "default", split:
         extra = f.get(EXTRA)
         builder = _builder_from_well(f, src, Path(out), level, split, extra)
         try:
-            _copy_fields(f, builder, extra)
+            _copy_fields(f, builder, extra, progress)
             if extra is not None:
                 _restore_extra(builder, extra)
             else:
@@ -325,8 +347,10 @@ def _builder_from_well(f: h5py.File, src: Path, out: Path, level: str, split: st
                        generation_config={"source": "the_well", "file": src.name, "simulation_parameters": sim})
 
 
-def _copy_fields(f: h5py.File, b: FileBuilder, extra) -> None:
+def _copy_fields(f: h5py.File, b: FileBuilder, extra, progress: bool = False) -> None:
     n = b.n
+    n_fields = sum(len(_names(f[group])) for group in schema.FIELD_GROUPS)
+    bar = progress_bar(n * n_fields, 0, f"import {Path(f.filename).name}", progress)
     for rank, group in enumerate(schema.FIELD_GROUPS):
         for name in _names(f[group]):
             d = f[group][name]
@@ -349,6 +373,8 @@ def _copy_fields(f: h5py.File, b: FileBuilder, extra) -> None:
             for i in range(n):
                 a = constant if constant is not None else np.broadcast_to(d[i][tuple(expand)], full)
                 b.write(name, i, a)
+                bar.update(1)
+    bar.close()
 
 
 def _scalars_and_bcs(f: h5py.File, b: FileBuilder) -> None:
