@@ -98,10 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="evaluate a run against ground truth; writes metrics.json")
     e.add_argument("--run", required=True, help="run directory")
     e.add_argument("--data", help="dataset directory (default: the run's training data)")
-    e.add_argument("--split", default="test")
-    e.add_argument("--levels", type=_csv, default=None)
-    e.add_argument("--device", default="auto")
-    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--split", default="test", help="train, valid or test (default test)")
+    e.add_argument("--levels", type=_csv, default=None, help="comma-separated levels (default: all of the split)")
+    e.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N or mps")
+    e.add_argument("--batch-size", type=int, default=32, help="samples per forward pass (default 32)")
     e.add_argument("--json", action="store_true", help="print the metrics JSON")
 
     d = sub.add_parser("demo", help="generate a small Burgers dataset, train an FNO, evaluate and plot")
@@ -290,7 +290,8 @@ def _list(a) -> None:
     print("PDE families:")
     for name in PDES.names():
         pde = get_pde(name)
-        print(f"  {name:<12} {pde.equation}   levels: {', '.join(pde.levels)}")
+        # Equations run to 200 characters and names to 23: one block per family keeps them readable.
+        print(f"  {name}\n      {pde.equation}\n      levels: {', '.join(pde.levels)}")
     print("models:", ", ".join(MODELS.names()))
 
 
@@ -322,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"pde-lab {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of our output went away (`pde-lab list | head`): not an error
+        # Python would report the pipe again when flushing stdout at exit; point it at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:  # file-system trouble (unwritable output, disk full): the OS's message says which path
         print(f"pde-lab {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -24,18 +24,21 @@ def run_demo(out: str | Path, minutes: float = 1.0, device: str = "auto", overwr
     from .training.config import TrainConfig
 
     out = Path(out)
+    data, run_dir = out / "data", out / "run"
+    # Both configs are built (and so checked) before anything is written: a bad --minutes or --device
+    # must not cost a minute of generation and leave a half-made demo directory.
+    cfg = TrainConfig().apply_overrides([f"data={data}", "model=fno", f"out={run_dir}", "epochs=500",
+                                         f"time_limit_minutes={minutes}", "batch_size=16", "lr=0.002",
+                                         f"device={device}", "model_args.width=32", "model_args.modes=16"])
+    gen = GenerateConfig(pde="burgers", out=str(data), levels=["easy", "medium", "hard"], n_train=48,
+                         n_valid=8, n_test=16, resolution=128, seed=0)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise UserError(f"demo output {out} exists and is not empty; pass --overwrite or choose --out")
         shutil.rmtree(out)
-    data, run_dir = out / "data", out / "run"
     print(f"[1/4] generating Burgers data (levels easy, medium, hard) into {data}")
-    generate(GenerateConfig(pde="burgers", out=str(data), levels=["easy", "medium", "hard"], n_train=48,
-                            n_valid=8, n_test=16, resolution=128, seed=0))
+    generate(gen)
     print(f"[2/4] training an FNO for about {minutes:g} minute(s)")
-    cfg = TrainConfig().apply_overrides([f"data={data}", "model=fno", f"out={run_dir}", "epochs=500",
-                                         f"time_limit_minutes={minutes}", "batch_size=16", "lr=0.002",
-                                         f"device={device}", "model_args.width=32", "model_args.modes=16"])
     train(cfg)
     print("[3/4] evaluating on the test split")
     metrics = evaluate(run_dir, data, split="test", device=device)

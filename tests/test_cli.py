@@ -25,7 +25,7 @@ def toy_data(tmp_path_factory):
 
 def test_generate_info_validate_train_evaluate(capsys, toy_data, tmp_path):
     code, out, _ = run(capsys, "info", str(toy_data))
-    assert code == 0 and "PDE toy_scale" in out and "level easy: test 4, train 12, valid 4" in out
+    assert code == 0 and "PDE toy_scale" in out and "level easy: train 12, valid 4, test 4" in out
     code, out, _ = run(capsys, "info", str(toy_data), "--json")
     assert json.loads(out)["levels"]["easy"]["splits"]["train"] == 12
     code, out, _ = run(capsys, "validate", str(toy_data))
@@ -46,7 +46,7 @@ def test_generate_info_validate_train_evaluate(capsys, toy_data, tmp_path):
 
 BAD = [
     (["generate", "--pde", "heat9", "--out", "{tmp}/x"], "unknown PDE 'heat9'; allowed: "),
-    (["generate", "--pde", "darcy", "--levels", "easy,brutal", "--out", "{tmp}/x"], "unknown level of PDE 'darcy' 'brutal'"),
+    (["generate", "--pde", "darcy", "--levels", "easy,brutal", "--out", "{tmp}/x"], "unknown level 'brutal' of PDE 'darcy'; allowed: fno, easy, medium, hard"),
     (["generate", "--pde", "darcy", "--n-train", "0", "--out", "{tmp}/x"], "n_train must be positive, got 0"),
     (["generate", "--pde", "darcy", "--n-test", "-3", "--out", "{tmp}/x"], "n_test must be non-negative, got -3"),
     (["generate", "--pde", "darcy", "--out", "{data}"], "exists and is not empty; pass --overwrite"),
@@ -70,6 +70,8 @@ BAD = [
     (["train", "--data", "{data}", "--model", "fno", "--out", "{tmp}/r", "--epochs", "0"], "epochs"),
     (["train", "--data", "{data}", "--levels", "hard", "--out", "{tmp}/r"], "level(s) hard not in"),
     (["evaluate", "--run", "{tmp}/norun", "--data", "{data}"], "norun"),
+    (["validate", "{tmp}/missing"], "does not exist"),
+    (["demo", "--minutes", "-1", "--out", "{tmp}/x"], "'time_limit_minutes' must be positive"),
     (["evaluate", "--run", "{tmp}/norun", "--data", "{data}", "--device", "gpu0"],
      "unknown device 'gpu0'; allowed: auto, cpu, cuda, cuda:N, mps"),
 ]
@@ -84,6 +86,15 @@ def test_bad_input_is_one_named_line(capsys, toy_data, tmp_path, argv, message):
     assert len(lines) == 1 and "Traceback" not in err, err
     assert message in lines[0], lines[0]
     assert not (tmp_path / "x").exists() and not (tmp_path / "r").exists()
+
+
+def test_info_and_validate_name_a_run_directory_passed_as_data(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("data: somewhere\n")
+    for verb in ("info", "validate"):
+        code, _, err = run(capsys, verb, str(run_dir))
+        assert code == 2 and "is a training run directory (it has config.yaml), not a dataset" in err, err
 
 
 def test_solver_options_reach_the_solver_and_the_files(capsys, tmp_path):

@@ -1,4 +1,5 @@
 """The HDF5 format: round trip, determinism, atomic writes, the validator, readers and summaries."""
+from pathlib import Path
 import shutil
 
 import h5py
@@ -115,9 +116,23 @@ def test_refuses_existing_output_unless_overwrite(tmp_path):
         assert f.attrs["n_trajectories"] == 2
 
 
+def test_levels_are_listed_in_generation_order_not_alphabetically(tmp_path):
+    """``hard`` generated before ``easy``: readers, ``info`` and ``validate`` keep that order; levels
+    named explicitly come in the order named."""
+    from pde_lab.datasets import summarize
+    from pde_lab.datasets.reader import list_files
+
+    out = make(tmp_path, levels=["hard", "easy"], n_valid=0)
+    assert [p.stem for p in list_files(out, "train")] == ["hard", "easy"]
+    assert [p.stem for p in list_files(out, "test", ["easy", "hard"])] == ["easy", "hard"]
+    assert list(summarize(out)["levels"]) == ["hard", "easy"]
+    assert [Path(f).parts[-2:] for f in validate_path(out)] == [
+        ("train", "hard.h5"), ("train", "easy.h5"), ("test", "hard.h5"), ("test", "easy.h5")]
+
+
 @pytest.mark.parametrize("kw, match", [
     (dict(pde="nope"), "unknown PDE 'nope'; allowed: .*toy_decay"),
-    (dict(levels=["easy", "extreme"]), "unknown level .* 'extreme'; allowed: easy, hard"),
+    (dict(levels=["easy", "extreme"]), "unknown level 'extreme' of PDE 'toy_decay'; allowed: "),
     (dict(n_train=0), "n_train must be positive, got 0"),
     (dict(n_test=-1), "n_test must be non-negative, got -1"),
     (dict(resolution=4), "resolution must be at least 8"),

@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 
 from ..errors import UserError
+from .layout import dataset_files
 from .validate import validate_file
 from .writer import attr_value
 
@@ -15,9 +16,7 @@ from .writer import attr_value
 def summarize(path: str | Path) -> dict:
     """PDE, levels, counts per split, resolution, parameter ranges and generation cost of a file or directory."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path} does not exist")
-    files = sorted(path.rglob("*.h5")) if path.is_dir() else [path]
+    files = dataset_files(path)
     if not files:
         raise UserError(f"{path} holds no .h5 files")
     out: dict = {"path": str(path), "pde": None, "levels": {}, "resolution": None, "total_wall_time_s": 0.0}

@@ -40,6 +40,7 @@ import torch
 from ..errors import UserError
 from ..pdes.base import Task
 from . import schema
+from .layout import in_level_order
 from .validate import validate_file
 from .writer import attr_value
 
@@ -83,7 +84,8 @@ def _channel_names(ref: _FieldRef, n_dims: int) -> list[str]:
 
 
 def list_files(data: str | Path, split: str, levels: Sequence[str] | None = None) -> list[Path]:
-    """The files of ``split`` in a dataset directory, optionally restricted to ``levels``."""
+    """The files of ``split`` in a dataset directory, in generation order of their levels
+    (:func:`~pde_lab.datasets.layout.in_level_order`), or those of ``levels`` in the order given."""
     data = Path(data)
     if data.is_file():
         return [data]
@@ -91,13 +93,13 @@ def list_files(data: str | Path, split: str, levels: Sequence[str] | None = None
         raise UserError(f"unknown split {split!r}; allowed: {', '.join(schema.SPLITS)}")
     if not data.is_dir():
         raise UserError(f"dataset {data} does not exist")
-    files = sorted((data / split).glob("*.h5"))
+    files = in_level_order(list((data / split).glob("*.h5")))
     have = [p.stem for p in files]
     if levels:
         missing = [lv for lv in levels if lv not in have]
         if missing:
             raise UserError(f"level(s) {', '.join(missing)} not in {data}/{split}; available: {', '.join(have) or 'none'}")
-        files = [p for p in files if p.stem in levels]
+        files = [data / split / f"{lv}.h5" for lv in dict.fromkeys(levels)]
     if not files:
         raise UserError(f"no {split} files in {data}")
     return files

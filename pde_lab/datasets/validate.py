@@ -13,6 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import schema
+from .layout import dataset_files
 from .parts import CHECKSUM_ALGORITHM, trajectory_checksums
 from .writer import attr_value
 
@@ -45,11 +46,13 @@ def validate_file(path: str | Path, check_values: bool = True, progress: bool = 
 def validate_path(path: str | Path, check_values: bool = True, progress: bool = False) -> dict[str, list[str]]:
     """Validate one file, or every ``*.h5`` file of a dataset directory; file → violations.
 
+    Raises :class:`~pde_lab.errors.UserError` when ``path`` does not exist or is a training run directory.
+
     ``progress``: a progress bar per file over the trajectories whose values are read.
     """
     path = Path(path)
     if path.is_dir():
-        files = sorted(path.rglob("*.h5"))
+        files = dataset_files(path)
         if not files:
             return {str(path): ["directory holds no .h5 files"]}
         out = {}
@@ -63,6 +66,7 @@ def validate_path(path: str | Path, check_values: bool = True, progress: bool = 
                                     f"{attr_value(f.attrs['split'])!r}, level={attr_value(f.attrs['level'])!r}")
             out[str(file)] = errs
         return out
+    dataset_files(path)  # a missing path is a usage error (exit 2), not a violation of the format
     return {str(path): validate_file(path, check_values, progress)}
 
 

@@ -203,7 +203,8 @@ class PDE(ABC):
 
     def level(self, name: str) -> Level:
         """The level called ``name``; ``UserError`` listing the levels otherwise."""
-        check_choice(f"level of PDE {self.name!r}", name, self.levels)
+        if name not in self.levels:  # listed in declared order (easy to hard), not alphabetically
+            raise UserError(f"unknown level {name!r} of PDE {self.name!r}; allowed: {', '.join(self.levels)}")
         return self.levels[name]
 
     def default_params(self) -> dict[str, float]:

@@ -48,7 +48,7 @@ class LidDrivenCavity(ProjectionFlowPDE):
     name = "lid_driven_cavity"
     description = "2D lid-driven cavity from rest, Re 100-10000"
     equation = ("u_t + (u.grad)u = -grad p + nu lap u, div u = 0 on [0,1]^2; u = (U, 0) on y = 1, "
-                "u = 0 on the other walls; nu = U / Re; fluid at rest at t = 0")
+                "u = 0 on the other walls; nu = |U| / Re; fluid at rest at t = 0")
     parameters = (
         Parameter("reynolds", 1000.0, "1", "Re = U L / nu with L = 1"),
         Parameter("lid_velocity", 1.0, "L/T", "speed U of the lid (moving in +x)"),

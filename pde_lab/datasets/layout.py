@@ -1,0 +1,57 @@
+"""Where a dataset's files are, and in which order commands list them.
+
+A dataset directory holds ``<split>/<level>.h5`` (:func:`~pde_lab.datasets.schema.file_path`). Files
+are listed by split (train, valid, test) and then in the order the levels were generated (the
+``levels`` of each file's ``generation_config``, usually easy → hard), not alphabetically (easy,
+hard, medium): tables and plots then read in order of difficulty.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+
+from ..errors import UserError
+from . import schema
+from .writer import attr_value
+
+
+def generation_rank(file: Path) -> tuple[int, str]:
+    """``(position of the file's level among its generation's levels, level)``; levels a file's
+    ``generation_config`` does not order (imported or hand-made files) sort after, by name."""
+    try:
+        with h5py.File(file, "r") as f:
+            level = str(attr_value(f.attrs["level"]))
+            order = json.loads(attr_value(f.attrs["generation_config"])).get("levels") or []
+    except (OSError, KeyError, ValueError, TypeError, AttributeError):
+        return (1 << 30, file.stem)
+    return (order.index(level) if level in order else 1 << 30, level)
+
+
+def in_level_order(files: Sequence[Path]) -> list[Path]:
+    """``files`` of one split in generation order of their levels (see the module docstring)."""
+    return sorted(files, key=generation_rank)
+
+
+def dataset_files(path: str | Path) -> list[Path]:
+    """The ``.h5`` files of a dataset directory (by split, then level order), or ``[path]`` for a file.
+
+    Raises:
+        UserError: when ``path`` does not exist, or is a training run directory (its
+            ``predictions_<split>.h5`` are not dataset files), naming the path.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist")
+    if path.is_file():
+        return [path]
+    if (path / "config.yaml").is_file():
+        raise UserError(f"{path} is a training run directory (it has config.yaml), not a dataset; "
+                        f"pass the dataset it was trained on (its config.yaml names it under 'data')")
+    splits = [s for s in schema.SPLITS if (path / s).is_dir()]
+    files = [f for s in splits for f in in_level_order(list((path / s).glob("*.h5")))]
+    known = set(files)
+    # Files outside the split folders (exports, hand-placed files) are still dataset members to check.
+    return files + sorted(f for f in path.rglob("*.h5") if f not in known)
