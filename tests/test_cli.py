@@ -42,6 +42,19 @@ def test_generate_info_validate_train_evaluate(capsys, toy_data, tmp_path):
     assert metrics["overall"]["solver_seconds"] > 0 and metrics["overall"]["model_seconds"] > 0
     with h5py.File(run_dir / "predictions_test.h5") as f:
         assert f["easy/prediction"].shape == (4, 1, 8, 8, 3)
+    # Another split into a directory of its own: the run's evaluation stays, and plots read either.
+    before = (run_dir / "metrics.json").read_bytes()
+    code, out, err = run(capsys, "evaluate", "--run", str(run_dir), "--split", "valid", "--device", "cpu",
+                         "--out", str(tmp_path / "eval_valid"))
+    assert code == 0, err
+    assert (run_dir / "metrics.json").read_bytes() == before and not (run_dir / "predictions_valid.h5").exists()
+    assert json.loads((tmp_path / "eval_valid" / "metrics.json").read_text())["split"] == "valid"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pde_lab.plotting import plot_error_field
+
+    assert plot_error_field(str(tmp_path / "eval_valid"), sample=0, split="valid").axes
 
 
 BAD = [

@@ -3,7 +3,9 @@
 Writes ``metrics.json`` (every metric of :mod:`pde_lab.evaluation.metrics`, per sample and
 summarised, per level and overall, plus the model's and the classical solver's time for the same
 samples; for a model trained on the ``window`` task also its autoregressive rollout error against
-time per level, for the ``time`` task its error per lead time, see :mod:`~pde_lab.evaluation.rollout`) and ``predictions_<split>.h5`` (predictions and truth, for plotting without re-running).
+time per level, for the ``time`` task its error per lead time, see :mod:`~pde_lab.evaluation.rollout`) and ``predictions_<split>.h5`` (predictions and truth, for plotting without re-running),
+into the run directory or, with ``out``, a directory of their own: one per dataset when a model is
+evaluated at several resolutions, since each evaluation replaces the files of the last.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 
 from ..datasets.reader import FieldDataset, list_files
+from ..errors import UserError
 from ..pdes.base import Task
 from ..training.checkpoint import load_run
 from ..training.config import resolve_device
@@ -30,20 +33,29 @@ def _sync(device: torch.device) -> None:
 
 
 def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels: Sequence[str] | None = None,
-             device: str = "auto", batch_size: int = 32, save_predictions: bool = True) -> dict:
+             device: str = "auto", batch_size: int = 32, save_predictions: bool = True,
+             out: str | Path | None = None) -> dict:
     """Evaluate the best checkpoint of ``run_dir`` on ``split`` of ``data``; returns the metrics dict.
 
     Model time is the wall time of the forward passes alone (after one warm-up batch, synchronised on
     CUDA); solver time is the generation wall time recorded for the same trajectories.
+
+    ``out``: the directory for ``metrics.json`` and ``predictions_<split>.h5`` (created; default
+    ``run_dir``, whose files of an earlier evaluation are then replaced). The plotting functions take
+    it where they take a run directory.
     """
     run_dir = Path(run_dir)
     dev = torch.device(resolve_device(device))
     run = load_run(run_dir, device=str(dev))
+    dest = run_dir if out is None else Path(out)
+    if dest.exists() and not dest.is_dir():
+        raise UserError(f"evaluation output {dest} exists and is not a directory")
     task = Task(**run.config.task) if isinstance(run.config.task, dict) else run.config.task
     files = list_files(data, split, levels)
+    dest.mkdir(parents=True, exist_ok=True)
     result: dict = {"run": str(run_dir), "data": str(data), "split": split, "device": str(dev),
                     "checkpoint": str(run.checkpoint_path), "levels": {}}
-    pred_path = run_dir / f"predictions_{split}.h5"
+    pred_path = dest / f"predictions_{split}.h5"
     partial = pred_path.with_name(pred_path.name + ".partial")
     out = h5py.File(partial, "w") if save_predictions else None
     all_metrics: dict[str, list[torch.Tensor]] = {}
@@ -108,9 +120,9 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
             out.close()
             partial.unlink(missing_ok=True)
         raise
-    tmp = run_dir / "metrics.json.partial"
+    tmp = dest / "metrics.json.partial"
     tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(run_dir / "metrics.json")
+    tmp.replace(dest / "metrics.json")
     return result
 
 
