@@ -313,6 +313,9 @@ def test_alias_free_activation_is_closer_to_the_continuous_one_than_a_plain_acti
 def test_cno_runs_on_odd_sizes_and_without_norm():
     model = build_model("cno", n_dims=2, width=4, levels=2, n_res=1, n_res_neck=1, norm="none")
     assert model(torch.randn(1, 1, 13, 11)).shape == (1, 1, 13, 11)
+    assert model(torch.randn(1, 1, 4, 4)).shape == (1, 1, 4, 4)
+    with pytest.raises(UserError, match=r"levels=2 .* needs at least 4 points per axis, got spatial shape \(3, 8\)"):
+        model(torch.randn(1, 1, 3, 8))
     with pytest.raises(UserError, match="norm"):
         build_model("cno", norm="layer")
 

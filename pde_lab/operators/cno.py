@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import check_choice
+from ..errors import UserError, check_choice
 from .base import Operator, register_model
 from .layers import CONV, check_dims, float32_under_autocast, check_input, check_positive
 
@@ -163,6 +163,10 @@ class CNO(Operator):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, in_channels, *space)`` -> ``(batch, out_channels, *space)``."""
         check_input("CNO", x, self.config["in_channels"], self.n_dims)
+        if min(x.shape[2:]) < 2 ** self.levels:  # coarser, levels would stack on one point and repeat it
+            raise UserError(f"CNO with levels={self.levels} halves the grid {self.levels} times and needs at least "
+                            f"{2 ** self.levels} points per axis, got spatial shape {tuple(x.shape[2:])}; "
+                            f"use fewer levels or a finer grid")
         sizes = [list(x.shape[2:])]
         for _ in range(self.levels):
             sizes.append([max(n // 2, 1) for n in sizes[-1]])
