@@ -164,6 +164,20 @@ def test_partition_assigns_every_point_to_the_box_containing_it():
     assert p.assign(torch.tensor([[1.0, 2.0]], dtype=f64)).item() == 7
 
 
+@pytest.mark.parametrize("bounds, parts", [((-1.0, 0.3), 3), ((0.1, 0.7), 3), ((-0.3, 1.1), 7)])
+def test_points_on_inner_faces_go_to_a_box_that_contains_them(bounds, parts):
+    """Points exactly on each inner face of :meth:`Partition.boxes`, and one ulp either side: each is
+    assigned to an expert whose box holds it (binning by ``floor`` misplaced some of these)."""
+    p = Partition((bounds,), (parts,))
+    boxes = p.boxes()
+    faces = boxes[1:, 0, 0]
+    x = torch.cat([faces, torch.nextafter(faces, torch.full_like(faces, -9.0)),
+                   torch.nextafter(faces, torch.full_like(faces, 9.0))])[:, None]
+    own = boxes[p.assign(x), 0]
+    assert bool(((x[:, 0] >= own[:, 0]) & (x[:, 0] <= own[:, 1])).all())
+    assert p.assign(faces[:, None]).tolist() == list(range(1, parts))
+
+
 def test_partition_sampling_stays_in_expanded_boxes():
     p = Partition(((0.0, 1.0),), (4,), overlap=0.25)
     x = p.sample(50, torch.Generator().manual_seed(0), dtype=f64)

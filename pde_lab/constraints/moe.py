@@ -91,8 +91,12 @@ class Partition:
             raise UserError(f"partition.assign expects points (P, {self.dim}), got {tuple(x.shape)}")
         k = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
         for axis, ((lo, hi), p) in enumerate(zip(self.bounds, self.parts)):
-            pos = torch.floor((x[:, axis] - lo) / (hi - lo) * p).to(torch.int64).clamp(0, p - 1)
-            k = k * p + pos
+            # The inner faces exactly as boxes() computes them: binning by floor((x − lo)/(hi − lo)·p)
+            # rounds differently and can hand a point on (or an ulp from) a face to the neighbour
+            # whose box does not contain it. A point on a face goes to the box above, as with floor.
+            width = (hi - lo) / p
+            faces = lo + torch.arange(1, p, dtype=x.dtype, device=x.device) * width
+            k = k * p + torch.searchsorted(faces, x[:, axis].contiguous(), right=True)
         return k
 
     def sample(self, n_per_expert: int, generator: torch.Generator, dtype: torch.dtype = torch.float64,
