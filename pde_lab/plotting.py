@@ -15,7 +15,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -24,11 +24,24 @@ from matplotlib.figure import Figure
 from .errors import UserError
 from .evaluation.metrics import energy_spectrum, spectral_error
 
+if TYPE_CHECKING:
+    import torch
+
+    from .grids import CartesianGrid
+
 __all__ = ["plot_error_field", "plot_error_by_level", "plot_loss_curve", "plot_rollout_error", "plot_spectrum"]
 
 _PANEL_TITLES = ("truth", "prediction", "|prediction − truth|")
 _EMPTY_SHELL = 1e-12
 """Shells whose truth energy is below this fraction of the peak shell are left off spectrum plots."""
+
+
+class _RunLike(Protocol):
+    """A run as the figures accept it: anything with a ``run_dir``, e.g. a
+    :class:`pde_lab.training.checkpoint.Run` from :func:`~pde_lab.training.checkpoint.load_run`."""
+
+    @property
+    def run_dir(self) -> str | os.PathLike: ...
 
 
 # --------------------------------------------------------------------------------------------------
@@ -188,13 +201,13 @@ def _take_axes(ax, n: int, what: str) -> list[Axes]:
 
 
 def plot_error_field(
-    truth,
-    prediction=None,
+    truth: np.ndarray | torch.Tensor | str | os.PathLike | _RunLike,
+    prediction: np.ndarray | torch.Tensor | None = None,
     *,
     sample: int = 0,
     split: str = "test",
     level: str | None = None,
-    coords=None,
+    coords: np.ndarray | Sequence[Any] | Mapping[str, Any] | CartesianGrid | None = None,
     space_dims: int | None = None,
     time_index: int = -1,
     channel: int | str = 0,
@@ -225,7 +238,8 @@ def plot_error_field(
     uniform grid; a field shaped ``(Nx, Ny)`` is indexed ``[x, y]`` and drawn with x across.
 
     Args:
-        truth: the true field, or a run / run directory.
+        truth: the true field in the dataset layout without the batch axis (channels last):
+            ``(*space)``, ``(*space, C)`` or ``(T, *space, C)``, numpy or torch; or a run / run directory.
         prediction: the predicted field, same shape as ``truth``; ``None`` in the run form.
         sample, split, level: which predictions to read, run form only.
         coords: coordinates of the space axes: a 1D array (1D fields), a sequence of 1D arrays,
@@ -408,7 +422,13 @@ def _read_log(run_or_log) -> tuple[dict[str, np.ndarray], str]:
     return {k: np.asarray(v) for k, v in columns.items()}, path.parent.name
 
 
-def plot_loss_curve(run_or_log, *, show_lr: bool = True, title: str | None = None, ax: Axes | None = None) -> Figure:
+def plot_loss_curve(
+    run_or_log: str | os.PathLike | _RunLike | Mapping[str, Sequence[float] | np.ndarray] | Sequence[Mapping[str, Any]],
+    *,
+    show_lr: bool = True,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
     """Training and validation loss per epoch, on a log scale, with the learning rate.
 
     Args:
@@ -481,7 +501,7 @@ def _read_metrics(metrics) -> Mapping:
 
 
 def plot_error_by_level(
-    metrics,
+    metrics: Mapping[str, Any] | str | os.PathLike | _RunLike,
     metric: str | Sequence[str] = "relative_l2",
     *,
     log: bool = False,
@@ -543,7 +563,7 @@ def plot_error_by_level(
 
 
 def plot_rollout_error(
-    metrics,
+    metrics: Mapping[str, Any] | str | os.PathLike | _RunLike,
     *,
     levels: Sequence[str] | None = None,
     log: bool = True,
@@ -635,10 +655,10 @@ def _dataset_layout(x: np.ndarray, space_dims: int | None, name: str) -> np.ndar
 
 
 def plot_spectrum(
-    truth,
-    prediction=None,
+    truth: np.ndarray | torch.Tensor | str | os.PathLike | _RunLike,
+    prediction: np.ndarray | torch.Tensor | None = None,
     *,
-    lengths=None,
+    lengths: float | Sequence[float] | None = None,
     space_dims: int | None = None,
     split: str = "test",
     level: str | None = None,
@@ -657,14 +677,15 @@ def plot_spectrum(
     beyond it exist (2D corners).
 
     Args:
-        truth: ``(B, T, *space, C)`` periodic fields (numpy or torch), or a smaller array with
+        truth: ``(B, T, *space, C)`` periodic fields in the dataset layout (numpy or torch), or a smaller array with
             ``space_dims`` (``(*space)``, ``(*space, C)``, ``(T, *space, C)``); or a run / run
             directory, whose ``predictions_<split>.h5`` level ``level`` is read (first
             ``max_samples`` samples).
         prediction: same shape as ``truth``; ``None`` draws the truth spectrum only (array form).
-        lengths: period of each space axis; ``None`` means ``2π`` (integer wavenumbers).
+        lengths: period of each space axis (one number for all); ``None`` means ``2π`` (integer
+            wavenumbers).
         space_dims: number of space axes for arrays smaller than ``(B, T, *space, C)``.
-        split, level, max_samples: run form only.
+        split, level, max_samples: run form only (``max_samples=None`` reads every sample).
         title: figure title.
         ax: an Axes (spectra only) or two Axes (spectra, relative error); a new figure when ``None``.
 

@@ -13,11 +13,12 @@ default task is autoregressive (``window`` 1 → 1). See ``docs/pdes/advection.m
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
+from ..solvers.semilinear import PeriodicBox
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
 from .periodic_semilinear import PeriodicSemilinearPDE
@@ -86,7 +87,7 @@ class Advection1D(PeriodicSemilinearPDE):
     linear = True
     positive_params = ("t_final",)
 
-    def check_params(self, params):
+    def check_params(self, params: Mapping[str, float]) -> str | None:
         if not np.isfinite(params["speed"]):
             return f"speed must be finite, got {params['speed']!r}"
         return super().check_params(params)
@@ -98,13 +99,13 @@ class Advection1D(PeriodicSemilinearPDE):
         dt_out = params["t_final"] / (self.n_snapshots - 1)
         return {"cfl": float(abs(params["speed"]) * dt_out * n), "traversals": float(abs(params["speed"]) * params["t_final"])}
 
-    def linear_operator(self, box, p):
+    def linear_operator(self, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         # −a ∂_x: purely imaginary, −i a κ; the Nyquist mode keeps its phase, irfft takes its real part.
         g = -p["speed"] * box.kappa[0]
         return torch.complex(torch.zeros_like(g), g)
 
-    def rhs(self, u, box, p):
+    def rhs(self, u: torch.Tensor, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return -p["speed"] * box.to_physical(box.derivative(box.to_spectral(u), 0, 1))
 
-    def settings(self):
+    def settings(self) -> dict[str, Any]:
         return {"time_step_rule": "one exact exponential step e^{-i a kappa dt_out} per output interval"}

@@ -31,13 +31,13 @@ solution), and as reference the ETDRK4 solver run from it on a fine grid.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import UserError, check_positive
-from ..solvers.semilinear import PeriodicBox, solver_size
+from ..solvers.semilinear import NonlinearTerm, PeriodicBox, solver_size
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
 from .periodic_semilinear import PeriodicSemilinearPDE
@@ -99,7 +99,7 @@ class AllenCahn(PeriodicSemilinearPDE):
     positive_params = ("nu", "t_final")
     default_max_solver_resolution = 4096
 
-    def __init__(self, reaction_number: float = 0.1, stability_number: float = 1.0, **kwargs):
+    def __init__(self, reaction_number: float = 0.1, stability_number: float = 1.0, **kwargs: Any):
         super().__init__(**kwargs)
         self.reaction_number = float(check_positive("reaction_number", reaction_number))
         self.stability_number = float(check_positive("stability_number", stability_number))
@@ -108,14 +108,14 @@ class AllenCahn(PeriodicSemilinearPDE):
         """Cahn number ``Cn = √ν / L`` (interface width over domain length, ``L = 1``)."""
         return {"Cn": float(math.sqrt(params["nu"]))}
 
-    def solver_resolution(self, params, u0, n):
+    def solver_resolution(self, params: Mapping[str, float], u0: np.ndarray, n: int) -> int:
         w = math.sqrt(2.0 * params["nu"])
         return solver_size(n, 3.0 * math.log(1.0 / self.spectral_tol) / (math.pi**2 * w))
 
-    def linear_operator(self, box, p):
+    def linear_operator(self, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return 1.0 - p["nu"] * box.k2
 
-    def nonlinear(self):
+    def nonlinear(self) -> NonlinearTerm:
         def factory(box: PeriodicBox, cf):
             def term(v: torch.Tensor) -> torch.Tensor:
                 u = box.to_physical(v)
@@ -123,12 +123,13 @@ class AllenCahn(PeriodicSemilinearPDE):
             return term
         return factory
 
-    def step_limits(self, params, u0, box):
+    def step_limits(self, params: Sequence[Mapping[str, float]], u0: np.ndarray,
+                    box: PeriodicBox) -> dict[str, tuple[np.ndarray, float]]:
         umax = np.maximum(1.0, np.abs(u0).reshape(len(params), -1).max(axis=1))
         return {"reaction_number": (np.full(len(params), 3.0), self.reaction_number),
                 "stability_number": (3.0 * umax**2, self.stability_number)}
 
-    def rhs(self, u, box, p):
+    def rhs(self, u: torch.Tensor, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return p["nu"] * box.to_physical(box.laplacian(box.to_spectral(u))) + u - u * u * u
 
     def pointwise_rhs(self, u_fn: PointFunction, x: torch.Tensor,
@@ -150,7 +151,7 @@ class AllenCahn(PeriodicSemilinearPDE):
         u = u_fn(x)[:, 0]
         return nu * laplacian(u_fn, x) + u - u * u * u
 
-    def settings(self):
+    def settings(self) -> dict[str, Any]:
         return {
             "reaction_number": self.reaction_number,
             "stability_number": self.stability_number,

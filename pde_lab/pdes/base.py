@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import UserError, check_choice
 from ..grids import CartesianGrid
+
+if TYPE_CHECKING:
+    import torch
 
 
 def check_resolution(family: str, resolution: Any, minimum: int = 4, *, even: bool = False) -> int:
@@ -199,6 +202,7 @@ class PDE(ABC):
     # ---- declared data, derived helpers -------------------------------------------------------
     @property
     def time_dependent(self) -> bool:
+        """Whether any field varies in time (stored ``(trajectory, time, *space)``)."""
         return any(f.time_varying for f in self.fields)
 
     def level(self, name: str) -> Level:
@@ -208,6 +212,7 @@ class PDE(ABC):
         return self.levels[name]
 
     def default_params(self) -> dict[str, float]:
+        """Every declared parameter's default, name → float."""
         return {p.name: float(p.default) for p in self.parameters}
 
     def param(self, params: Mapping[str, Any] | None, name: str) -> float:
@@ -238,16 +243,37 @@ class PDE(ABC):
 
     @abstractmethod
     def sample(self, level: str, rng: np.random.Generator, grid: CartesianGrid) -> Instance:
-        """Draw one instance of difficulty ``level`` using only ``rng``."""
+        """Draw one instance of difficulty ``level`` using only ``rng``; its ``inputs`` are
+        ``grid.shape`` (``(*space)``) arrays."""
 
     @abstractmethod
     def solve(self, instances: Sequence[Instance], grid: CartesianGrid, device: str = "cpu") -> SolveResult:
-        """Solve a batch of instances with this PDE's classical solver."""
+        """Solve a batch of ``B = len(instances)`` instances with this PDE's classical solver.
+
+        Returns:
+            ``SolveResult`` with every field as ``(B, T, *space)`` (time-varying) or ``(B, *space)``
+            (static), dataset layout (vector fields add a trailing component axis).
+        """
 
     @abstractmethod
-    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid, times=None):
+    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid,
+                 times: np.ndarray | Sequence[float] | None = None) -> np.ndarray | torch.Tensor:
         """Discrete residual of the equation evaluated on a solution.
 
         ``solution`` holds every field of one or more samples in the dataset layout (leading batch
         axis); returns an array whose norm measures how far the fields are from solving the PDE.
+
+        Args:
+            solution: field name → ``(B, T, *space)`` (time-varying) or ``(B, *space)`` (static) array,
+                dataset layout (vector fields add a trailing component axis); numpy, or torch where the
+                family says so (the result is then a differentiable tensor).
+            params: each parameter a scalar or ``(B,)``.
+            grid: the grid (or mesh) of the fields.
+            times: ``(T,)`` stored times of a time-dependent family; ``None`` lets the family derive them
+                from ``params`` (or refuse); unused by steady families.
+
+        Returns:
+            The family's residual array with leading ``B`` axis (e.g. ``(B, T − 2, *space)`` for a
+            three-point time difference, ``(B, *space)`` for a steady problem); each family documents its
+            shape.
         """

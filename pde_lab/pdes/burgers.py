@@ -408,7 +408,8 @@ class Burgers(SpaceTimePINN, PDE):
         return -u * gradient(u_fn, x)[:, 0] + nu * laplacian(u_fn, x)
 
     # ---- residual ----------------------------------------------------------------------------
-    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid, times=None):
+    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid,
+                 times: np.ndarray | Sequence[float] | None = None) -> np.ndarray | torch.Tensor:
         """Discrete residual ``u_t + (u²/2)_x − ν u_xx`` at the interior stored times.
 
         ``u_t`` is the second-order three-point difference in time (valid for unequal spacing), the

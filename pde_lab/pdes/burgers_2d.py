@@ -30,13 +30,13 @@ See ``docs/pdes/burgers_2d.md`` for the verification numbers.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import UserError, check_positive
-from ..solvers.semilinear import PeriodicBox, solver_size
+from ..solvers.semilinear import NonlinearTerm, PeriodicBox, solver_size
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
 from .periodic_semilinear import PeriodicSemilinearPDE
@@ -89,7 +89,7 @@ class Burgers2D(PeriodicSemilinearPDE):
     positive_params = ("nu", "t_final")
     default_max_solver_resolution = 1024
 
-    def __init__(self, cfl: float = 1.0, **kwargs):
+    def __init__(self, cfl: float = 1.0, **kwargs: Any):
         super().__init__(**kwargs)
         self.cfl = float(check_positive("cfl", cfl))
 
@@ -98,14 +98,14 @@ class Burgers2D(PeriodicSemilinearPDE):
         u0 = np.asarray(inputs["u"], dtype=np.float64)
         return {"Re": float(np.sqrt(np.mean(u0**2)) / params["nu"])}
 
-    def solver_resolution(self, params, u0, n):
+    def solver_resolution(self, params: Mapping[str, float], u0: np.ndarray, n: int) -> int:
         jump = float(np.max(u0) - np.min(u0))
         return solver_size(n, 3.0 * math.log(1.0 / self.spectral_tol) * jump / (4.0 * math.pi**2 * params["nu"]))
 
-    def linear_operator(self, box, p):
+    def linear_operator(self, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return -p["nu"] * box.k2
 
-    def nonlinear(self):
+    def nonlinear(self) -> NonlinearTerm:
         def factory(box: PeriodicBox, cf):
             def term(v: torch.Tensor) -> torch.Tensor:
                 u = box.to_physical(v)
@@ -114,11 +114,12 @@ class Burgers2D(PeriodicSemilinearPDE):
             return term
         return factory
 
-    def step_limits(self, params, u0, box):
+    def step_limits(self, params: Sequence[Mapping[str, float]], u0: np.ndarray,
+                    box: PeriodicBox) -> dict[str, tuple[np.ndarray, float]]:
         umax = np.abs(u0).reshape(len(params), -1).max(axis=1)
         return {"cfl": (2.0 * umax * max(box.kappa_max), self.cfl)}
 
-    def rhs(self, u, box, p):
+    def rhs(self, u: torch.Tensor, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         w = box.to_spectral(0.5 * (u * u))
         flux_div = box.to_physical(box.derivative(w, 0) + box.derivative(w, 1))
         return p["nu"] * box.to_physical(box.laplacian(box.to_spectral(u))) - flux_div
@@ -145,7 +146,7 @@ class Burgers2D(PeriodicSemilinearPDE):
         g = gradient(u_fn, x)
         return nu * laplacian(u_fn, x) - u * (g[:, 0] + g[:, 1])
 
-    def settings(self):
+    def settings(self) -> dict[str, Any]:
         return {
             "cfl": self.cfl,
             "resolution_rule": ("n_solver = n m, m in {2, 3, 4, 6, 8, ...}, smallest >= "

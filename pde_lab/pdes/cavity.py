@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from ..solvers import projection as proj
 from . import PDES
 from .projection_flow import ProjectionFlowPDE
 from .base import BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task, check_resolution
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["LidDrivenCavity", "GHIA_U_MIN", "centreline_minimum", "run_ghia"]
 
@@ -130,14 +133,17 @@ class LidDrivenCavity(ProjectionFlowPDE):
         return SolveResult(fields={"velocity": vel, "pressure": pres}, times=times, steps=steps,
                            settings=settings, per_sample=per)
 
-    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid, times=None):
+    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid,
+                 times: np.ndarray | Sequence[float] | None = None) -> np.ndarray | torch.Tensor:
         """Collocated Navier–Stokes residual on the snapshots
         (:func:`pde_lab.solvers.projection.snapshot_residual`).
 
         Args:
-            solution: ``velocity`` ``(B, T, n, n, 2)`` and ``pressure`` ``(B, T, n, n)``.
+            solution: ``velocity`` ``(B, T, n, n, 2)`` and ``pressure`` ``(B, T, n, n)``, NumPy arrays or
+                torch tensors (then the result is a differentiable tensor).
             params: ``reynolds`` (and ``lid_velocity``), numbers or ``(B,)`` arrays; ``ν = |U| / Re``.
-            times: ``(T,)`` snapshot times.
+            grid: the grid of the fields.
+            times: ``(T,)`` snapshot times (required: ``ValueError`` when ``None``).
 
         Returns:
             ``(B, T − 2, n, n, 3)``: momentum (x, y) and continuity residuals, zero on the boundary cells.

@@ -18,7 +18,7 @@ The classical solver is the cell-centred finite-volume scheme of
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from ..solvers import finite_volume as fv
 # the partially initialised package works whichever of the two is imported first.
 from . import PDES
 from .base import PDE, BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task, check_resolution
+
+if TYPE_CHECKING:
+    import torch
 
 
 @PDES.register("darcy")
@@ -151,8 +154,9 @@ class Darcy(PDE):
                            steps=np.ones(len(instances), dtype=np.int64), settings=settings)
 
     def residual(
-        self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid, times=None
-    ):
+        self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid,
+        times: np.ndarray | Sequence[float] | None = None,
+    ) -> np.ndarray | torch.Tensor:
         """Finite-volume residual ``A(a) u − f`` of the solver's own discretisation.
 
         Args:

@@ -51,9 +51,10 @@ def _beta_k(params: Mapping[str, Any]):
     return (1.0 - phi) / phi * params["rho_s"] * params["k_f"]
 
 
-def retardation(u, params: Mapping[str, Any]):
+def retardation(u: float | np.ndarray | torch.Tensor,
+                 params: Mapping[str, Any]) -> float | np.ndarray | torch.Tensor:
     """``R(u) = 1 + β k n_f (max(u, 0) + ε)^(n_f − 1)``; numpy or torch ``u`` of any shape (parameters
-    scalars or broadcastable arrays)."""
+    scalars or broadcastable arrays); returns the broadcast shape, torch for torch ``u``."""
     n_f = params["n_f"]
     if isinstance(u, torch.Tensor):
         return 1.0 + _beta_k(params) * n_f * (u.clamp_min(0.0) + EPSILON) ** (n_f - 1.0)
@@ -223,7 +224,8 @@ class DiffusionSorption(PDE):
             raise UserError(f"instance {i}: porosity must lie in (0, 1], got {p['porosity']!r}")
 
     # ---- residual ----------------------------------------------------------------------------
-    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid, times=None):
+    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid,
+                 times: np.ndarray | Sequence[float] | None = None) -> np.ndarray | torch.Tensor:
         """Residual ``R(u) u_t − ∂x(D ∂x u)`` of the solver's finite-volume scheme at the interior
         stored times.
 

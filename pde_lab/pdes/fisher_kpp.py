@@ -26,13 +26,14 @@ See ``docs/pdes/fisher_kpp.md`` for the verification numbers.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import check_positive
-from ..solvers.semilinear import PeriodicBox, solver_size
+from ..grids import CartesianGrid
+from ..solvers.semilinear import NonlinearTerm, PeriodicBox, solver_size
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
 from .periodic_semilinear import PeriodicSemilinearPDE, normalized_grf
@@ -104,11 +105,12 @@ class FisherKPP1D(PeriodicSemilinearPDE):
     default_min_steps = 8
     positive_params = ("D", "r", "t_final")
 
-    def __init__(self, reaction_number: float = 0.05, **kwargs):
+    def __init__(self, reaction_number: float = 0.05, **kwargs: Any):
         super().__init__(**kwargs)
         self.reaction_number = float(check_positive("reaction_number", reaction_number))
 
-    def initial_state(self, params, rng, grid):
+    def initial_state(self, params: Mapping[str, float], rng: np.random.Generator,
+                      grid: CartesianGrid) -> dict[str, np.ndarray]:
         g = normalized_grf(rng, grid, params["ic_alpha"], params["ic_tau"], 1.0)
         return {"u": 0.5 * (1.0 + np.tanh(params["ic_steepness"] * (g - params["ic_threshold"])))}
 
@@ -116,15 +118,15 @@ class FisherKPP1D(PeriodicSemilinearPDE):
         """Damköhler number ``Da = r L² / D`` (``L = 1``): reaction over diffusion rate at the domain scale."""
         return {"Da": float(params["r"] / params["D"])}
 
-    def solver_resolution(self, params, u0, n):
+    def solver_resolution(self, params: Mapping[str, float], u0: np.ndarray, n: int) -> int:
         w = math.sqrt(params["D"] / params["r"])
         kappa_needed = math.log(1.0 / self.spectral_tol) / (math.pi * w)
         return solver_size(n, 3.0 * kappa_needed / (2.0 * math.pi) + 1.0)
 
-    def linear_operator(self, box, p):
+    def linear_operator(self, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return p["r"] - p["D"] * box.k2
 
-    def nonlinear(self):
+    def nonlinear(self) -> NonlinearTerm:
         def factory(box: PeriodicBox, cf):
             r = cf["r"]
 
@@ -134,16 +136,17 @@ class FisherKPP1D(PeriodicSemilinearPDE):
             return term
         return factory
 
-    def step_limits(self, params, u0, box):
+    def step_limits(self, params: Sequence[Mapping[str, float]], u0: np.ndarray,
+                    box: PeriodicBox) -> dict[str, tuple[np.ndarray, float]]:
         flat = u0.reshape(len(params), -1)
         worst = np.maximum(1.0, np.maximum(np.abs(1.0 - 2.0 * flat.max(axis=1)), np.abs(1.0 - 2.0 * flat.min(axis=1))))
         r = np.array([p["r"] for p in params])
         return {"reaction_number": (r * worst, self.reaction_number)}
 
-    def rhs(self, u, box, p):
+    def rhs(self, u: torch.Tensor, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return p["D"] * box.to_physical(box.laplacian(box.to_spectral(u))) + p["r"] * u * (1.0 - u)
 
-    def settings(self):
+    def settings(self) -> dict[str, Any]:
         return {
             "reaction_number": self.reaction_number,
             "resolution_rule": ("n_solver = n m, m in {2, 3, 4, 6, 8, ...}, smallest with "

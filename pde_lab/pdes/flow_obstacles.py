@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from ..solvers.immersed_boundary import ImmersedBoundary
 from . import PDES
 from .projection_flow import ProjectionFlowPDE
 from .base import BoundaryCondition, FieldSpec, Instance, Level, Parameter, SolveResult, Task, check_resolution
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["FlowObstacles", "run_dfg", "DFG_REFERENCE"]
 
@@ -272,7 +275,8 @@ class FlowObstacles(ProjectionFlowPDE):
         })
         return SolveResult(fields=out, times=times, steps=steps, settings=settings, per_sample=per)
 
-    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid, times=None):
+    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid,
+                 times: np.ndarray | Sequence[float] | None = None) -> np.ndarray | torch.Tensor:
         """Collocated Navier–Stokes residual on stored snapshots (see
         :func:`pde_lab.solvers.projection.snapshot_residual`).
 
@@ -281,7 +285,7 @@ class FlowObstacles(ProjectionFlowPDE):
                 ``(B, n, n)``, NumPy arrays.
             params: ``reynolds`` and ``u_max``, numbers or ``(B,)`` arrays.
             grid: the grid of the fields.
-            times: ``(T,)`` snapshot times.
+            times: ``(T,)`` snapshot times (required: ``ValueError`` when ``None``).
 
         Returns:
             ``(B, T − 2, n, n, 3)``: x- and y-momentum and continuity residuals at the interior times,

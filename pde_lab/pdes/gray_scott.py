@@ -34,13 +34,14 @@ See ``docs/pdes/gray_scott.md`` for the regimes and the verification numbers.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import check_positive
-from ..solvers.semilinear import PeriodicBox, solver_size
+from ..grids import CartesianGrid
+from ..solvers.semilinear import NonlinearTerm, PeriodicBox, solver_size
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
 from .periodic_semilinear import PeriodicSemilinearPDE, normalized_grf
@@ -113,12 +114,12 @@ class GrayScott2D(PeriodicSemilinearPDE):
     positive_params = ("D_u", "D_v", "t_final")
     default_max_solver_resolution = 1024
 
-    def __init__(self, reaction_number: float = 0.7, resolution_factor: float = 0.35, **kwargs):
+    def __init__(self, reaction_number: float = 0.7, resolution_factor: float = 0.35, **kwargs: Any):
         super().__init__(**kwargs)
         self.reaction_number = float(check_positive("reaction_number", reaction_number))
         self.resolution_factor = float(check_positive("resolution_factor", resolution_factor))
 
-    def check_params(self, params):
+    def check_params(self, params: Mapping[str, float]) -> str | None:
         message = super().check_params(params)
         if message:
             return message
@@ -127,7 +128,8 @@ class GrayScott2D(PeriodicSemilinearPDE):
                 return f"{name} must be non-negative, got {params[name]!r}"
         return None
 
-    def initial_state(self, params, rng, grid):
+    def initial_state(self, params: Mapping[str, float], rng: np.random.Generator,
+                      grid: CartesianGrid) -> dict[str, np.ndarray]:
         g = normalized_grf(rng, grid, params["ic_alpha"], params["ic_tau"], 1.0)
         s = 0.5 * (1.0 + np.tanh(params["ic_steepness"] * (g - params["ic_threshold"])))
         return {"u": 1.0 - 0.5 * s, "v": 0.25 * s}
@@ -138,16 +140,16 @@ class GrayScott2D(PeriodicSemilinearPDE):
         return {"Da": float((params["F"] + params["k"]) / params["D_v"]),
                 "diffusivity_ratio": float(params["D_u"] / params["D_v"])}
 
-    def solver_resolution(self, params, u0, n):
+    def solver_resolution(self, params: Mapping[str, float], u0: np.ndarray, n: int) -> int:
         ell = math.sqrt(params["D_v"] / max(params["F"] + params["k"], 1e-12))
         return solver_size(n, 1.0 / (self.resolution_factor * ell))
 
-    def linear_operator(self, box, p):
+    def linear_operator(self, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         lu = -p["D_u"] * box.k2 - p["F"]
         lv = -p["D_v"] * box.k2 - (p["F"] + p["k"])
         return torch.cat([lu, lv], dim=1)
 
-    def nonlinear(self):
+    def nonlinear(self) -> NonlinearTerm:
         def factory(box: PeriodicBox, cf):
             feed = cf["F"]
 
@@ -159,14 +161,15 @@ class GrayScott2D(PeriodicSemilinearPDE):
             return term
         return factory
 
-    def step_limits(self, params, u0, box):
+    def step_limits(self, params: Sequence[Mapping[str, float]], u0: np.ndarray,
+                    box: PeriodicBox) -> dict[str, tuple[np.ndarray, float]]:
         flat = u0.reshape(len(params), 2, -1)
         ub = np.maximum(1.0, flat[:, 0].max(axis=1))
         vb = np.maximum(0.5, flat[:, 1].max(axis=1))
         fk = np.array([p["F"] + p["k"] for p in params])
         return {"reaction_number": (fk + vb**2 + 2.0 * ub * vb, self.reaction_number)}
 
-    def rhs(self, u, box, p):
+    def rhs(self, u: torch.Tensor, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         lap = box.to_physical(box.laplacian(box.to_spectral(u)))
         a, b = u[:, :, 0:1], u[:, :, 1:2]
         r = a * b * b
@@ -174,7 +177,7 @@ class GrayScott2D(PeriodicSemilinearPDE):
         rv = p["D_v"] * lap[:, :, 1:2] + r - (p["F"] + p["k"]) * b
         return torch.cat([ru, rv], dim=2)
 
-    def settings(self):
+    def settings(self) -> dict[str, Any]:
         return {
             "reaction_number": self.reaction_number,
             "resolution_factor": self.resolution_factor,

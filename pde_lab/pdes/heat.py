@@ -12,12 +12,13 @@ PINNs see the initial-value problem in space-time (:mod:`pde_lab.pdes.space_time
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
 from ..errors import UserError
+from ..solvers.semilinear import PeriodicBox
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
 from .periodic_semilinear import PeriodicSemilinearPDE
@@ -97,7 +98,7 @@ class Heat(SpaceTimePINN, PeriodicSemilinearPDE):
         fo = params["kappa"] * params["t_final"]
         return {"Fo": float(fo), "Fo_ic": float(fo * params["ic_tau"] ** 2)}
 
-    def linear_operator(self, box, p):
+    def linear_operator(self, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return -p["kappa"] * box.k2
 
     # ---- space-time PINNs (pde_lab.pdes.space_time_pinn) -----------------------------------------
@@ -107,10 +108,10 @@ class Heat(SpaceTimePINN, PeriodicSemilinearPDE):
         space = torch.sin(2.0 * np.pi * x[:, : self.dim]).prod(dim=1)
         return (torch.exp(-4.0 * np.pi**2 * self.dim * kappa * x[:, self.dim]) * space)[:, None]
 
-    def rhs(self, u, box, p):
+    def rhs(self, u: torch.Tensor, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return p["kappa"] * box.to_physical(box.laplacian(box.to_spectral(u)))
 
-    def settings(self):
+    def settings(self) -> dict[str, Any]:
         return {"time_step_rule": "one exact exponential step e^{-kappa |k|^2 dt_out} per output interval"}
 
     def pointwise_rhs(self, u_fn: PointFunction, x: torch.Tensor,

@@ -124,7 +124,8 @@ class HeatFEM(MeshPDE):
         return SolveResult(fields={"a": inp["a"], "u": u}, times=times, steps=steps, settings=settings,
                            per_sample={"dt": np.full(B, dt), "factorized": factorized})
 
-    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: TriangleMesh, times=None):
+    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: TriangleMesh,
+                 times: np.ndarray | Sequence[float] | None = None) -> np.ndarray:
         """Crank–Nicolson residual between consecutive stored frames,
         ``M (u_{k+1} − u_k)/Δt + K (u_{k+1} + u_k)/2``, at every node (zero at Dirichlet nodes).
 
@@ -135,7 +136,7 @@ class HeatFEM(MeshPDE):
             solution: ``{"a": (B, N), "u": (B, T, N)}``.
             params: ``t_final`` (scalar or ``(B,)``) when ``times`` is omitted.
             grid: the mesh.
-            times: ``(T,)`` stored times.
+            times: ``(T,)`` stored times; default :meth:`output_times` of ``t_final``.
 
         Returns:
             ``(B, T − 1, N)`` float64.

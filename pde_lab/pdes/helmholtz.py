@@ -93,12 +93,15 @@ class Helmholtz(Poisson):
         return SolveResult(fields={"f": f, "u": u}, times=None, steps=np.ones(len(instances), dtype=np.int64),
                            settings=settings)
 
-    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid, times=None):
+    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid,
+                 times: np.ndarray | Sequence[float] | None = None) -> np.ndarray | torch.Tensor:
         """Finite-volume residual ``A u − k² u − f`` of the solver's discretisation.
 
         Args:
             solution: ``{"f": (B, n, n), "u": (B, n, n)}`` NumPy or torch.
             params: ``k`` as a scalar or ``(B,)``.
+            grid: the grid of the fields.
+            times: unused (steady problem).
 
         Returns:
             ``(B, n, n)``; zero to round-off on a solver output.

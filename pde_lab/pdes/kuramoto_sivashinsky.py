@@ -30,13 +30,13 @@ See ``docs/pdes/kuramoto_sivashinsky.md`` for the verification numbers (observed
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import check_positive
-from ..solvers.semilinear import PeriodicBox, solver_size
+from ..solvers.semilinear import NonlinearTerm, PeriodicBox, solver_size
 from ..solvers.spectral import imaginary_factor, multiply_imaginary
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
@@ -86,12 +86,12 @@ class KuramotoSivashinsky1D(PeriodicSemilinearPDE):
     default_min_steps = 16
     positive_params = ("L",)
 
-    def __init__(self, advection_number: float = 1.0, kappa_resolved: float = 8.0, **kwargs):
+    def __init__(self, advection_number: float = 1.0, kappa_resolved: float = 8.0, **kwargs: Any):
         super().__init__(**kwargs)
         self.advection_number = float(check_positive("advection_number", advection_number))
         self.kappa_resolved = float(check_positive("kappa_resolved", kappa_resolved))
 
-    def check_params(self, params):
+    def check_params(self, params: Mapping[str, float]) -> str | None:
         message = super().check_params(params)
         if message:
             return message
@@ -99,22 +99,22 @@ class KuramotoSivashinsky1D(PeriodicSemilinearPDE):
             return f"need 0 <= t_burn < t_final, got t_burn={params['t_burn']!r}, t_final={params['t_final']!r}"
         return None
 
-    def output_times(self, params):
+    def output_times(self, params: Mapping[str, float]) -> np.ndarray:
         return np.linspace(float(params["t_burn"]), float(params["t_final"]), self.n_snapshots)
 
     def dimensionless(self, params: Mapping[str, float], inputs: Mapping[str, np.ndarray]) -> dict[str, float]:
         """``L / 2π``: the number of linearly unstable Fourier modes (growth rate ``κ² − κ⁴ > 0``)."""
         return {"unstable_modes": float(params["L"] / (2.0 * math.pi))}
 
-    def solver_resolution(self, params, u0, n):
+    def solver_resolution(self, params: Mapping[str, float], u0: np.ndarray, n: int) -> int:
         needed = 3.0 * self.kappa_resolved * params["L"] / (2.0 * math.pi) + 1.0
         return solver_size(n, needed, keep_output_modes=False)
 
-    def linear_operator(self, box, p):
+    def linear_operator(self, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         q = box.k2 / (p["L"] * p["L"])
         return q - q * q
 
-    def nonlinear(self):
+    def nonlinear(self) -> NonlinearTerm:
         def factory(box: PeriodicBox, cf):
             # −u u_x = −(1/2L) ∂_ξ(u²), the per-instance 1/L folded into the derivative factor.
             g = torch.where(box.mask, -0.5 * box.kappa[0], torch.zeros_like(box.kappa[0])) / cf["L"]
@@ -126,11 +126,12 @@ class KuramotoSivashinsky1D(PeriodicSemilinearPDE):
             return term
         return factory
 
-    def step_limits(self, params, u0, box):
+    def step_limits(self, params: Sequence[Mapping[str, float]], u0: np.ndarray,
+                    box: PeriodicBox) -> dict[str, tuple[np.ndarray, float]]:
         umax = np.maximum(3.0, np.abs(u0).reshape(len(params), -1).max(axis=1))
         return {"advection_number": (umax, self.advection_number)}
 
-    def rhs(self, u, box, p):
+    def rhs(self, u: torch.Tensor, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         v = box.to_spectral(u)
         inv_l = 1.0 / p["L"]
         u_x = inv_l * box.to_physical(box.derivative(v, 0, 1))
@@ -138,7 +139,7 @@ class KuramotoSivashinsky1D(PeriodicSemilinearPDE):
         u_xxxx = inv_l**4 * box.to_physical(box.derivative(v, 0, 4))
         return -u * u_x - u_xx - u_xxxx
 
-    def settings(self):
+    def settings(self) -> dict[str, Any]:
         return {
             "advection_number": self.advection_number,
             "kappa_resolved": self.kappa_resolved,

@@ -279,7 +279,8 @@ class NavierStokes2D(PDE):
                            per_sample=per_sample)
 
     # ---- residual ----------------------------------------------------------------------------
-    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid, times=None):
+    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid,
+                 times: np.ndarray | Sequence[float] | None = None) -> np.ndarray | torch.Tensor:
         """Discrete residual ``ω_t + u·∇ω − νΔω − f`` at the interior stored times.
 
         ``ω_t`` is the second-order three-point difference of the stored frames (unequal spacing
@@ -353,7 +354,7 @@ class NavierStokes2D(PDE):
         return ((0.0, 1.0), (0.0, 1.0), (0.0, float(params["t_final"])))
 
     @staticmethod
-    def grid_jets(w: torch.Tensor, times) -> dict[str, torch.Tensor]:
+    def grid_jets(w: torch.Tensor, times: np.ndarray | Sequence[float]) -> dict[str, torch.Tensor]:
         """The values :meth:`hard_constraint_terms` needs, for fields given on the periodic grid.
 
         Every output is linear in ``w``, so applied to basis functions it gives the basis of each

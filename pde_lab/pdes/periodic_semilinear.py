@@ -139,12 +139,16 @@ class PeriodicSemilinearPDE(PDE):
 
     def step_limits(self, params: Sequence[Mapping[str, float]], u0: np.ndarray,
                     box: PeriodicBox) -> dict[str, tuple[np.ndarray, float]]:
-        """``name → (rates (b,), number)``: each instance's step obeys ``dt · rate ≤ number``."""
+        """``name → (rates (b,), number)``: each instance's step obeys ``dt · rate ≤ number``.
+
+        ``params`` holds the ``b`` instances solved together, ``u0`` their ``(b, C, *box.shape)``
+        initial states resampled to the solver grid ``box``."""
         return {}
 
     def rhs(self, u: torch.Tensor, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The right-hand side ``L u + N(u)`` in physical space for stored fields ``u`` of shape
-        ``(B, T, C, *space)`` (no dealiasing), ``p[name]`` of shape ``(B, 1, 1, *[1]*dim)``."""
+        ``(B, T, C, *space)`` (no dealiasing), ``p[name]`` of shape ``(B, 1, 1, *[1]*dim)``; returns
+        ``(B, T, C, *space)``."""
         raise NotImplementedError
 
     def settings(self) -> dict[str, Any]:
@@ -183,7 +187,8 @@ class PeriodicSemilinearPDE(PDE):
             out.append(np.stack(fields))
         return out
 
-    def _param_tensors(self, params: Sequence[Mapping[str, float]], ndim: int, device) -> dict[str, torch.Tensor]:
+    def _param_tensors(self, params: Sequence[Mapping[str, float]], ndim: int,
+                       device: torch.device | str) -> dict[str, torch.Tensor]:
         shape = (-1,) + (1,) * (ndim - 1)
         return {p.name: torch.tensor([float(q[p.name]) for q in params], dtype=torch.float64,
                                      device=device).reshape(shape) for p in self.parameters}
@@ -273,7 +278,8 @@ class PeriodicSemilinearPDE(PDE):
         return SolveResult(fields=fields, times=times, steps=steps, settings=settings, per_sample=per)
 
     # ---- residual ----------------------------------------------------------------------------------
-    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid, times=None):
+    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid,
+                 times: np.ndarray | Sequence[float] | None = None) -> np.ndarray | torch.Tensor:
         """Discrete residual ``D_t u − (L u + N(u))`` at the interior stored times.
 
         ``D_t`` is the second-order three-point difference in time (unequal spacing allowed), space

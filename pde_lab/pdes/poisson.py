@@ -245,8 +245,9 @@ class Poisson(PDE):
                            steps=np.ones(len(instances), dtype=np.int64), settings=settings)
 
     def residual(
-        self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid, times=None
-    ):
+        self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: CartesianGrid,
+        times: np.ndarray | Sequence[float] | None = None,
+    ) -> np.ndarray | torch.Tensor:
         """Finite-volume residual ``A u − f`` of the solver's own discretisation (``a = 1``).
 
         Args:

@@ -110,16 +110,18 @@ class MeshPDE(PDE):
         # coefficients (contrast 1) share one factorisation.
         self.cache = fem.FactorCache(max_entries=4)
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         # SuperLU factorisations do not pickle; a copy sent to a worker process starts with empty caches.
         state = self.__dict__.copy()
         state["_spaces"], state["cache"] = {}, fem.FactorCache(max_entries=4)
         return state
 
     def grid(self, resolution: int) -> TriangleMesh:
+        """The mesh of the first level at ``resolution`` (see :func:`level_mesh`)."""
         return self.level_grid(next(iter(self.levels)), resolution)
 
     def level_grid(self, level: str, resolution: int) -> TriangleMesh:
+        """The mesh of ``level`` at ``resolution`` (:func:`level_mesh`); fields live on its ``N`` nodes."""
         self.level(level)
         return level_mesh(level, resolution)
 
@@ -135,6 +137,7 @@ class MeshPDE(PDE):
         return self._spaces[key]
 
     def dirichlet(self, mesh: TriangleMesh) -> list[str]:
+        """The boundary tags of ``mesh`` with ``u = 0``: those of ``dirichlet_tags`` it has."""
         return [t for t in self.dirichlet_tags if t in mesh.tag_names]
 
     def _inputs(self, instances: Sequence[Instance], mesh: TriangleMesh, names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -148,6 +151,7 @@ class MeshPDE(PDE):
         return out
 
     def mesh_settings(self, mesh: TriangleMesh) -> dict[str, Any]:
+        """Solver settings that describe ``mesh`` and the discretisation (JSON-serialisable)."""
         return {"element": "P1 (Lagrange, linear triangles)", "geometry": mesh.geometry,
                 "n_nodes": mesh.n_nodes, "n_triangles": mesh.n_triangles,
                 "coefficient_representation": "P1 interpolant of the nodal values",
@@ -244,7 +248,8 @@ class PoissonFEM(MeshPDE):
                            steps=np.ones(B, dtype=np.int64), settings=settings,
                            per_sample={"factorized": factorized})
 
-    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: TriangleMesh, times=None):
+    def residual(self, solution: Mapping[str, Any], params: Mapping[str, Any], grid: TriangleMesh,
+                 times: np.ndarray | Sequence[float] | None = None) -> np.ndarray:
         """Discrete finite-element residual ``K(a) u − F(f)`` of the P1 system, at every node (zero at
         the Dirichlet nodes, where the equation is replaced by the boundary condition).
 

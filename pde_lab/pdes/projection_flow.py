@@ -52,8 +52,15 @@ class ProjectionFlowPDE(PDE):
         return np.linspace(0.0, t_final, self.n_snapshots)
 
     def run_samples(self, instances: Sequence[Instance], grid: CartesianGrid, times: np.ndarray,
-                    make_solver: Callable[[dict[str, float], Instance], proj.ProjectionSolver]):
+                    make_solver: Callable[[dict[str, float], Instance], proj.ProjectionSolver]
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
         """Run each instance from rest through ``times``, one solver (and factorisation) per geometry.
+
+        Args:
+            instances: the ``B`` instances.
+            grid: the stored grid (``*space`` = ``grid.shape``).
+            times: ``(T,)`` output times, from :meth:`snapshot_times`.
+            make_solver: ``(parameters with defaults filled in, instance) → ProjectionSolver``.
 
         Returns:
             ``velocity`` ``(B, T, *space, 2)``, ``pressure`` ``(B, T, *space)``, ``steps`` ``(B,)``,
