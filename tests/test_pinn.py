@@ -301,6 +301,58 @@ def test_train_pinn_writes_a_complete_run_directory(tmp_path, optimizer, extra):
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
 
 
+@pytest.mark.parametrize("optimizer,args,message", [
+    ("engd", {"solvr": "lstsq"}, r"optimizer 'engd' takes no optimizer_args key 'solvr' \(did you mean 'solver'\?\); "
+                                 r"allowed: accept_worse, adaptive_damping, .*solver"),
+    ("engd", {"solver": "qr"}, r"unknown ENGD solver 'qr'; allowed: "),
+    ("engd", {"damping": "big"}, r"optimizer 'engd' rejects optimizer_args \{'damping': 'big'\}: "),
+    ("spring", {"momentum": 1.5}, r"SPRING momentum must be in \[0, 1\), got 1.5"),
+    ("lm", {"scaling": "diag"}, r"unknown LM scaling 'diag'; allowed: identity, marquardt"),
+    ("kfac", {"ema": 2}, r"KFAC needs 0 <= ema < 1"),
+    ("lbfgs", {"history_size": "many"}, r"optimizer 'lbfgs' rejects optimizer_args \{'history_size': 'many'\}"),
+    ("adam+lbfgs", {"histroy_size": 5}, r"optimizer 'lbfgs' takes no optimizer_args key 'histroy_size' "
+                                        r"\(did you mean 'history_size'\?\); allowed: .*history_size"),
+    ("adam", {"betaz": [0.9, 0.99]}, r"optimizer 'adam' rejects arguments \['betaz'\]; it takes: .*betas"),
+    ("adam", {"betas": [1.5, 0.99]}, r"optimizer 'adam' rejects arguments \{.*'betas': \[1.5, 0.99\]\}: "
+                                     r"Invalid beta parameter at index 0: 1.5"),
+    ("adam", {"lr": 0.1}, r"optimizer_args.lr: .* set lr=0.1 instead"),
+    ("multiadam", {"eps": -1.0}, r"MultiAdam needs lr > 0, eps >= 0"),
+    ("multiadam", {"n_terms": 3}, r"optimizer 'multiadam' takes no optimizer_args key 'n_terms': the training loop "
+                                  r"sets it \(n_terms=2\); allowed: betas, eps$"),
+    ("config", {"betas": [1.5, 0.99]}, r"optimizer 'config' rejects optimizer_args \{'betas': \[1.5, 0.99\]\}: .*beta"),
+    ("config", {"momentum": 0.9}, r"optimizer 'config' takes no optimizer_args key 'momentum'; "
+                                  r"allowed: .*amsgrad, betas"),
+])
+def test_bad_optimizer_args_fail_before_the_run_directory_is_touched(tmp_path, optimizer, args, message):
+    """optimizer_args are checked by building the optimizer before anything is written: a bad key is
+    named with the allowed ones, a bad value with the optimizer's own complaint; no run directory is
+    made, and overwrite=true does not empty the previous run first."""
+    extra = {"adam_steps": 1} if optimizer == "adam+lbfgs" else {}
+    cfg = PINNConfig(optimizer=optimizer, optimizer_args=args, steps=2, eval_every=1, n_interior=16, n_boundary=8,
+                     eval_points=16, model_args={"widths": [4]}, out=str(tmp_path / "run"), progress=False, **extra)
+    with pytest.raises(UserError, match=message):
+        train_pinn(cfg)
+    assert not (tmp_path / "run").exists()
+    previous = tmp_path / "previous"
+    previous.mkdir()
+    (previous / "config.yaml").write_text("pde: poisson\n")
+    (previous / "metrics.json").write_text("{}\n")
+    with pytest.raises(UserError, match=message):
+        train_pinn(PINNConfig(**{**cfg.to_dict(), "out": str(previous), "overwrite": True}))
+    assert sorted(p.name for p in previous.iterdir()) == ["config.yaml", "metrics.json"]
+    assert (previous / "config.yaml").read_text() == "pde: poisson\n"
+
+
+def test_cli_refuses_bad_pinn_optimizer_args_without_writing(tmp_path, capsys):
+    from pde_lab.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", "--pde", "poisson", "--optimizer", "engd", "--steps", "2", "--out", str(out),
+                 "--set", "optimizer_args.solvr=lstsq", "--set", "progress=false"])
+    assert code != 0 and not out.exists()
+    assert "takes no optimizer_args key 'solvr' (did you mean 'solver'?)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("clock", ["wall", "process"])
 def test_time_limit_stops_the_run_on_the_chosen_clock(clock):
     cfg = PINNConfig(optimizer="adam", steps=10 ** 7, eval_every=5, time_limit_minutes=0.002, clock=clock,

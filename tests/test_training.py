@@ -343,7 +343,7 @@ def test_a_model_or_optimizer_that_cannot_train_leaves_the_previous_run_intact(t
     assert not (tmp_path / "fresh").exists()
 
 
-def test_train_entry_point_on_generated_data(tmp_path):
+def test_train_entry_point_on_generated_data(tmp_path, capsys):
     """``train`` on real files: opens splits, adds varying parameters as channels, fills in model
     channels, hashes the files."""
     import hashlib
@@ -380,6 +380,13 @@ def test_train_entry_point_on_generated_data(tmp_path):
         train(TrainConfig(**{**config.to_dict(), "out": None}))
     with pytest.raises(UserError, match="has no parameter 'viscosity'"):
         train(TrainConfig(**{**config.to_dict(), "parameters": ["viscosity"], "out": str(tmp_path / "r3")}))
+
+    # Resuming the finished run is recognised from its checkpoint before the data are opened or hashed.
+    before = _snapshot(run_dir)
+    data.rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert train(TrainConfig(**{**config.to_dict(), "resume": True})) == run_dir
+    assert "already finished" in capsys.readouterr().out and _snapshot(run_dir) == before
 
 
 @pytest.mark.gpu
@@ -421,6 +428,58 @@ def test_early_stopping_stops_when_validation_stalls(tmp_path):
     assert len(run.log) == 3 and run.epoch == 1
     with pytest.raises(UserError, match="patience"):
         tiny_config(tmp_path, patience=0)
+
+
+def _snapshot(run_dir):
+    """Every file's bytes and modification time: equal snapshots mean nothing was rewritten."""
+    return {str(p.relative_to(run_dir)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def _resumed(config, **change):
+    return TrainConfig(**{**config.to_dict(), "resume": True, **change})
+
+
+def test_resuming_an_early_stopped_run_finds_it_finished_until_patience_is_raised(tmp_path, capsys):
+    """A run that stopped early met its stopping rule: resumed with the same patience, even with more
+    epochs, it is finished and left as it was (it used to train one more epoch and stop again). A
+    larger patience trains on until the rule holds again; patience=none trains up to epochs."""
+    train_ds, valid_ds = antiderivative_data(16, 32, seed=0), antiderivative_data(8, 32, seed=1)
+    config = tiny_config(tmp_path, epochs=10, batch_size=8, optimizer="adam", optimizer_args={"lr": 0.0},
+                         patience=2, scheduler="none")
+    run_dir = fit(tiny_model(config, train_ds), train_ds, valid_ds, config, tmp_path / "run")
+    assert _state(run_dir)["epoch"] == 3 and _state(run_dir)["best_epoch"] == 1
+    before = _snapshot(run_dir)
+    capsys.readouterr()
+    for change in ({}, {"epochs": 20}):
+        assert fit(tiny_model(config, train_ds), train_ds, valid_ds, _resumed(config, **change), run_dir) == run_dir
+        assert _snapshot(run_dir) == before, change
+        out = capsys.readouterr().out
+        assert "already finished" in out and "stopped early after epoch 3" in out and "raise patience" in out
+
+    fit(tiny_model(config, train_ds), train_ds, valid_ds, _resumed(config, patience=3), run_dir)
+    assert _state(run_dir)["epoch"] == 4 and len(load_run(run_dir, checkpoint="last").log) == 4
+    fit(tiny_model(config, train_ds), train_ds, valid_ds, _resumed(config, patience=None, epochs=6), run_dir)
+    state = _state(run_dir)
+    assert state["epoch"] == 6 and [row["epoch"] for row in state["history"]] == [1, 2, 3, 4, 5, 6]
+    assert TrainConfig.from_yaml(run_dir / "config.yaml").patience is None
+
+
+def test_resuming_a_completed_run_leaves_it_as_it_was(tmp_path, capsys):
+    """A run that trained all its epochs, resumed with the same (or fewer) epochs, has nothing to do:
+    no file is rewritten and the message says how to train on."""
+    train_ds = antiderivative_data(8, 32, seed=0)
+    config = tiny_config(tmp_path, epochs=2)
+    run_dir = fit(tiny_model(config, train_ds), train_ds, None, config, tmp_path / "run")
+    before = _snapshot(run_dir)
+    capsys.readouterr()
+    for epochs in (2, 1):
+        fit(tiny_model(config, train_ds), train_ds, None, _resumed(config, epochs=epochs), run_dir)
+        assert _snapshot(run_dir) == before, epochs
+        out = capsys.readouterr().out
+        assert "already finished" in out and f"trained 2 epochs (epochs={epochs})" in out and "raise epochs" in out
+    fit(tiny_model(config, train_ds), train_ds, None, _resumed(config, epochs=3), run_dir)
+    assert _state(run_dir)["epoch"] == 3
 
 
 @pytest.mark.parametrize("model_name,args", [("fno", dict(width=8, modes=4, n_layers=2, proj_width=16)),

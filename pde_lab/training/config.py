@@ -159,7 +159,9 @@ class TrainConfig(YamlConfig):
         tensorboard: also write the per-epoch log as TensorBoard scalars to ``out/tensorboard``
             (needs the optional ``tensorboard`` package).
         out: run directory.
-        resume: continue the run in ``out`` from ``checkpoints/last.pt``.
+        resume: continue the run in ``out`` from ``checkpoints/last.pt``; a run already finished under
+            this config's ``epochs`` and ``patience`` is left untouched
+            (:func:`~pde_lab.training.trainer.finished_reason`).
         overwrite: replace the run artefacts in an existing, non-empty ``out``.
         progress: show a tqdm progress bar.
     """

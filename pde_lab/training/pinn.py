@@ -19,7 +19,10 @@ of L-BFGS); ``engd`` (energy natural gradient with grid line search); ``spring``
 momentum); ``gauss_newton``; ``lm`` (Levenberg–Marquardt); ``kfac`` (Kronecker-factored Gauss–Newton
 for MLPs whose residual uses the forward Laplacian, :mod:`pde_lab.optim.kfac`). ``optimizer_args`` go to the optimizer's
 constructor. ``multiadam`` and ``config`` see the loss as its terms (interior, boundary), each
-``½ mean r²`` of its block.
+``½ mean r²`` of its block. :func:`build_optimizers` constructs them all before anything runs, and
+``train_pinn`` calls it before the run directory is touched, so bad ``optimizer_args`` fail early: a key
+the constructor does not take is named with the ones it does (read from its signature), a bad value
+with the constructor's own check.
 
 Run directory::
 
@@ -32,6 +35,8 @@ Run directory::
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
 import json
 import math
 import os
@@ -490,27 +495,90 @@ def _term_closure(problem: PINNProblem):
     return closure
 
 
-def _first_order(problem: PINNProblem, name: str, config: PINNConfig) -> tuple[torch.optim.Optimizer, Any]:
-    """The optimizer ``name`` and the closure its ``step`` takes."""
-    params = problem.residual.params
-    args = dict(config.optimizer_args) if config.optimizer == name else {}
-    if name not in ("multiadam", "config"):
-        # no weight decay unless asked: SOAP's default of 0.01 would pull a PINN off its solution
-        opt = build_first_order(name, params, **{"lr": config.lr, "weight_decay": 0.0, **args})
-        return opt, _loss_closure(problem, opt)
+def _constructor_args(cls: type) -> set[str]:
+    """The keyword arguments ``cls`` takes by name, ``params`` aside; for an optimizer that passes
+    ``**inner_args`` to an ``inner`` optimizer class (ConFIG) also the inner one's, ``inner`` itself aside
+    (a config cannot name a class)."""
+    sig = inspect.signature(cls)
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    names = {p.name for p in sig.parameters.values() if p.kind in named} - {"self", "params"}
+    inner = sig.parameters.get("inner")
+    if inner is not None and isinstance(inner.default, type):
+        names = (names - {"inner"}) | _constructor_args(inner.default)
+    return names
+
+
+def _check_loop_args(name: str, args: Mapping[str, Any], set_by_loop: Mapping[str, Any],
+                     allowed: Sequence[str] = ()) -> None:
+    """:class:`UserError` for an ``optimizer_args`` key the training loop sets itself (``allowed``: the
+    keys that may be given, for the message)."""
+    for key in set_by_loop:
+        if key not in args:
+            continue
+        if key == "lr":
+            raise UserError(f"optimizer {name!r} does not use optimizer_args.lr: its learning rate is the config's "
+                            f"lr, multiplied by lr_decay every 1000 steps; set lr={args['lr']!r} instead")
+        raise UserError(f"optimizer {name!r} takes no optimizer_args key {key!r}: the training loop sets it "
+                        f"({key}={set_by_loop[key]!r}); allowed: {', '.join(sorted(allowed))}")
+
+
+def _construct(name: str, cls: type, params: Sequence[torch.Tensor], args: Mapping[str, Any],
+               set_by_loop: Mapping[str, Any] | None = None) -> Any:
+    """``cls(params, **set_by_loop, **args)``, with a :class:`UserError` that names a key of ``args``
+    the constructor does not take (and the keys it does), or the ``args`` it rejected and why. The
+    values are checked by the constructor alone, not restated here."""
+    set_by_loop = dict(set_by_loop or {})
+    allowed = _constructor_args(cls) - set(set_by_loop)
+    _check_loop_args(name, args, set_by_loop, allowed)
+    for key in args:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(f"optimizer {name!r} takes no optimizer_args key {key!r}{hint}; "
+                            f"allowed: {', '.join(sorted(allowed))}")
     try:
-        if name == "multiadam":
-            opt = MultiAdam(params, n_terms=len(problem.residual.terms), lr=config.lr, **args)
-        else:
-            opt = ConFIG(params, lr=config.lr, **args)
-    except TypeError as err:
-        raise UserError(f"optimizer {name!r} rejects optimizer_args {args}: {err}") from None
-    return opt, _term_closure(problem)
+        return cls(params, **set_by_loop, **args)
+    except UserError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise UserError(f"optimizer {name!r} rejects optimizer_args {dict(args)}: {err}") from None
+
+
+def build_optimizers(problem: PINNProblem, config: PINNConfig) -> dict[str, Any]:
+    """The optimizer of every phase of ``config.optimizer`` over ``problem``'s parameters, in run
+    order: ``{config.optimizer: opt}``, or ``{"adam": Adam, "lbfgs": LBFGS}`` for ``adam+lbfgs`` (whose
+    ``optimizer_args`` go to L-BFGS).
+
+    Constructing an optimizer changes neither the parameters nor any random state, so this can run
+    before the run directory is made. The loop sets ``lr`` of the first-order methods (``config.lr``
+    with ``lr_decay``) and MultiAdam's ``n_terms``; ``optimizer_args`` may not.
+
+    Raises:
+        UserError: for an ``optimizer_args`` key the optimizer does not take, or a value it rejects.
+    """
+    params = problem.residual.params
+    name, args = config.optimizer, dict(config.optimizer_args)
+    if name == "adam+lbfgs":
+        return {"adam": build_first_order("adam", params, lr=config.lr, weight_decay=0.0),
+                "lbfgs": _construct("lbfgs", LBFGS, params, args)}
+    if name == "lbfgs":
+        return {name: _construct(name, LBFGS, params, args)}
+    if name in SECOND_ORDER_PINN:
+        return {name: _construct(name, SECOND_ORDER_PINN[name], params, args)}
+    if name == "multiadam":
+        set_by_loop = {"n_terms": len(problem.residual.terms), "lr": config.lr}
+        return {name: _construct(name, MultiAdam, params, args, set_by_loop)}
+    if name == "config":
+        return {name: _construct(name, ConFIG, params, args, {"lr": config.lr})}
+    _check_loop_args(name, args, {"lr": config.lr})
+    # no weight decay unless asked: SOAP's default of 0.01 would pull a PINN off its solution;
+    # build_first_order names unknown keys and wraps the optimizer's own complaints
+    return {name: build_first_order(name, params, **{"lr": config.lr, "weight_decay": 0.0, **args})}
 
 
 def _run_first_order(problem: PINNProblem, config: PINNConfig, logger: _Logger, steps: int, start: int,
-                     name: str) -> tuple[int, str]:
-    opt, closure = _first_order(problem, name, config)
+                     name: str, opt: torch.optim.Optimizer) -> tuple[int, str]:
+    closure = _term_closure(problem) if name in ("multiadam", "config") else _loss_closure(problem, opt)
     for k in range(steps):
         for group in opt.param_groups:
             group["lr"] = config.lr * config.lr_decay ** (k / 1000.0)
@@ -535,12 +603,8 @@ def _maybe_resample(problem: PINNProblem, config: PINNConfig, before: int, after
         resample_interior(problem, problem.resample_rng)
 
 
-def _run_lbfgs(problem: PINNProblem, config: PINNConfig, logger: _Logger, steps: int, start: int) -> tuple[int, str]:
-    args = config.optimizer_args if config.optimizer in ("lbfgs", "adam+lbfgs") else {}
-    try:
-        lbfgs = LBFGS(problem.residual.params, **args)
-    except TypeError as err:
-        raise UserError(f"L-BFGS rejects optimizer_args {args}: {err}") from None
+def _run_lbfgs(problem: PINNProblem, config: PINNConfig, logger: _Logger, steps: int, start: int,
+               lbfgs: LBFGS) -> tuple[int, str]:
     closure = _loss_closure(problem, lbfgs.optimizer)
     done = 0
     while done < steps:
@@ -555,11 +619,7 @@ def _run_lbfgs(problem: PINNProblem, config: PINNConfig, logger: _Logger, steps:
     return start + done, "max steps"
 
 
-def _run_second_order(problem: PINNProblem, config: PINNConfig, logger: _Logger) -> tuple[int, str]:
-    try:
-        opt = SECOND_ORDER_PINN[config.optimizer](problem.residual.params, **config.optimizer_args)
-    except TypeError as err:
-        raise UserError(f"optimizer {config.optimizer!r} rejects optimizer_args {config.optimizer_args}: {err}") from None
+def _run_second_order(problem: PINNProblem, config: PINNConfig, logger: _Logger, opt: Any) -> tuple[int, str]:
     for k in range(config.steps):
         opt.step(problem.residual)
         step = k + 1
@@ -580,27 +640,32 @@ def _run_second_order(problem: PINNProblem, config: PINNConfig, logger: _Logger)
     return config.steps, "max steps"
 
 
-def fit_pinn(problem: PINNProblem, config: PINNConfig) -> dict[str, Any]:
+def fit_pinn(problem: PINNProblem, config: PINNConfig, optimizers: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run ``config.optimizer`` on ``problem`` in place; returns the metrics and the log rows.
+
+    ``optimizers``: what :func:`build_optimizers` returned for this ``problem`` and ``config`` (built
+    here when not given).
 
     Returns:
         ``{"metrics": {...}, "log": [rows]}``; ``metrics`` has ``loss``, ``rel_l2``, ``steps``,
         ``seconds`` (optimisation time on ``config.clock``, evaluations excluded; ``wall_seconds`` and
         ``process_seconds`` give both clocks), ``stop_reason`` and the problem sizes.
     """
+    opts = build_optimizers(problem, config) if optimizers is None else optimizers
     logger = _Logger(problem, config)
     logger.log(0, "init")
     logger.restart()  # the clocks start with the optimiser, after the initial evaluation
     if config.optimizer in FIRST_ORDER_PINN:
-        steps, reason = _run_first_order(problem, config, logger, config.steps, 0, config.optimizer)
+        steps, reason = _run_first_order(problem, config, logger, config.steps, 0, config.optimizer,
+                                         opts[config.optimizer])
     elif config.optimizer == "lbfgs":
-        steps, reason = _run_lbfgs(problem, config, logger, config.steps, 0)
+        steps, reason = _run_lbfgs(problem, config, logger, config.steps, 0, opts["lbfgs"])
     elif config.optimizer == "adam+lbfgs":
-        steps, reason = _run_first_order(problem, config, logger, config.adam_steps, 0, "adam")
+        steps, reason = _run_first_order(problem, config, logger, config.adam_steps, 0, "adam", opts["adam"])
         if reason == "max steps":
-            steps, reason = _run_lbfgs(problem, config, logger, config.steps, steps)
+            steps, reason = _run_lbfgs(problem, config, logger, config.steps, steps, opts["lbfgs"])
     else:
-        steps, reason = _run_second_order(problem, config, logger)
+        steps, reason = _run_second_order(problem, config, logger, opts[config.optimizer])
     logger.close()
     final = logger.rows[-1]
     metrics = dict(pde=config.pde, optimizer=config.optimizer, loss=final["loss"], rel_l2=final["rel_l2"],
@@ -624,13 +689,14 @@ def train_pinn(config: PINNConfig) -> Path:
     from .trainer import check_run_dir, prepare_run_dir
 
     check_run_dir(run_dir, config.overwrite, resume=False)
-    # Built before the run directory is touched: a bad PDE or model argument must not leave a
-    # half-made directory, nor delete the previous run under overwrite=true.
+    # Built before the run directory is touched: a bad PDE, model or optimizer argument must not leave
+    # a half-made directory, nor delete the previous run under overwrite=true.
     problem = build_problem(config)
+    optimizers = build_optimizers(problem, config)
     prepare_run_dir(run_dir, config.overwrite, resume=False, subdirs=())
     resolved = dataclasses.replace(config, model_args=dict(problem.model.config))
     resolved.to_yaml(run_dir / "config.yaml")
-    result = fit_pinn(problem, resolved)
+    result = fit_pinn(problem, resolved, optimizers)
     write_log(run_dir / "log.csv", result["log"], LOG_COLUMNS)
     save_model(problem.model, run_dir / "model.pt")
     tmp = run_dir / "metrics.json.tmp"

@@ -32,6 +32,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -164,6 +165,30 @@ def check_resume_config(stored: dict[str, Any], config: TrainConfig) -> None:
                         f"or start a new run")
 
 
+def finished_reason(state: dict[str, Any], config: TrainConfig) -> str | None:
+    """Why the run whose last checkpoint is ``state`` has nothing left to train under ``config``, or
+    ``None`` when a resume would train on.
+
+    Finished means: it has trained ``config.epochs`` epochs or more, or the early-stopping rule holds
+    for ``config.patience`` (``patience`` epochs or more since the best one). Both are judged with the
+    resumed config's values, so raising ``epochs`` continues a completed run, and raising ``patience``
+    (or setting it to ``None``) continues one that stopped early; raising only ``epochs`` does not,
+    since the stopping rule the run met still holds.
+    """
+    done, best = int(state["epoch"]), int(state["best_epoch"])
+    if done >= config.epochs:
+        return f"it has trained {done} epochs (epochs={config.epochs}); raise epochs to train on"
+    if config.patience is not None and done - best >= config.patience:
+        return (f"it stopped early after epoch {done}: no improvement for {done - best} epochs since the best "
+                f"at epoch {best} (patience={config.patience}); raise patience (or set patience=none) to train on")
+    return None
+
+
+def _report_finished(run_dir: Path, reason: str) -> None:
+    tqdm.write(f"nothing to resume in {str(run_dir)!r}: the run is already finished, {reason}. "
+               f"It is left as it was.")
+
+
 @torch.no_grad()
 def check_model_on_data(model: torch.nn.Module, normalizer: Normalizer, ds: Dataset, output_steps: int,
                         device: torch.device, amp: bool = False) -> None:
@@ -286,6 +311,9 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
         data_info: written to ``data.json`` when given (``train`` passes :func:`data_record`).
         stop_after: stop after this many epochs in this call, as if interrupted (for tests and
             staged runs); the run can then be resumed.
+
+    A resume of a run that is already finished (:func:`finished_reason`) says so and returns without
+    training or writing anything.
     """
     run_dir = Path(run_dir)
     # Everything that can fail on bad input (the run directory, the data, the model's fit to the data,
@@ -311,6 +339,11 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
                             f"{stored['args']}, the config builds {current['name']!r} with {current['args']}")
         check_resume_config(state.get("config", {}), config)
         model.load_state_dict(state["model"]["state_dict"])
+        reason = finished_reason(state, config)
+        if reason is not None:  # nothing is written: not config.yaml, not the log, not a checkpoint
+            if ctx.is_main:
+                _report_finished(run_dir, reason)
+            return run_dir
         normalizer = Normalizer.from_state_dict(state["normalizer"])
     elif config.normalize:
         stats = train_ds.stats() if hasattr(train_ds, "stats") else compute_stats(train_ds)
@@ -494,6 +527,15 @@ def train(config: TrainConfig) -> Path:
         raise UserError("no run directory: set out=PATH")
     run_dir = Path(config.out)
     check_run_dir(run_dir, config.overwrite, config.resume)
+    if config.resume:
+        # A finished run is recognised before the data are opened and hashed (fit checks the rest).
+        state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+        check_resume_config(state.get("config", {}), config)
+        reason = finished_reason(state, config)
+        if reason is not None:
+            if int(os.environ.get("RANK", "0")) == 0:  # torchrun's rank; the process group is not joined yet
+                _report_finished(run_dir, reason)
+            return run_dir
     from ..datasets.reader import list_files, open_split, varying_parameters
 
     if config.parameters is None:
