@@ -101,6 +101,9 @@ def integrate(net, rhs, x, dt, scheme, t_final, iterations, checkpoints=(), eval
     if abs(n_steps * dt - t_final) > 1e-9 * t_final:
         raise ValueError(f"dt = {dt} does not divide T = {t_final}")
     marks = {round(c / dt): c for c in checkpoints}
+    off_grid = [c for k, c in marks.items() if abs(k * dt - c) > 1e-9 * t_final]
+    if off_grid or len(marks) < len(checkpoints):  # an error would be filed under a time it was not taken at
+        raise ValueError(f"dt = {dt} does not step onto every checkpoint time {list(map(float, checkpoints))}")
     out = {}
     for k in range(1, n_steps + 1):
         teng.step()
