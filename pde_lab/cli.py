@@ -284,7 +284,7 @@ def _evaluate(a) -> None:
     res = evaluate(a.run, data, split=a.split, levels=a.levels, device=a.device, batch_size=a.batch_size,
                    out=a.out)
     print(json.dumps(res, indent=2) if a.json else format_metrics(res))
-    print(f"wrote {Path(a.run) / 'metrics.json'}")
+    print(f"wrote {Path(a.out or a.run) / 'metrics.json'}")
 
 
 def _list(a) -> None:

@@ -47,6 +47,7 @@ def test_generate_info_validate_train_evaluate(capsys, toy_data, tmp_path):
     code, out, err = run(capsys, "evaluate", "--run", str(run_dir), "--split", "valid", "--device", "cpu",
                          "--out", str(tmp_path / "eval_valid"))
     assert code == 0, err
+    assert f"wrote {tmp_path / 'eval_valid' / 'metrics.json'}" in out
     assert (run_dir / "metrics.json").read_bytes() == before and not (run_dir / "predictions_valid.h5").exists()
     assert json.loads((tmp_path / "eval_valid" / "metrics.json").read_text())["split"] == "valid"
     import matplotlib

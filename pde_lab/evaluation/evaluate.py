@@ -57,7 +57,7 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
                     "checkpoint": str(run.checkpoint_path), "levels": {}}
     pred_path = dest / f"predictions_{split}.h5"
     partial = pred_path.with_name(pred_path.name + ".partial")
-    out = h5py.File(partial, "w") if save_predictions else None
+    store = h5py.File(partial, "w") if save_predictions else None
     all_metrics: dict[str, list[torch.Tensor]] = {}
     totals = {"model_seconds": 0.0, "solver_seconds": 0.0, "n": 0}
     try:
@@ -97,13 +97,13 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
             totals["model_seconds"] += model_s
             totals["solver_seconds"] += solver_s
             totals["n"] += len(ds)
-            if out is not None:
-                if "coords" not in out:  # the axes, so figures show physical coordinates
+            if store is not None:
+                if "coords" not in store:  # the axes, so figures show physical coordinates
                     with h5py.File(path, "r") as f:
-                        c = out.create_group("coords")
+                        c = store.create_group("coords")
                         for axis in f["dimensions"].attrs["spatial_dims"]:
                             c.create_dataset(axis, data=f[f"dimensions/{axis}"][()])
-                g = out.create_group(level)
+                g = store.create_group(level)
                 g.attrs["channels"] = np.array(ds.target_channels, dtype=h5py.string_dtype())
                 g.create_dataset("prediction", data=pred.cpu().numpy().astype(np.float32))
                 g.create_dataset("truth", data=true.cpu().numpy().astype(np.float32))
@@ -112,12 +112,12 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
         overall.update(totals)
         overall["speedup"] = totals["solver_seconds"] / totals["model_seconds"] if totals["model_seconds"] else None
         result["overall"] = overall
-        if out is not None:
-            out.close()
+        if store is not None:
+            store.close()
             partial.replace(pred_path)
     except BaseException:
-        if out is not None:
-            out.close()
+        if store is not None:
+            store.close()
             partial.unlink(missing_ok=True)
         raise
     tmp = dest / "metrics.json.partial"

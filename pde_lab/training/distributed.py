@@ -43,6 +43,11 @@ class Context:
         return self.rank == 0
 
 
+def env_rank() -> int:
+    """This process's rank as torchrun sets it (``RANK``; 0 without torchrun), before any process group."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def context(device: torch.device) -> Context:
     """The distributed context from torchrun's environment; joins the process group on first use.
 
@@ -52,7 +57,7 @@ def context(device: torch.device) -> Context:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Context()
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local = env_rank(), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return Context(rank, world, local)

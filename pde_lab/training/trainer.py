@@ -32,7 +32,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -165,6 +164,11 @@ def check_resume_config(stored: dict[str, Any], config: TrainConfig) -> None:
                         f"or start a new run")
 
 
+def stopped_early(epochs_done: int, best_epoch: int, patience: int | None) -> bool:
+    """The early-stopping rule: ``patience`` epochs or more since the best one (never with ``None``)."""
+    return patience is not None and epochs_done - best_epoch >= patience
+
+
 def finished_reason(state: dict[str, Any], config: TrainConfig) -> str | None:
     """Why the run whose last checkpoint is ``state`` has nothing left to train under ``config``, or
     ``None`` when a resume would train on.
@@ -178,7 +182,7 @@ def finished_reason(state: dict[str, Any], config: TrainConfig) -> str | None:
     done, best = int(state["epoch"]), int(state["best_epoch"])
     if done >= config.epochs:
         return f"it has trained {done} epochs (epochs={config.epochs}); raise epochs to train on"
-    if config.patience is not None and done - best >= config.patience:
+    if stopped_early(done, best, config.patience):
         return (f"it stopped early after epoch {done}: no improvement for {done - best} epochs since the best "
                 f"at epoch {best} (patience={config.patience}); raise patience (or set patience=none) to train on")
     return None
@@ -297,7 +301,7 @@ def evaluate_loss(model: torch.nn.Module, ds: Dataset, normalizer: Normalizer, o
 
 def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: TrainConfig,
         run_dir: str | Path, *, data_info: dict[str, Any] | None = None,
-        stop_after: int | None = None) -> Path:
+        stop_after: int | None = None, resume_state: dict[str, Any] | None = None) -> Path:
     """Train ``model`` on ``train_ds``, validating on ``valid_ds`` every epoch; return the run directory.
 
     Args:
@@ -311,6 +315,8 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
         data_info: written to ``data.json`` when given (``train`` passes :func:`data_record`).
         stop_after: stop after this many epochs in this call, as if interrupted (for tests and
             staged runs); the run can then be resumed.
+        resume_state: the checkpoint ``last.pt`` already loaded by the caller (:func:`train`), so a resume
+            reads it once.
 
     A resume of a run that is already finished (:func:`finished_reason`) says so and returns without
     training or writing anything.
@@ -328,7 +334,9 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
         device = torch.device("cuda", ctx.local_rank)
     t_in, c_in, t_out, c_out, space = sample_shapes(train_ds)
 
-    state = load_checkpoint(run_dir / "checkpoints" / "last.pt") if config.resume else None
+    state = None
+    if config.resume:
+        state = resume_state if resume_state is not None else load_checkpoint(run_dir / "checkpoints" / "last.pt")
     if state is not None:
         stored, current = state["model"], model.spec()
         # Rebuilt, the stored arguments gain the defaults of arguments added since the checkpoint.
@@ -431,7 +439,7 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
             shown_valid = f"{valid_loss:.4g}"
             bar.set_postfix(loss=f"{train_loss:.4g}", valid=shown_valid, refresh=False)
             bar.update(1)
-            if config.patience is not None and epoch + 1 - best_epoch >= config.patience:
+            if stopped_early(epoch + 1, best_epoch, config.patience):
                 bar.write(f"early stop after epoch {epoch + 1}: no improvement for {config.patience} epochs "
                           f"(best {best_valid:.4g} at epoch {best_epoch})")
                 break
@@ -527,13 +535,15 @@ def train(config: TrainConfig) -> Path:
         raise UserError("no run directory: set out=PATH")
     run_dir = Path(config.out)
     check_run_dir(run_dir, config.overwrite, config.resume)
+    state = None
     if config.resume:
-        # A finished run is recognised before the data are opened and hashed (fit checks the rest).
+        # A finished run is recognised before the data are opened and hashed; the checkpoint is
+        # handed to fit, which checks the rest, so it is read once.
         state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
         check_resume_config(state.get("config", {}), config)
         reason = finished_reason(state, config)
         if reason is not None:
-            if int(os.environ.get("RANK", "0")) == 0:  # torchrun's rank; the process group is not joined yet
+            if distributed.env_rank() == 0:  # the process group is not joined yet
                 _report_finished(run_dir, reason)
             return run_dir
     from ..datasets.reader import list_files, open_split, varying_parameters
@@ -563,4 +573,4 @@ def train(config: TrainConfig) -> Path:
     if selection is not None:  # which trajectories a mixed or budgeted run saw, and what they cost
         info["selection"] = {"per_level": selection_summary(train_files, selection),
                              "trajectories": {str(train_files[k]): v.tolist() for k, v in selection.items()}}
-    return fit(model, train_ds, valid_ds, config, run_dir, data_info=info)
+    return fit(model, train_ds, valid_ds, config, run_dir, data_info=info, resume_state=state)
