@@ -3,6 +3,7 @@
 The CLI prints a :class:`UserError` as one line and exits non-zero; any other exception is a bug and
 keeps its traceback.
 """
+import math
 
 
 class UserError(ValueError):
@@ -18,9 +19,14 @@ def check_choice(kind: str, value: str, allowed) -> str:
 
 
 def check_positive(name: str, value, *, allow_zero: bool = False):
-    """Return ``value`` if it is a positive number (or zero when allowed), else raise a :class:`UserError`."""
-    ok = value >= 0 if allow_zero else value > 0
+    """Return ``value`` if it is a finite positive number (or zero when allowed), else raise a
+    :class:`UserError` naming ``name``: an infinite viscosity or learning rate passes ``> 0`` and only
+    fails later as NaN; a string or ``None`` would raise a bare ``TypeError``."""
+    try:
+        ok = (value >= 0 if allow_zero else value > 0) and math.isfinite(value) and not isinstance(value, bool)
+    except TypeError:
+        ok = False
     if not ok:
         bound = "non-negative" if allow_zero else "positive"
-        raise UserError(f"{name} must be {bound}, got {value!r}")
+        raise UserError(f"{name} must be {bound} and finite, got {value!r}")
     return value

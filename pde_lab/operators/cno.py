@@ -41,7 +41,7 @@ from torch import nn
 
 from ..errors import UserError, check_choice
 from .base import Operator, register_model
-from .layers import CONV, check_dims, float32_under_autocast, check_input, check_positive
+from .layers import CONV, check_dims, float32_under_autocast, check_input, check_counts
 
 NORMS = ("batch", "none")
 _BATCHNORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
@@ -142,7 +142,7 @@ class CNO(Operator):
                  norm: str = "batch"):
         super().__init__()
         n_dims = check_dims("CNO", n_dims)
-        check_positive("CNO", in_channels=in_channels, out_channels=out_channels, width=width, levels=levels,
+        check_counts("CNO", in_channels=in_channels, out_channels=out_channels, width=width, levels=levels,
                        channel_multiplier=channel_multiplier, n_res=n_res, n_res_neck=n_res_neck)
         check_choice("CNO norm", norm, NORMS)
         self.config = dict(in_channels=int(in_channels), out_channels=int(out_channels), n_dims=n_dims,

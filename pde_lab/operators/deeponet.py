@@ -36,7 +36,7 @@ from torch import nn
 
 from ..errors import UserError, check_choice
 from .base import Operator, register_model
-from .layers import CONV, check_dims, check_positive, grid_coordinates
+from .layers import CONV, check_dims, check_counts, grid_coordinates
 
 BRANCHES = ("cnn", "mlp")
 _POOLED = 4  # side of the pooled grid the CNN branch summarises the input on
@@ -100,15 +100,15 @@ class DeepONet(Operator):
         super().__init__()
         n_dims = check_dims("DeepONet", n_dims)
         check_choice("DeepONet branch", branch, BRANCHES)
-        check_positive("DeepONet", in_channels=in_channels, out_channels=out_channels, basis=basis,
+        check_counts("DeepONet", in_channels=in_channels, out_channels=out_channels, basis=basis,
                        width=width, depth=depth)
         if branch == "mlp":
             if n_sensors is None:
                 raise UserError("DeepONet branch='mlp' needs n_sensors (the number of input points: "
                                 "the grid size or the number of mesh nodes)")
-            check_positive("DeepONet", n_sensors=n_sensors)
+            check_counts("DeepONet", n_sensors=n_sensors)
             n_sensors = int(n_sensors)
-        check_positive("DeepONet", allow_zero=True, fourier_features=fourier_features)
+        check_counts("DeepONet", allow_zero=True, fourier_features=fourier_features)
         self.config = dict(in_channels=int(in_channels), out_channels=int(out_channels), n_dims=n_dims,
                            basis=int(basis), branch=branch, n_sensors=n_sensors, width=int(width),
                            depth=int(depth), fourier_features=int(fourier_features))

@@ -32,7 +32,7 @@ from torch import nn
 from ..errors import UserError
 from .base import Operator, register_model
 from .fno import Pointwise
-from .layers import (append_coordinates, check_dims, check_flag, check_input, check_padding, check_positive, crop,
+from .layers import (append_coordinates, check_dims, check_flag, check_input, check_padding, check_counts, crop,
                      float32_under_autocast, pad_cells, pad_end, per_axis)
 
 DEFAULT_WIDTH = {1: 64, 2: 32}
@@ -55,7 +55,7 @@ class FactorizedSpectralConv(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, modes: Sequence[int]):
         super().__init__()
-        check_positive("FactorizedSpectralConv", in_channels=in_channels, out_channels=out_channels)
+        check_counts("FactorizedSpectralConv", in_channels=in_channels, out_channels=out_channels)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.modes = tuple(per_axis("FactorizedSpectralConv", "modes", list(modes), len(modes)))
         self.n_dims = len(self.modes)
@@ -117,7 +117,7 @@ class FFNO(Operator):
         width = DEFAULT_WIDTH[n_dims] if width is None else width
         ff_width = 2 * int(width) if ff_width is None else ff_width
         modes = per_axis("F-FNO", "modes", DEFAULT_MODES[n_dims] if modes is None else modes, n_dims)
-        check_positive("F-FNO", in_channels=in_channels, out_channels=out_channels, width=width,
+        check_counts("F-FNO", in_channels=in_channels, out_channels=out_channels, width=width,
                        n_layers=n_layers, ff_width=ff_width, proj_width=proj_width)
         padding = check_padding("F-FNO", padding, n_dims)
         share_weights, grid = check_flag("F-FNO", "share_weights", share_weights), check_flag("F-FNO", "grid", grid)

@@ -32,7 +32,7 @@ from torch import nn
 from ..errors import UserError, check_choice
 from .base import Operator, register_model
 from .dft import inverse_truncated_dft, truncated_dft
-from .layers import (append_coordinates, check_dims, check_flag, check_input, check_padding, check_positive, crop,
+from .layers import (append_coordinates, check_dims, check_flag, check_input, check_padding, check_counts, crop,
                      float32_under_autocast, pad_cells, pad_end, per_axis)
 
 TRANSFORMS = ("fft", "dft")
@@ -102,7 +102,7 @@ class SpectralConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, modes: Sequence[int], transform: str = "fft"):
         super().__init__()
         check_choice("FNO transform", transform, TRANSFORMS)
-        check_positive("SpectralConv", in_channels=in_channels, out_channels=out_channels)
+        check_counts("SpectralConv", in_channels=in_channels, out_channels=out_channels)
         self.transform = transform
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
@@ -190,7 +190,7 @@ class FNO(Operator):
         n_dims = check_dims("FNO", n_dims, _SUPPORTED_DIMS)
         width = DEFAULT_WIDTH[n_dims] if width is None else width
         modes = per_axis("FNO", "modes", DEFAULT_MODES[n_dims] if modes is None else modes, n_dims)
-        check_positive("FNO", in_channels=in_channels, out_channels=out_channels, width=width, n_layers=n_layers,
+        check_counts("FNO", in_channels=in_channels, out_channels=out_channels, width=width, n_layers=n_layers,
                        proj_width=proj_width)
         grid = check_flag("FNO", "grid", grid)
         padding = check_padding("FNO", padding, n_dims)

@@ -38,7 +38,7 @@ def check_flag(model: str, name: str, value: Any) -> bool:
     raise UserError(f"{model} {name} must be true or false, got {value!r}")
 
 
-def check_positive(model: str, *, allow_zero: bool = False, **values: Any) -> None:
+def check_counts(model: str, *, allow_zero: bool = False, **values: Any) -> None:
     """:class:`UserError` for the first of ``values`` that is not a positive (with ``allow_zero``:
     non-negative) integer; an integral float such as ``4.0`` passes, ``2.5`` does not."""
     for name, value in values.items():
@@ -56,7 +56,7 @@ def per_axis(model: str, name: str, value: int | Sequence[int], n_dims: int) -> 
     if len(values) != n_dims:
         raise UserError(f"{model} {name} needs one value per spatial axis ({n_dims}), got {value!r}")
     for v in values:
-        check_positive(model, **{name: v})
+        check_counts(model, **{name: v})
     return [int(v) for v in values]
 
 

@@ -22,15 +22,14 @@ Written by hand because ``torch.nn.Sequential`` plus a few lines is all it is, a
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from ..errors import UserError, check_choice
+from ..errors import UserError, check_choice, check_positive
 from .base import Operator, register_model
-from .layers import check_positive
+from .layers import check_counts
 
 ACTIVATIONS = {"tanh": nn.Tanh, "sin": None, "gelu": nn.GELU, "silu": nn.SiLU, "softplus": nn.Softplus}
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -83,17 +82,16 @@ class PINNMLP(Operator):
                  periods: Sequence[float] | None = None, periodic_harmonics: int = 1,
                  init: str = "default", init_scale: float = 0.1, dtype: str = "float64"):
         super().__init__()
-        check_positive("pinn_mlp", in_dim=in_dim, out_dim=out_dim, width=width, periodic_harmonics=periodic_harmonics)
+        check_counts("pinn_mlp", in_dim=in_dim, out_dim=out_dim, width=width, periodic_harmonics=periodic_harmonics)
         if widths is None:
-            check_positive("pinn_mlp", allow_zero=True, depth=depth)
+            check_counts("pinn_mlp", allow_zero=True, depth=depth)
             widths = [width] * int(depth)
         for w in widths:
-            check_positive("pinn_mlp", widths=w)
+            check_counts("pinn_mlp", widths=w)
         in_dim, out_dim, widths = int(in_dim), int(out_dim), [int(w) for w in widths]
-        check_positive("pinn_mlp", allow_zero=True, fourier_features=fourier_features)
-        for name, value in (("fourier_scale", fourier_scale), ("init_scale", init_scale)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-                raise UserError(f"pinn_mlp {name} must be a positive number, got {value!r}")
+        check_counts("pinn_mlp", allow_zero=True, fourier_features=fourier_features)
+        check_positive("pinn_mlp fourier_scale", fourier_scale)
+        check_positive("pinn_mlp init_scale", init_scale)
         check_choice("init", init, INITS)
         check_choice("dtype", dtype, DTYPES)
         _activation(activation)

@@ -37,7 +37,7 @@ from torch import nn
 from ..errors import UserError
 from .base import Operator, register_model
 from .deeponet import mlp
-from .layers import check_dims, check_positive, grid_coordinates
+from .layers import check_dims, check_counts, grid_coordinates
 
 
 class GalerkinAttention(nn.Module):
@@ -94,7 +94,7 @@ class GalerkinTransformer(Operator):
         super().__init__()
         n_dims = check_dims("Galerkin transformer", n_dims)
         ff_width = 2 * int(width) if ff_width is None else ff_width
-        check_positive("Galerkin transformer", in_channels=in_channels, out_channels=out_channels, width=width,
+        check_counts("Galerkin transformer", in_channels=in_channels, out_channels=out_channels, width=width,
                        heads=heads, n_layers=n_layers, ff_width=ff_width, proj_width=proj_width)
         if int(width) % int(heads):
             raise UserError(f"Galerkin transformer width {width} must be a multiple of heads {heads}")

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import UserError, check_choice
 from .base import Operator, register_model
-from .layers import CONV, check_dims, check_input, check_positive, crop, group_count
+from .layers import CONV, check_dims, check_input, check_counts, crop, group_count
 
 PAD_MODES = {"replicate": "replicate", "circular": "circular", "zeros": "constant"}
 _CONV_PAD = {"replicate": "replicate", "circular": "circular", "zeros": "zeros"}
@@ -77,9 +77,9 @@ class UNet(Operator):
         widths = [widths] if isinstance(widths, int) else list(widths)
         if not widths:
             raise UserError("U-Net widths must list at least one level's channels, got []")
-        check_positive("U-Net", in_channels=in_channels, out_channels=out_channels, blocks=blocks)
+        check_counts("U-Net", in_channels=in_channels, out_channels=out_channels, blocks=blocks)
         for w in widths:
-            check_positive("U-Net", widths=w)
+            check_counts("U-Net", widths=w)
         check_choice("U-Net pad_mode", pad_mode, PAD_MODES)
         widths = [int(w) for w in widths]
         self.config = dict(in_channels=int(in_channels), out_channels=int(out_channels), n_dims=n_dims,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import UserError, check_choice
+from ..errors import UserError
 from ..grids import CartesianGrid
 
 if TYPE_CHECKING:

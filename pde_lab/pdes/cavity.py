@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, check_positive
 from ..grids import CartesianGrid
 from ..solvers import projection as proj
 from . import PDES
@@ -97,8 +97,7 @@ class LidDrivenCavity(ProjectionFlowPDE):
     def viscosity(params: Mapping[str, float]) -> float:
         """``ν = |U| L / Re``: a lid moving in ``−x`` (``U < 0``) gives the mirrored flow at the same Re."""
         re, lid = float(params["reynolds"]), float(params["lid_velocity"])
-        if not (re > 0 and math.isfinite(re)):
-            raise UserError(f"reynolds must be positive and finite, got {re!r}")
+        check_positive("reynolds", re)
         if not (lid != 0 and math.isfinite(lid)):
             raise UserError(f"lid_velocity must be non-zero and finite (Re = |U| L / nu), got {lid!r}")
         return abs(lid) / re

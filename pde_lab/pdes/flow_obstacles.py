@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, check_positive
 from ..grids import CartesianGrid
 from ..solvers import geometry as geo
 from ..solvers import projection as proj
@@ -228,8 +228,7 @@ class FlowObstacles(ProjectionFlowPDE):
     def viscosity(params: Mapping[str, float]) -> float:
         """``ν = u_max H / Re``; ``u_max`` must be positive (the inlet is at ``x = 0``)."""
         re, u_max = float(params["reynolds"]), float(params["u_max"])
-        if not (re > 0 and math.isfinite(re)):
-            raise UserError(f"reynolds must be positive and finite, got {re!r}")
+        check_positive("reynolds", re)
         if not (u_max > 0 and math.isfinite(u_max)):
             raise UserError(f"u_max must be positive and finite (inflow at x = 0, outflow at x = {H:g}), "
                             f"got {u_max!r}")

@@ -67,7 +67,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy import ndimage
 
-from ..errors import UserError
+from ..errors import UserError, check_positive
 from ..grids import CartesianGrid
 from .immersed_boundary import ImmersedBoundary
 
@@ -173,15 +173,12 @@ def _as_profile(value, n: int, what: str) -> np.ndarray:
 def check_step_options(**options: float) -> None:
     """Check :class:`ProjectionSolver`'s step controls given by name (``cfl``, ``diffusion_number``,
     ``pe_max``, ``max_courant``, ``max_speed``): each must be a number above its bound (``pe_max ≥ 2``,
-    pure upwind; the others ``> 0``); raises :class:`UserError` naming the first that is not."""
+    pure upwind, or ``inf``; the others ``> 0`` and finite); raises :class:`UserError` naming the first that is not."""
     for name, value in options.items():
-        lo = 2.0 - 1e-12 if name == "pe_max" else 0.0
-        try:
-            ok = value > lo
-        except TypeError:
-            ok = False
-        if not ok:
-            raise UserError(f"{name} must be > {lo:g}, got {value!r}")
+        if name != "pe_max":
+            check_positive(name, value)
+        elif not (isinstance(value, (int, float)) and value > 2.0 - 1e-12):  # inf: central differences only
+            raise UserError(f"pe_max must be >= 2 (2: pure upwinding; inf allowed), got {value!r}")
 
 
 class ProjectionSolver:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import re
 import types
 import typing
@@ -26,7 +25,7 @@ from typing import Any, Mapping, Sequence
 import torch
 import yaml
 
-from ..errors import UserError, check_choice
+from ..errors import UserError, check_choice, check_positive
 from ..optim.first_order import FIRST_ORDER
 from ..pdes.base import Task
 
@@ -283,12 +282,8 @@ def _field_types() -> dict[str, Any]:
 
 
 def _positive(name: str, value, allow_zero: bool = False) -> None:
-    """:class:`UserError` unless ``value`` is a finite positive (or, with ``allow_zero``, non-negative)
-    number: an infinite learning rate or clip would pass ``> 0`` and only fail as NaN weights."""
-    ok = (value >= 0 if allow_zero else value > 0) and math.isfinite(value)
-    if not ok:
-        kind = "non-negative" if allow_zero else "positive"
-        raise UserError(f"config key {name!r} must be {kind} (and finite), got {value!r}")
+    """:func:`~pde_lab.errors.check_positive` for the config key ``name``."""
+    check_positive(f"config key {name!r}", value, allow_zero=allow_zero)
 
 
 def check_model_args(model: str, model_args: Mapping[str, Any]) -> None:
