@@ -301,9 +301,7 @@ def _list(a) -> None:
 
 def _demo(a) -> None:
     from .demo import run_demo
-    from .training.config import resolve_device
 
-    resolve_device(a.device)
     run_demo(a.out, minutes=a.minutes, device=a.device, overwrite=a.overwrite)
 
 

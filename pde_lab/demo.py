@@ -21,12 +21,13 @@ def run_demo(out: str | Path, minutes: float = 1.0, device: str = "auto", overwr
     from .plotting import plot_error_field, plot_loss_curve
     from .training import train
     from .training.checkpoint import load_run
-    from .training.config import TrainConfig
+    from .training.config import TrainConfig, resolve_device
 
     out = Path(out)
     data, run_dir = out / "data", out / "run"
-    # Both configs are built (and so checked) before anything is written: a bad --minutes or --device
-    # must not cost a minute of generation and leave a half-made demo directory.
+    # Everything is checked before anything is written: a bad --minutes or --device (or CUDA asked
+    # for and absent) must not cost a minute of generation and leave a half-made demo directory.
+    resolve_device(device)
     cfg = TrainConfig().apply_overrides([f"data={data}", "model=fno", f"out={run_dir}", "epochs=500",
                                          f"time_limit_minutes={minutes}", "batch_size=16", "lr=0.002",
                                          f"device={device}", "model_args.width=32", "model_args.modes=16"])

@@ -3,6 +3,7 @@
 The CLI prints a :class:`UserError` as one line and exits non-zero; any other exception is a bug and
 keeps its traceback.
 """
+import difflib
 import math
 
 
@@ -23,10 +24,16 @@ def check_positive(name: str, value, *, allow_zero: bool = False):
     :class:`UserError` naming ``name``: an infinite viscosity or learning rate passes ``> 0`` and only
     fails later as NaN; a string or ``None`` would raise a bare ``TypeError``."""
     try:
-        ok = (value >= 0 if allow_zero else value > 0) and math.isfinite(value) and not isinstance(value, bool)
+        finite = math.isfinite(value) and not isinstance(value, bool)
     except TypeError:
-        ok = False
-    if not ok:
+        finite = False
+    if not (finite and (value >= 0 if allow_zero else value > 0)):
         bound = "non-negative" if allow_zero else "positive"
-        raise UserError(f"{name} must be {bound} and finite, got {value!r}")
+        raise UserError(f"{name} must be {bound}{'' if finite else ' and finite'}, got {value!r}")
     return value
+
+
+def did_you_mean(key: str, allowed) -> str:
+    """``" (did you mean 'x'?)"`` for the allowed name closest to a misspelt ``key``, or ``""``."""
+    close = difflib.get_close_matches(str(key), [str(a) for a in allowed], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

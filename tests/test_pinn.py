@@ -161,7 +161,7 @@ def test_pinn_mlp_shapes_dtype_and_registry():
     (dict(width=0), "pinn_mlp width must be a positive integer, got 0"),
     (dict(depth=-1), "pinn_mlp depth must be a non-negative integer, got -1"),
     (dict(fourier_features=2.5), "pinn_mlp fourier_features must be a non-negative integer, got 2.5"),
-    (dict(init="normal", init_scale=-0.1), "pinn_mlp init_scale must be positive and finite, got -0.1"),
+    (dict(init="normal", init_scale=-0.1), "pinn_mlp init_scale must be positive, got -0.1"),
     (dict(fourier_features=4, fourier_scale=float("inf")), "pinn_mlp fourier_scale must be positive and finite, got inf"),
     (dict(periodic=[0], periods=[float("nan")]), "pinn_mlp periods needs one positive period"),
 ])

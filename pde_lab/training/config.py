@@ -14,7 +14,6 @@ Overrides (``apply_overrides``) take ``key=value`` strings. Nested keys use a do
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import types
 import typing
@@ -25,7 +24,7 @@ from typing import Any, Mapping, Sequence
 import torch
 import yaml
 
-from ..errors import UserError, check_choice, check_positive
+from ..errors import UserError, check_choice, check_positive, did_you_mean
 from ..optim.first_order import FIRST_ORDER
 from ..pdes.base import Task
 
@@ -52,9 +51,8 @@ class YamlConfig:
         """``UserError`` naming ``key``, the closest allowed key and all allowed keys, if unknown."""
         allowed = [f.name for f in dataclasses.fields(cls)]
         if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"unknown {cls._kind} key {key!r}{hint}; allowed: {', '.join(allowed)}")
+            raise UserError(f"unknown {cls._kind} key {key!r}{did_you_mean(key, allowed)}; "
+                            f"allowed: {', '.join(allowed)}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "YamlConfig":
@@ -296,9 +294,8 @@ def check_model_args(model: str, model_args: Mapping[str, Any]) -> None:
     allowed = model_parameters(model)
     unknown = sorted(set(model_args) - set(allowed))
     if unknown:
-        close = difflib.get_close_matches(unknown[0], allowed, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UserError(f"model {model!r} has no argument {', '.join(map(repr, unknown))}{hint}; "
+        raise UserError(f"model {model!r} has no argument {', '.join(map(repr, unknown))}"
+                        f"{did_you_mean(unknown[0], allowed)}; "
                         f"allowed model_args: {', '.join(allowed)}")
 
 

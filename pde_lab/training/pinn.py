@@ -35,7 +35,6 @@ Run directory::
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 import json
 import math
@@ -50,7 +49,7 @@ import numpy as np
 import torch
 from scipy.stats import qmc
 
-from ..errors import UserError, check_choice
+from ..errors import UserError, check_choice, did_you_mean
 from ..operators.base import Operator, build_model, model_parameters, save_model
 from ..optim import ENGD, KFAC, LBFGS, SPRING, ConFIG, GaussNewton, LevenbergMarquardt, MultiAdam, PointwiseResidual, model_terms
 from ..optim.first_order import build_first_order
@@ -532,8 +531,7 @@ def _construct(name: str, cls: type, params: Sequence[torch.Tensor], args: Mappi
     _check_loop_args(name, args, set_by_loop, allowed)
     for key in args:
         if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(key, sorted(allowed))
             raise UserError(f"optimizer {name!r} takes no optimizer_args key {key!r}{hint}; "
                             f"allowed: {', '.join(sorted(allowed))}")
     try:
