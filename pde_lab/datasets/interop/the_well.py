@@ -144,27 +144,26 @@ def _write_well(src: Path, partial: Path, progress: bool) -> None:
             d.attrs.update(sample_varying=True, time_varying=False)
 
         n_fields = sum(len(_names(f[group])) for group in schema.FIELD_GROUPS)
-        bar = progress_bar(n * n_fields, 0, f"export {src.name}", progress)
-        for group in schema.FIELD_GROUPS:
-            names = _names(f[group])
-            wg = g.create_group(group)
-            wg.attrs["field_names"] = _str_list(names)
-            for name in names:
-                src_d = f[f"{group}/{name}"]
-                tv = bool(attr_value(src_d.attrs["time_varying"]))
-                d = wg.create_dataset(name, shape=src_d.shape, dtype=np.float32, chunks=src_d.chunks)
-                sym = antisym = group == "t2_fields"
-                for i in range(n):  # one trajectory at a time: memory for one trajectory only
-                    block = src_d[i]
-                    d[i] = block
-                    bar.update(1)
-                    if sym or antisym:
-                        sym = sym and np.array_equal(block, np.swapaxes(block, -1, -2))
-                        antisym = antisym and np.array_equal(block, -np.swapaxes(block, -1, -2))
-                d.attrs.update(sample_varying=True, time_varying=tv, dim_varying=np.ones(len(axes), dtype=bool))
-                if group == "t2_fields":
-                    d.attrs.update(symmetric=bool(sym), antisymmetric=bool(antisym))
-        bar.close()
+        with progress_bar(n * n_fields, 0, f"export {src.name}", progress) as bar:
+            for group in schema.FIELD_GROUPS:
+                names = _names(f[group])
+                wg = g.create_group(group)
+                wg.attrs["field_names"] = _str_list(names)
+                for name in names:
+                    src_d = f[f"{group}/{name}"]
+                    tv = bool(attr_value(src_d.attrs["time_varying"]))
+                    d = wg.create_dataset(name, shape=src_d.shape, dtype=np.float32, chunks=src_d.chunks)
+                    sym = antisym = group == "t2_fields"
+                    for i in range(n):  # one trajectory at a time: memory for one trajectory only
+                        block = src_d[i]
+                        d[i] = block
+                        bar.update(1)
+                        if sym or antisym:
+                            sym = sym and np.array_equal(block, np.swapaxes(block, -1, -2))
+                            antisym = antisym and np.array_equal(block, -np.swapaxes(block, -1, -2))
+                    d.attrs.update(sample_varying=True, time_varying=tv, dim_varying=np.ones(len(axes), dtype=bool))
+                    if group == "t2_fields":
+                        d.attrs.update(symmetric=bool(sym), antisymmetric=bool(antisym))
 
         x = g.create_group(EXTRA)
         for k, v in f.attrs.items():
@@ -350,31 +349,30 @@ def _builder_from_well(f: h5py.File, src: Path, out: Path, level: str, split: st
 def _copy_fields(f: h5py.File, b: FileBuilder, extra, progress: bool = False) -> None:
     n = b.n
     n_fields = sum(len(_names(f[group])) for group in schema.FIELD_GROUPS)
-    bar = progress_bar(n * n_fields, 0, f"import {Path(f.filename).name}", progress)
-    for rank, group in enumerate(schema.FIELD_GROUPS):
-        for name in _names(f[group]):
-            d = f[group][name]
-            tv, sv = bool(d.attrs["time_varying"]), bool(d.attrs["sample_varying"])
-            dv = np.atleast_1d(d.attrs["dim_varying"]).astype(bool)
-            if extra is not None and name in extra["field_attrs"]:
-                fa = extra["field_attrs"][name].attrs
-                role, units, desc = attr_value(fa["role"]), attr_value(fa["units"]), attr_value(fa["description"])
-            else:
-                role, units, desc = ("solution" if tv else "input"), "", ""
-            if tv and b.n_times is None:
-                raise UserError(f"field {name!r} varies in time but the exported file was steady")
-            b.add_field(name, rank=rank, role=role, time_varying=tv if b.n_times is not None else False,
-                        units=units, description=desc)
-            # Axes a Well field does not vary along are absent from its shape: restore them.
-            lead = 1 if tv and b.n_times is not None else 0
-            full = ((b.n_times,) if lead else ()) + b.shape + (len(b.axes),) * rank
-            expand = [slice(None)] * lead + [slice(None) if v else None for v in dv] + [slice(None)] * rank
-            constant = None if sv else np.broadcast_to(d[()][tuple(expand)], full)
-            for i in range(n):
-                a = constant if constant is not None else np.broadcast_to(d[i][tuple(expand)], full)
-                b.write(name, i, a)
-                bar.update(1)
-    bar.close()
+    with progress_bar(n * n_fields, 0, f"import {Path(f.filename).name}", progress) as bar:
+        for rank, group in enumerate(schema.FIELD_GROUPS):
+            for name in _names(f[group]):
+                d = f[group][name]
+                tv, sv = bool(d.attrs["time_varying"]), bool(d.attrs["sample_varying"])
+                dv = np.atleast_1d(d.attrs["dim_varying"]).astype(bool)
+                if extra is not None and name in extra["field_attrs"]:
+                    fa = extra["field_attrs"][name].attrs
+                    role, units, desc = attr_value(fa["role"]), attr_value(fa["units"]), attr_value(fa["description"])
+                else:
+                    role, units, desc = ("solution" if tv else "input"), "", ""
+                if tv and b.n_times is None:
+                    raise UserError(f"field {name!r} varies in time but the exported file was steady")
+                b.add_field(name, rank=rank, role=role, time_varying=tv if b.n_times is not None else False,
+                            units=units, description=desc)
+                # Axes a Well field does not vary along are absent from its shape: restore them.
+                lead = 1 if tv and b.n_times is not None else 0
+                full = ((b.n_times,) if lead else ()) + b.shape + (len(b.axes),) * rank
+                expand = [slice(None)] * lead + [slice(None) if v else None for v in dv] + [slice(None)] * rank
+                constant = None if sv else np.broadcast_to(d[()][tuple(expand)], full)
+                for i in range(n):
+                    a = constant if constant is not None else np.broadcast_to(d[i][tuple(expand)], full)
+                    b.write(name, i, a)
+                    bar.update(1)
 
 
 def _scalars_and_bcs(f: h5py.File, b: FileBuilder) -> None:
