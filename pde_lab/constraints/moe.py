@@ -69,18 +69,29 @@ class Partition:
         grids = torch.meshgrid(*[torch.arange(p) for p in self.parts], indexing="ij")
         return torch.stack([g.reshape(-1) for g in grids], dim=-1)
 
+    def _edges(self, axis: int, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+               ) -> torch.Tensor:
+        """``(p + 1,)`` edges of the boxes along ``axis``: ``lo + i·width``, the last exactly ``hi``.
+
+        ``lo + p·width`` can miss ``hi`` by an ulp (``lo = −1, hi = 0.3``: 0.30000000000000004); the
+        last box must end exactly on the domain face, or :meth:`touches` says no expert reaches it.
+        Both :meth:`boxes` and :meth:`assign` use these edges, so a point is assigned to a box that
+        holds it.
+        """
+        (lo, hi), p = self.bounds[axis], self.parts[axis]
+        edges = lo + torch.arange(p + 1, dtype=dtype, device=device) * ((hi - lo) / p)
+        edges[-1] = hi
+        return edges
+
     def boxes(self, expanded: bool = False, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """``(K, d, 2)`` lower and upper corners of every expert's box (widened and clipped if ``expanded``)."""
-        lo = torch.tensor([b[0] for b in self.bounds], dtype=dtype)
-        width = torch.tensor([(b[1] - b[0]) / p for b, p in zip(self.bounds, self.parts)], dtype=dtype)
-        hi = torch.tensor([b[1] for b in self.bounds], dtype=dtype)
-        idx = self._multi_index().to(dtype)
-        start, end = lo + idx * width, lo + (idx + 1) * width
-        # lo + p·width can miss hi by an ulp (lo = −1, hi = 0.3: 0.30000000000000004); the last box
-        # must end exactly on the domain face, or touches() says no expert reaches it.
-        last = idx + 1 == torch.tensor(self.parts, dtype=dtype)
-        end = torch.where(last, hi, end)
+        idx = self._multi_index()
+        start = torch.stack([self._edges(a, dtype)[idx[:, a]] for a in range(self.dim)], dim=-1)
+        end = torch.stack([self._edges(a, dtype)[idx[:, a] + 1] for a in range(self.dim)], dim=-1)
         if expanded and self.overlap > 0:
+            lo = torch.tensor([b[0] for b in self.bounds], dtype=dtype)
+            hi = torch.tensor([b[1] for b in self.bounds], dtype=dtype)
+            width = torch.tensor([(b[1] - b[0]) / p for b, p in zip(self.bounds, self.parts)], dtype=dtype)
             start = torch.maximum(start - self.overlap * width, lo)
             end = torch.minimum(end + self.overlap * width, hi)
         return torch.stack([start, end], dim=-1)
@@ -90,12 +101,10 @@ class Partition:
         if x.dim() != 2 or x.shape[-1] != self.dim:
             raise UserError(f"partition.assign expects points (P, {self.dim}), got {tuple(x.shape)}")
         k = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
-        for axis, ((lo, hi), p) in enumerate(zip(self.bounds, self.parts)):
-            # The inner faces exactly as boxes() computes them: binning by floor((x − lo)/(hi − lo)·p)
-            # rounds differently and can hand a point on (or an ulp from) a face to the neighbour
-            # whose box does not contain it. A point on a face goes to the box above, as with floor.
-            width = (hi - lo) / p
-            faces = lo + torch.arange(1, p, dtype=x.dtype, device=x.device) * width
+        for axis, p in enumerate(self.parts):
+            # Binned by the inner faces of the boxes (binning by floor((x − lo)/(hi − lo)·p) rounds
+            # differently near a face); a point on a face goes to the box above.
+            faces = self._edges(axis, x.dtype, x.device)[1:-1]
             k = k * p + torch.searchsorted(faces, x[:, axis].contiguous(), right=True)
         return k
 
