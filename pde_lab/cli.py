@@ -102,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--levels", type=_csv, default=None, help="comma-separated levels (default: all of the split)")
     e.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N or mps")
     e.add_argument("--batch-size", type=int, default=32, help="samples per forward pass (default 32)")
+    e.add_argument("--checkpoint", default="best",
+                   help="best (lowest validation loss; default), last (the final epoch's) or a checkpoint file")
     e.add_argument("--out", default=None,
                    help="directory for metrics.json and predictions_<split>.h5 (default: the run directory, "
                         "replacing an earlier evaluation's)")
@@ -282,7 +284,7 @@ def _evaluate(a) -> None:
     resolve_device(a.device)  # a bad --device fails here, before the run is loaded
     data = a.data or load_run(a.run, device="cpu").config.data
     res = evaluate(a.run, data, split=a.split, levels=a.levels, device=a.device, batch_size=a.batch_size,
-                   out=a.out)
+                   out=a.out, checkpoint=a.checkpoint)
     print(json.dumps(res, indent=2) if a.json else format_metrics(res))
     print(f"wrote {Path(a.out or a.run) / 'metrics.json'}")
 

@@ -45,11 +45,14 @@ def test_generate_info_validate_train_evaluate(capsys, toy_data, tmp_path):
     # Another split into a directory of its own: the run's evaluation stays, and plots read either.
     before = (run_dir / "metrics.json").read_bytes()
     code, out, err = run(capsys, "evaluate", "--run", str(run_dir), "--split", "valid", "--device", "cpu",
-                         "--out", str(tmp_path / "eval_valid"))
+                         "--out", str(tmp_path / "eval_valid"), "--checkpoint", "last")
     assert code == 0, err
     assert f"wrote {tmp_path / 'eval_valid' / 'metrics.json'}" in out
     assert (run_dir / "metrics.json").read_bytes() == before and not (run_dir / "predictions_valid.h5").exists()
-    assert json.loads((tmp_path / "eval_valid" / "metrics.json").read_text())["split"] == "valid"
+    evaluated = json.loads((tmp_path / "eval_valid" / "metrics.json").read_text())
+    assert evaluated["split"] == "valid" and evaluated["checkpoint"].endswith("last.pt")
+    code, _, err = run(capsys, "evaluate", "--run", str(run_dir), "--checkpoint", "final", "--device", "cpu")
+    assert code == 2 and "checkpoint 'final' does not exist" in err
     import matplotlib
 
     matplotlib.use("Agg")

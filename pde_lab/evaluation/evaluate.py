@@ -34,11 +34,14 @@ def _sync(device: torch.device) -> None:
 
 def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels: Sequence[str] | None = None,
              device: str = "auto", batch_size: int = 32, save_predictions: bool = True,
-             out: str | Path | None = None) -> dict:
-    """Evaluate the best checkpoint of ``run_dir`` on ``split`` of ``data``; returns the metrics dict.
+             out: str | Path | None = None, checkpoint: str = "best") -> dict:
+    """Evaluate a checkpoint of ``run_dir`` on ``split`` of ``data``; returns the metrics dict.
 
     Model time is the wall time of the forward passes alone (after one warm-up batch, synchronised on
     CUDA); solver time is the generation wall time recorded for the same trajectories.
+
+    ``checkpoint``: ``"best"`` (lowest validation loss, the default), ``"last"`` (the final epoch's,
+    what a paper that trains for a fixed number of epochs reports) or a checkpoint file.
 
     ``out``: the directory for ``metrics.json`` and ``predictions_<split>.h5`` (created; default
     ``run_dir``, whose files of an earlier evaluation are then replaced). The plotting functions take
@@ -46,7 +49,7 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
     """
     run_dir = Path(run_dir)
     dev = torch.device(resolve_device(device))
-    run = load_run(run_dir, device=str(dev))
+    run = load_run(run_dir, checkpoint=checkpoint, device=str(dev))
     dest = run_dir if out is None else Path(out)
     if dest.exists() and not dest.is_dir():
         raise UserError(f"evaluation output {dest} exists and is not a directory")
