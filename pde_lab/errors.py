@@ -37,3 +37,17 @@ def did_you_mean(key: str, allowed) -> str:
     """``" (did you mean 'x'?)"`` for the allowed name closest to a misspelt ``key``, or ``""``."""
     close = difflib.get_close_matches(str(key), [str(a) for a in allowed], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_integer(name: str, value, minimum: int = 1, *, even: bool = False) -> int:
+    """``value`` as an ``int`` if it is a whole number ``>= minimum`` (and even, if ``even``), else a
+    :class:`UserError` naming ``name``: ``32.0`` is taken, ``32.5``, ``True`` and ``"32"`` are not
+    (``int()`` would truncate or convert them silently)."""
+    try:
+        n = int(value)
+        whole = n == value and not isinstance(value, bool)
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole or n < minimum or (even and n % 2):
+        raise UserError(f"{name} must be an {'even ' if even else ''}integer >= {minimum}, got {value!r}")
+    return n

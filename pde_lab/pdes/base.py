@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, check_integer
 from ..grids import CartesianGrid
 
 if TYPE_CHECKING:
@@ -34,15 +34,7 @@ def check_resolution(family: str, resolution: Any, minimum: int = 4, *, even: bo
         UserError: naming ``family``, the value and what is allowed, when ``resolution`` is not a whole
             number ``>= minimum`` (and even, if ``even``); ``32.0`` is accepted, ``32.5`` is not.
     """
-    try:
-        n = int(resolution)
-        whole = n == resolution and not isinstance(resolution, bool)
-    except (TypeError, ValueError, OverflowError):
-        whole = False
-    if not whole or n < minimum or (even and n % 2):
-        raise UserError(f"{family} resolution must be an {'even ' if even else ''}integer >= {minimum}, "
-                        f"got {resolution!r}")
-    return n
+    return check_integer(f"{family} resolution", resolution, minimum, even=even)
 
 
 @dataclass(frozen=True)

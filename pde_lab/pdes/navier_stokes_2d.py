@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..errors import UserError, check_positive
+from ..errors import UserError, check_integer, check_positive
 from ..grids import CartesianGrid
 from ..random_fields import gaussian_random_field
 from ..solvers.spectral import wavenumbers
@@ -147,9 +147,7 @@ class NavierStokes2D(PDE):
         max_steps_per_interval: int = 1 << 15,
         n_contour: int = 64,
     ):
-        if int(solver_factor) != solver_factor or solver_factor < 2:
-            raise UserError(f"solver_factor must be an integer >= 2, got {solver_factor!r}")
-        self.solver_factor = int(solver_factor)
+        self.solver_factor = check_integer("solver_factor", solver_factor, 2)
         self.cfl = float(check_positive("cfl", cfl))
         self.cfl_tolerance = float(check_positive("cfl_tolerance", cfl_tolerance))
         self.min_steps_per_interval = int(check_positive("min_steps_per_interval", min_steps_per_interval))

@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, check_integer
 from ..grids import CartesianGrid
 from ..solvers import projection as proj
 from .base import PDE, Instance
@@ -27,14 +27,8 @@ class ProjectionFlowPDE(PDE):
 
     def __init__(self, n_snapshots: int = 21, cfl: float = 0.5, diffusion_number: float = 0.8,
                  pe_max: float = 10.0, max_courant: float = 1.5):
-        try:
-            whole = int(n_snapshots) == n_snapshots and not isinstance(n_snapshots, bool)
-        except (TypeError, ValueError, OverflowError):
-            whole = False
-        if not whole or n_snapshots < 2:
-            raise UserError(f"n_snapshots must be an integer >= 2, got {n_snapshots!r}")
+        self.n_snapshots = check_integer("n_snapshots", n_snapshots, 2)
         proj.check_step_options(cfl=cfl, diffusion_number=diffusion_number, pe_max=pe_max, max_courant=max_courant)
-        self.n_snapshots = int(n_snapshots)
         self.solver_options = {"cfl": float(cfl), "diffusion_number": float(diffusion_number),
                                "pe_max": float(pe_max), "max_courant": float(max_courant)}
 
