@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="auto, cpu or cuda")
     t.add_argument("--out", help="run directory")
     t.add_argument("--overwrite", action="store_true")
-    t.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    t.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint, with the run's config.yaml "
+                   "unless --config is given (flags and --set change only what they name)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set model_args.width=32 (repeatable)")
     t.add_argument("--quiet", action="store_true")
@@ -225,7 +226,14 @@ def _info(a) -> None:
 def _train_config(a):
     from .training.config import TrainConfig
 
-    cfg = TrainConfig.from_yaml(a.config) if a.config else TrainConfig()
+    stored = Path(a.out) / "config.yaml" if a.out else None
+    if a.config:
+        cfg = TrainConfig.from_yaml(a.config)
+    elif a.resume and stored is not None and stored.is_file():
+        # A resume continues the run as it was configured; the flags given change only what they name.
+        cfg = TrainConfig.from_yaml(stored)
+    else:
+        cfg = TrainConfig()
     flags = {"data": a.data, "model": a.model, "levels": a.levels, "epochs": a.epochs, "batch_size": a.batch_size,
              "lr": a.lr, "optimizer": a.optimizer, "time_limit_minutes": a.time_limit, "seed": a.seed,
              "device": a.device, "out": a.out, "level_mix": a.mix}

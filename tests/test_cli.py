@@ -87,6 +87,9 @@ BAD = [
     (["train", "--data", "{data}", "--model", "fno", "--out", "{tmp}/r", "--epochs", "0"], "epochs"),
     (["train", "--data", "{data}", "--levels", "hard", "--out", "{tmp}/r"], "level(s) hard not in"),
     (["evaluate", "--run", "{tmp}/norun", "--data", "{data}"], "norun"),
+    (["train", "--data", "{data}", "--model", "pinn_mlp", "--out", "{tmp}/r"], "model 'pinn_mlp' maps coordinates"),
+    (["evaluate", "--run", "{tmp}/norun", "--data", "{data}", "--batch-size", "0", "--out", "{tmp}/x"],
+     "batch_size must be an integer >= 1, got 0"),
     (["validate", "{tmp}/missing"], "does not exist"),
     (["demo", "--minutes", "-1", "--out", "{tmp}/x"], "'time_limit_minutes' must be positive"),
     (["evaluate", "--run", "{tmp}/norun", "--data", "{data}", "--device", "gpu0"],
@@ -103,6 +106,62 @@ def test_bad_input_is_one_named_line(capsys, toy_data, tmp_path, argv, message):
     assert len(lines) == 1 and "Traceback" not in err, err
     assert message in lines[0], lines[0]
     assert not (tmp_path / "x").exists() and not (tmp_path / "r").exists()
+
+
+def test_a_resume_continues_the_runs_own_config_from_any_directory(capsys, toy_data, tmp_path, monkeypatch):
+    """`train --resume --out RUN` reads RUN/config.yaml: it used to rebuild the config from the
+    defaults (all levels, batch 20, the step schedule) and to need --data again."""
+    import csv
+    import os
+
+    from pde_lab.training.config import TrainConfig
+
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    relative_data = os.path.relpath(toy_data)
+    code, _, err = run(capsys, "train", "--data", relative_data, "--model", "fno", "--epochs", "1", "--batch-size",
+                       "5", "--out", "run", "--quiet", "--set", "scheduler=cosine", "--set", "model_args.modes=3",
+                       "--set", "model_args.width=8")
+    assert code == 0, err
+    assert TrainConfig.from_yaml(tmp_path / "run" / "config.yaml").data == str(toy_data.resolve())
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    code, _, err = run(capsys, "train", "--resume", "--out", "../run", "--epochs", "2", "--quiet")
+    assert code == 0, err
+    stored = TrainConfig.from_yaml(tmp_path / "run" / "config.yaml")
+    assert (stored.batch_size, stored.scheduler, stored.epochs) == (5, "cosine", 2)
+    with (tmp_path / "run" / "log.csv").open() as fh:
+        assert [float(r["lr"]) for r in csv.DictReader(fh)] == pytest.approx([1e-3, 5e-4])  # cosine over 2 epochs
+    code, _, err = run(capsys, "train", "--resume", "--out", "../run", "--epochs", "3", "--levels", "easy")
+    assert code == 2 and "cannot resume with a changed levels: None -> ['easy']" in err
+    code, _, err = run(capsys, "evaluate", "--run", "../run", "--device", "cpu", "--out", "eval")
+    assert code == 0, err
+
+
+def test_a_failed_evaluation_leaves_no_folder_and_another_pde_is_named(capsys, toy_data, tmp_path, monkeypatch):
+    import importlib
+    import shutil
+
+    evaluate_module = importlib.import_module("pde_lab.evaluation.evaluate")  # the package exports the function
+
+    code, _, err = run(capsys, "train", "--data", str(toy_data), "--model", "fno", "--epochs", "1", "--out",
+                       str(tmp_path / "run"), "--quiet", "--set", "model_args.modes=3", "--set", "model_args.width=8")
+    assert code == 0, err
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("metrics failed")
+
+    monkeypatch.setattr(evaluate_module, "compute_metrics", broken)
+    with pytest.raises(RuntimeError, match="metrics failed"):
+        evaluate_module.evaluate(tmp_path / "run", toy_data, device="cpu", out=tmp_path / "a" / "b")
+    assert not (tmp_path / "a").exists()
+    monkeypatch.undo()
+
+    other = tmp_path / "other"
+    shutil.copytree(toy_data, other)
+    with h5py.File(other / "test" / "easy.h5", "r+") as f:
+        f.attrs["pde"] = "toy_other"
+    with pytest.warns(UserWarning, match=r"holds PDE 'toy_other', the run was trained on 'toy_scale'"):
+        evaluate_module.evaluate(tmp_path / "run", other, device="cpu", out=tmp_path / "transfer")
 
 
 def test_info_and_validate_name_a_run_directory_passed_as_data(capsys, tmp_path):

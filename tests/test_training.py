@@ -369,6 +369,15 @@ def test_train_entry_point_on_generated_data(tmp_path, capsys):
     run = load_run(run_dir)
     assert run.predict(torch.randn(3, 1, 8, 8, 2)).shape == (3, 1, 8, 8, 3)
     assert run.data["input_channels"] == ["a", "c"]
+    # A missing parameter channel would broadcast against the normaliser's two channels.
+    with pytest.raises(UserError, match=r"takes inputs \(B, 1, n, n, 2\) with channels \['a', 'c'\], "
+                                        r"got shape \(3, 1, 8, 8, 1\); open the data with parameters="):
+        run.predict(torch.randn(3, 1, 8, 8, 1))
+
+    # A checkpoint file of another run is read with the config it was trained with.
+    plain = train(TrainConfig(**{**config.to_dict(), "parameters": [], "out": str(tmp_path / "plain")}))
+    borrowed = load_run(run_dir, checkpoint=str(plain / "checkpoints" / "best.pt"))
+    assert borrowed.config.parameters == [] and borrowed.predict(torch.randn(2, 1, 8, 8, 1)).shape == (2, 1, 8, 8, 3)
 
     # holding the splits in memory changes nothing but where items are read from
     preloaded = train(TrainConfig(**{**config.to_dict(), "preload": True, "out": str(tmp_path / "mem")}))
@@ -387,6 +396,50 @@ def test_train_entry_point_on_generated_data(tmp_path, capsys):
     capsys.readouterr()
     assert train(TrainConfig(**{**config.to_dict(), "resume": True})) == run_dir
     assert "already finished" in capsys.readouterr().out and _snapshot(run_dir) == before
+
+
+def test_train_without_a_validation_split_keeps_the_lowest_training_loss(tmp_path, capsys):
+    from pde_lab.datasets import GenerateConfig, generate
+
+    data = generate(GenerateConfig(pde="toy_scale", out=str(tmp_path / "data"), n_train=4, n_valid=0, n_test=2,
+                                   batch_size=4, progress=False))
+    run_dir = train(TrainConfig(data=str(data), epochs=2, batch_size=2, model_args={"width": 4, "modes": 3},
+                                out=str(tmp_path / "run"), device="cpu", progress=False))
+    assert "has no valid split: checkpoints/best.pt will be the epoch of lowest training loss" in capsys.readouterr().out
+    state = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
+    losses = [row["train_loss"] for row in state["history"]]
+    assert state["best_valid"] == min(losses) and all(math.isnan(row["valid_loss"]) for row in state["history"])
+    record = json.loads((run_dir / "data.json").read_text())
+    assert record["n_valid"] == 0 and [f["path"] for f in record["files"]] == [str(data / "train" / "easy.h5")]
+
+
+def test_a_pointwise_network_is_not_trained_on_fields(tmp_path):
+    with pytest.raises(UserError, match=r"model 'pinn_mlp' maps coordinates to values .* --pde NAME.*: cno, "):
+        train(TrainConfig(data=str(tmp_path), model="pinn_mlp", out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_resume_with_a_longer_schedule_follows_it_from_the_first_resumed_epoch(tmp_path):
+    """The optimizer state holds the learning rate the old schedule set: without recomputing it, the
+    first resumed epoch of a cosine run extended from 2 to 4 epochs trained at the old end value, 0."""
+    train_ds = antiderivative_data(8, 32, seed=0)
+    short = tiny_config(tmp_path, epochs=2, scheduler="cosine")
+    run_dir = fit(tiny_model(short, train_ds), train_ds, None, short, tmp_path / "run")
+    fit(tiny_model(short, train_ds), train_ds, None, TrainConfig(**{**short.to_dict(), "epochs": 4, "resume": True}),
+        run_dir)
+    lrs = [row["lr"] for row in _state(run_dir)["history"]]
+    cosine = [short.lr * 0.5 * (1 + math.cos(math.pi * e / n)) for n, e in [(2, 0), (2, 1), (4, 2), (4, 3)]]
+    assert lrs == pytest.approx(cosine, rel=1e-12)
+
+
+def test_resume_refuses_another_training_set(tmp_path):
+    train_ds = antiderivative_data(8, 32, seed=0)
+    config = tiny_config(tmp_path, epochs=1)
+    run_dir = fit(tiny_model(config, train_ds), train_ds, None, config, tmp_path / "run")
+    for change, message in [({"levels": ["easy"]}, r"levels: None -> \['easy'\]"), ({"n_train": 4}, r"n_train: None -> 4")]:
+        resumed = TrainConfig(**{**config.to_dict(), "resume": True, "epochs": 2, **change})
+        with pytest.raises(UserError, match="cannot resume with a changed " + message):
+            fit(tiny_model(config, train_ds), train_ds, None, resumed, run_dir)
 
 
 @pytest.mark.gpu

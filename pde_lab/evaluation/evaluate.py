@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from ..datasets.reader import FieldDataset, list_files
-from ..errors import UserError
+from ..errors import UserError, check_integer
 from ..pdes.base import Task
 from ..training.checkpoint import load_run
 from ..training.config import resolve_device
@@ -48,6 +49,7 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
     it where they take a run directory.
     """
     run_dir = Path(run_dir)
+    batch_size = check_integer("batch_size", batch_size)
     dev = torch.device(resolve_device(device))
     run = load_run(run_dir, checkpoint=checkpoint, device=str(dev))
     dest = run_dir if out is None else Path(out)
@@ -55,6 +57,8 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
         raise UserError(f"evaluation output {dest} exists and is not a directory")
     task = Task(**run.config.task) if isinstance(run.config.task, dict) else run.config.task
     files = list_files(data, split, levels)
+    # Made here, removed again if the evaluation fails: a failed run leaves no empty folders behind.
+    made = [d for d in (dest, *dest.parents) if not d.exists()]
     dest.mkdir(parents=True, exist_ok=True)
     result: dict = {"run": str(run_dir), "data": str(data), "split": split, "device": str(dev),
                     "checkpoint": str(run.checkpoint_path), "levels": {}}
@@ -67,6 +71,10 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
         for path in files:
             ds = FieldDataset([path], task=task, parameters=run.config.parameters or ())
             level = ds.levels[0]
+            trained_on = run.data.get("pde_name")
+            if trained_on and ds.pde_name != trained_on:
+                # Maybe a transfer study, maybe a mistyped path: either way it must not pass unnoticed.
+                warnings.warn(f"{path} holds PDE {ds.pde_name!r}, the run was trained on {trained_on!r}", stacklevel=2)
             loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
             preds, trues, model_s = [], [], 0.0
             with torch.no_grad():
@@ -122,6 +130,11 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
         if store is not None:
             store.close()
             partial.unlink(missing_ok=True)
+        for d in made:  # deepest first; stops at the first that is not empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
         raise
     tmp = dest / "metrics.json.partial"
     tmp.write_text(json.dumps(result, indent=2))

@@ -194,14 +194,30 @@ class Run:
         """Physical inputs ``(B, T_in, *space, C_in)`` -> physical predictions ``(B, T_out, *space, C_out)``.
 
         Runs on the run's ``device`` in chunks of ``batch_size`` samples (all at once when ``None``);
-        returns a float32 tensor on the device of ``x`` (CPU for numpy input).
+        returns a float32 tensor on the device of ``x`` (CPU for numpy input). The input channels are
+        ``data["input_channels"]``: the fields, then the parameters of ``config.parameters``, as
+        ``open_split(..., task=config.task, parameters=config.parameters)`` yields them.
         """
         x = torch.as_tensor(x, dtype=torch.float32)
+        self.check_input(x)
         out_device = x.device
         chunks = [x] if batch_size is None else torch.split(x, batch_size)
         outs = [predict_batch(self.model, self.normalizer, xb.to(self.device), self.output_steps).to(out_device)
                 for xb in chunks]
         return torch.cat(outs)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """:class:`UserError` unless ``x`` is ``(B, T_in, *space, C_in)`` with this run's ``T_in`` and
+        ``C_in`` (a wrong channel count would otherwise broadcast against the normaliser silently)."""
+        c_in = self.normalizer.x_mean.numel()
+        t_in = self.data.get("input_steps")
+        n_space = len(self.data["spatial_shape"]) if self.data.get("spatial_shape") else x.dim() - 3
+        if x.dim() != n_space + 3 or x.shape[-1] != c_in or (t_in is not None and x.shape[1] != int(t_in)):
+            names = list(self.data.get("input_channels") or [f"in{i}" for i in range(c_in)])
+            expected = ", ".join(["B", str(t_in) if t_in is not None else "T_in", *["n"] * n_space, str(c_in)])
+            raise UserError(f"this run's model takes inputs ({expected}) with channels {names}, got shape "
+                            f"{tuple(x.shape)}; open the data with parameters=run.config.parameters and "
+                            f"task=run.config.task")
 
 
 def predict_batch(model: torch.nn.Module, normalizer: Normalizer, x: torch.Tensor, output_steps: int) -> torch.Tensor:
@@ -231,8 +247,11 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str |
         path = Path(checkpoint)
     device = torch.device(device)
     state = load_checkpoint(path, map_location="cpu")
+    # The checkpoint's own config first: a checkpoint file from another run must be read with the
+    # task and parameters it was trained with, not those of run_dir's config.yaml.
     config_path = run_dir / "config.yaml"
-    config = TrainConfig.from_yaml(config_path) if config_path.is_file() else TrainConfig.from_dict(state["config"])
+    config = (TrainConfig.from_dict(state["config"]) if state.get("config") is not None
+              else TrainConfig.from_yaml(config_path))
     model = load_model(state["model"], map_location=device)
     return Run(run_dir=run_dir, config=config, model=model,
                normalizer=Normalizer.from_state_dict(state["normalizer"]).to(device),

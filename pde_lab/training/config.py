@@ -149,7 +149,7 @@ class TrainConfig(YamlConfig):
             (:mod:`pde_lab.training.pushforward`); 0 = teacher forcing only.
     Run:
         seed: seeds the model initialisation and the order of the samples.
-        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``. Under ``torchrun`` the
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``, ``mps``. Under ``torchrun`` the
             ranks train data-parallel (:mod:`pde_lab.training.distributed`), rank ``r`` on
             ``cuda:LOCAL_RANK`` when the device is CUDA.
         num_workers: DataLoader worker processes.

@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..evaluation.rollout import advance
-from ..operators.base import Operator, build_model, data_arguments, model_payload
+from ..operators.base import MODELS, Operator, build_model, data_arguments, model_parameters, model_payload
 from ..optim.first_order import build_first_order
 from . import distributed
 from .checkpoint import Normalizer, load_checkpoint, predict_batch, save_checkpoint, write_log
@@ -56,8 +56,10 @@ from .pushforward import PushforwardPairs
 LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "lr", "seconds")
 #: Config keys a resumed run cannot change: the checkpoint's optimizer state (learning rate, weight
 #: decay, the optimizer's own arguments) and normaliser replace what the config says, so a new value
-#: would be silently ignored while ``config.yaml`` recorded it.
-RESUME_FIXED = ("optimizer", "optimizer_args", "lr", "weight_decay", "normalize")
+#: would be silently ignored while ``config.yaml`` recorded it; and the keys that choose the training
+#: set, whose statistics the normaliser holds.
+RESUME_FIXED = ("optimizer", "optimizer_args", "lr", "weight_decay", "normalize",
+                "levels", "level_mix", "n_train", "compute_budget", "budget_share")
 RUN_FILES = ("config.yaml", "data.json", "log.csv", "checkpoints")
 
 
@@ -159,9 +161,10 @@ def check_resume_config(stored: dict[str, Any], config: TrainConfig) -> None:
     current = config.to_dict()
     changed = [f"{k}: {stored[k]!r} -> {current[k]!r}" for k in RESUME_FIXED if k in stored and stored[k] != current[k]]
     if changed:
-        raise UserError(f"cannot resume with a changed {', '.join(changed)}: the checkpoint's optimizer state and "
-                        f"normaliser would override it; keep the run's values (keys {', '.join(RESUME_FIXED)}) "
-                        f"or start a new run")
+        raise UserError(f"cannot resume with a changed {', '.join(changed)}: the checkpoint's optimizer state, "
+                        f"normaliser and training set were made with the run's values; keep them (keys "
+                        f"{', '.join(RESUME_FIXED)}; `--config RUN/config.yaml` or plain `--resume --out RUN` "
+                        f"reuses them) or start a new run")
 
 
 def stopped_early(epochs_done: int, best_epoch: int, patience: int | None) -> bool:
@@ -258,10 +261,10 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def data_files(data_dir: Path, *datasets: Any) -> list[Path]:
-    """The files behind ``datasets``: their ``files`` attribute when they have one, else every
-    ``*.h5``/``*.hdf5`` file under ``data_dir``."""
+    """The files behind ``datasets`` (``None`` entries skipped): their ``files`` attribute when they
+    have one, else every ``*.h5``/``*.hdf5`` file under ``data_dir``."""
     files: list[Path] = []
-    for ds in datasets:
+    for ds in (d for d in datasets if d is not None):
         found = getattr(ds, "files", None)
         if found is None:
             files = sorted(p for ext in ("*.h5", "*.hdf5") for p in data_dir.rglob(ext))
@@ -367,7 +370,9 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
         prepare_run_dir(run_dir, config.overwrite, config.resume)
     distributed.barrier(ctx)
 
+    # Absolute paths: the run's config.yaml must work from any directory (evaluate, --resume).
     resolved = dataclasses.replace(config, model=model.spec()["name"], model_args=model.spec()["args"],
+                                   data=str(Path(config.data).resolve()) if config.data else None,
                                    out=str(run_dir.resolve()), resume=False, overwrite=False)
     if ctx.is_main:
         resolved.to_yaml(run_dir / "config.yaml")
@@ -383,6 +388,12 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        # The optimizer state holds the learning rate the checkpoint's schedule set; a resume that
+        # lengthens the run or changes the schedule continues on the new one from this epoch on
+        # (with the schedule unchanged this recomputes the same value).
+        factor = lr_factor(config)(scheduler.last_epoch)
+        for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs):
+            group["lr"] = base_lr * factor
         start_epoch, history = int(state["epoch"]), list(state["history"])
         best_valid, best_epoch = float(state["best_valid"]), int(state["best_epoch"])
         set_rng_state(state["rng"])
@@ -526,13 +537,19 @@ def _write_data_json(path: Path, info: dict[str, Any], resumed: bool) -> None:
 def train(config: TrainConfig) -> Path:
     """Train ``config.model`` on ``config.data`` and return the run directory ``config.out``.
 
-    Opens the ``train`` and ``valid`` splits with ``pde_lab.datasets.reader.open_split``, builds the
-    model with the data's channel counts and dimension, and calls :func:`fit`.
+    Opens the ``train`` split and, when the dataset has one, the ``valid`` split with
+    ``pde_lab.datasets.reader.open_split`` (without it ``best.pt`` is the epoch of lowest training
+    loss), builds the model with the data's channel counts and dimension, and calls :func:`fit`.
     """
     if config.data is None:
         raise UserError("no training data: set data=PATH (a dataset directory)")
     if config.out is None:
         raise UserError("no run directory: set out=PATH")
+    if "in_channels" not in model_parameters(config.model):  # a network of points, not of fields
+        operators = [n for n in MODELS.names() if "in_channels" in model_parameters(n)]
+        raise UserError(f"model {config.model!r} maps coordinates to values and does not take fields: train it "
+                        f"physics-informed (pde-lab train --pde NAME), or train an operator on --data: "
+                        f"{', '.join(operators)}")
     run_dir = Path(config.out)
     check_run_dir(run_dir, config.overwrite, config.resume)
     state = None
@@ -557,8 +574,12 @@ def train(config: TrainConfig) -> Path:
                                     config.budget_share, config.seed)
     train_ds = open_split(config.data, "train", levels=config.levels, task=config.task, parameters=config.parameters,
                           trajectories=selection, preload=config.preload)
-    valid_ds = open_split(config.data, "valid", levels=config.levels, task=config.task, parameters=config.parameters,
-                          preload=config.preload)
+    valid_ds = None
+    if any((Path(config.data) / "valid").glob("*.h5")):
+        valid_ds = open_split(config.data, "valid", levels=config.levels, task=config.task,
+                              parameters=config.parameters, preload=config.preload)
+    elif distributed.env_rank() == 0:
+        print(f"{config.data} has no valid split: checkpoints/best.pt will be the epoch of lowest training loss")
     t_in, c_in, t_out, c_out, space = sample_shapes(train_ds)
     data_args = data_arguments(config.model, t_in * c_in, t_out * c_out, len(space))
     for key, value in data_args.items():
