@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 
@@ -120,8 +121,10 @@ def _parser() -> argparse.ArgumentParser:
     im.add_argument("format", help="the_well or pdebench (see docs/interop.md)")
     im.add_argument("src", help="file to convert")
     im.add_argument("out", help="pde_lab file to write, e.g. data/NAME/train/LEVEL.h5")
-    im.add_argument("--level", default="default", help="difficulty level stored in the file")
-    im.add_argument("--split", default="train", help="train, valid or test")
+    im.add_argument("--level", default=None, help="difficulty level stored in the file (default: 'default', or "
+                    "the level of a file pde_lab exported)")
+    im.add_argument("--split", default=None, help="train, valid or test (default: train, or the split of a file "
+                    "pde_lab exported)")
     im.add_argument("--samples", default=None, metavar="START:STOP", help="pdebench: convert only these samples")
     im.add_argument("--periodic", action="store_true", help="pdebench: the domain is periodic on every axis")
     im.add_argument("--fields", type=_csv, default=None, help="pdebench group files: names of the channels")
@@ -161,11 +164,11 @@ def _import(a) -> None:
     from .errors import UserError, check_choice
 
     check_choice("import format", a.format, IMPORT_FORMATS)
-    check_choice("split", a.split, SPLITS)
-    out = Path(a.out)
-    if out.exists() and not a.overwrite:
-        raise UserError(f"{out} exists; pass --overwrite to replace it")
-    kwargs = {"level": a.level, "split": a.split, "progress": not a.quiet}
+    if a.split is not None:
+        check_choice("split", a.split, SPLITS)
+    # Only what was given: each format has its defaults (a file pde_lab exported keeps its own).
+    kwargs = {k: v for k, v in (("level", a.level), ("split", a.split)) if v is not None}
+    kwargs.update(progress=not a.quiet, overwrite=a.overwrite)
     if a.format == "pdebench":
         if a.samples:
             start, sep, stop = a.samples.partition(":")
@@ -175,16 +178,13 @@ def _import(a) -> None:
         kwargs.update(periodic=a.periodic, field_names=a.fields)
     elif a.samples or a.periodic or a.fields:
         raise UserError("--samples, --periodic and --fields apply to the pdebench format only")
-    print(f"wrote {import_file(a.format, a.src, out, **kwargs)}")
+    print(f"wrote {import_file(a.format, a.src, a.out, **kwargs)}")
 
 
 def _export_well(a) -> None:
     from .datasets.interop.the_well import export_well
-    from .errors import UserError
 
-    if Path(a.out).exists() and not a.overwrite:
-        raise UserError(f"{a.out} exists; pass --overwrite to replace it")
-    print(f"wrote {export_well(a.file, a.out, progress=not a.quiet)}")
+    print(f"wrote {export_well(a.file, a.out, progress=not a.quiet, overwrite=a.overwrite)}")
 
 
 def _merge(a) -> None:
@@ -330,8 +330,14 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"generate": _generate, "validate": _validate, "info": _info, "train": _train,
                 "evaluate": _evaluate, "demo": _demo, "list": _list, "merge": _merge, "import": _import,
                 "export-well": _export_well, "export": _export}
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        # A user reads "pde-lab import: warning: ...", not Python's file, line number and source line.
+        print(f"pde-lab {args.command}: warning: {message}", file=sys.stderr)
+
     try:
-        return handlers[args.command](args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line
+            return handlers[args.command](args) or 0
     except UserError as e:
         print(f"pde-lab {args.command}: error: {e}", file=sys.stderr)
         return 2

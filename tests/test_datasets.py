@@ -347,6 +347,13 @@ def test_xarray_and_summary(tmp_path):
     lo, hi = s["levels"]["hard"]["parameters"]["k"]
     assert 2.0 <= lo <= hi <= 4.0
     assert s["total_wall_time_s"] > 0
+    # A file copied to another split's folder was counted under its own split, replacing that count.
+    import shutil
+
+    shutil.copy(out / "train" / "hard.h5", out / "valid" / "hard.h5")
+    with pytest.raises(UserError, match=r"valid/hard.h5: file is at valid/hard.h5 but its attributes say "
+                                        r"split='train', level='hard'"):
+        summarize(out)
 
 
 def test_varying_parameters_become_constant_input_channels(tmp_path):

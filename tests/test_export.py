@@ -187,7 +187,8 @@ def test_export_errors_leave_nothing(capsys, mesh_data, tmp_path):
         (["--index", "7", "--format", "vtu", "--out", tmp_path / "a.vtu"], "out of range"),
         (["--index", "-1", "--format", "vtu", "--out", tmp_path / "a.vtu"], "out of range"),
         (["--format", "vtk", "--out", tmp_path / "a.vtu"], "unknown export format 'vtk'; allowed: "),
-        (["--format", "xdmf", "--out", tmp_path / "a.vtu"], "must end in .xdmf"),
+        (["--format", "xdmf", "--out", tmp_path / "a.vtu"], f"xdmf output {tmp_path / 'a.vtu'} must end in .xdmf"),
+        (["--format", "vtu", "--out", tmp_path / "s4.nc"], f"vtu output {tmp_path / 's4.nc'} must end in .vtu or .pvd"),
         (["--format", "vtu", "--out", tmp_path / "missing/a.vtu"], "does not exist"),
     ]
     for args, message in cases:
@@ -195,6 +196,8 @@ def test_export_errors_leave_nothing(capsys, mesh_data, tmp_path):
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     code, _, err = run(capsys, "export", tmp_path / "nope.h5", "--out", tmp_path / "a.vtu")
     assert code == 2 and "not a valid pde_lab file" in err
+    code, _, err = run(capsys, "export", mesh_data, "--out", tmp_path / "a.vtu")
+    assert code == 2 and f"{mesh_data} is a directory, not a pde_lab file" in err
     assert list(tmp_path.iterdir()) == []
     assert set(EXPORTERS) >= {"vtu", "xdmf", "netcdf"}
 

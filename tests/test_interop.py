@@ -50,11 +50,22 @@ def test_export_well_never_replaces_its_source_nor_leaves_a_partial(tmp_path, mo
 
     src = gen(tmp_path, "toy_decay")
     before = src.read_bytes()
-    with pytest.raises(UserError, match="the file being exported"):
-        export_well(src, src)
     with pytest.raises(UserError, match="the file being converted"):
-        import_file("the_well", src, src)
+        export_well(src, src, overwrite=True)
+    with pytest.raises(UserError, match="the file being converted"):
+        import_file("the_well", src, src, overwrite=True)
     assert src.read_bytes() == before
+    # Another existing file is replaced only when asked, from Python as from the command line.
+    well = export_well(src, tmp_path / "well.hdf5")
+    kept = well.read_bytes()
+    with pytest.raises(UserError, match=r"well.hdf5 exists; pass --overwrite \(overwrite=True\)"):
+        export_well(src, well)
+    other = tmp_path / "other.h5"
+    other.write_bytes(b"keep me")
+    with pytest.raises(UserError, match="other.h5 exists"):
+        import_file("the_well", well, other)
+    assert well.read_bytes() == kept and other.read_bytes() == b"keep me"
+    assert validate_file(import_file("the_well", well, other, overwrite=True)) == []
     monkeypatch.setattr(the_well, "_TO_WELL_BC", {})  # fails half-way, after the partial file exists
     with pytest.raises(KeyError):
         export_well(src, tmp_path / "w.hdf5")
@@ -288,8 +299,29 @@ def test_cli_import_and_errors(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     well = tmp_path / "w.hdf5"
     foreign_well(well)
-    with pytest.warns(UserWarning):
-        assert main(["import", "the_well", str(well), str(tmp_path / "w.h5"), "--split", "test"]) == 0
+    assert main(["import", "the_well", str(well), str(tmp_path / "w.h5"), "--split", "test"]) == 0
+    err = capsys.readouterr().err
+    # Python's warning format (file, line number, source line) is for programmers; users get one line.
+    assert "pde-lab import: warning: " in err and "UserWarning" not in err
+    assert main(["import", "pdebench", str(src), str(tmp_path / "s.h5"), "--samples", "3:1"]) == 2
+    assert "samples 3:1 is empty: START must be less than STOP" in capsys.readouterr().err
+
+
+def test_a_split_given_on_import_replaces_an_exported_files_own_and_another_level_is_refused(tmp_path, capsys):
+    """Both options were ignored for files pde_lab exported: the file landed in test/ saying 'train'."""
+    src = gen(tmp_path, "toy_decay")
+    well = export_well(src, tmp_path / "well.hdf5")
+    with h5py.File(src) as s:
+        level, split = s.attrs["level"], s.attrs["split"]
+    assert split != "test"
+    out = tmp_path / "data" / "test" / f"{level}.h5"
+    out.parent.mkdir(parents=True)
+    assert main(["import", "the_well", str(well), str(out), "--level", "hard", "--quiet"]) == 2
+    assert f"holds level {level!r} of a pde_lab dataset" in capsys.readouterr().err and not out.exists()
+    assert main(["import", "the_well", str(well), str(out), "--split", "test", "--quiet"]) == 0
+    with h5py.File(out) as f:
+        assert (f.attrs["level"], f.attrs["split"]) == (level, "test")
+    assert validate_file(out) == []
 
 
 def test_cli_exports_a_sample_and_a_whole_file_to_the_well(tmp_path, capsys):

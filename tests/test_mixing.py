@@ -225,3 +225,9 @@ def test_training_on_a_mix_records_the_selection(tmp_path):
     sel = json.loads((tmp_path / "run2" / "data.json").read_text())["selection"]["per_level"]
     assert sel["easy"]["compute_s"] + sel["hard"]["compute_s"] <= budget
     assert abs(sel["easy"]["n"] - sel["hard"]["n"]) <= 1 and sel["easy"]["n"] >= 1
+
+
+def test_an_unknown_level_in_the_mix_lists_the_levels_in_generation_order(tmp_path):
+    files = [level_file(tmp_path / f"{lv}.h5", lv, [1.0, 1.0]) for lv in ("easy", "medium", "hard")]
+    with pytest.raises(UserError, match="'extreme' in the mix is not in the data; available: easy, medium, hard$"):
+        select_by_count(files, 2, {"easy": 0.5, "extreme": 0.5})

@@ -303,7 +303,7 @@ def test_run_dir_refusals(tmp_path):
     train_ds = antiderivative_data(8, 32, seed=0)
     config = tiny_config(tmp_path, epochs=1)
     run_dir = fit(tiny_model(config, train_ds), train_ds, None, config, tmp_path / "run")
-    with pytest.raises(UserError, match="is not empty; .*overwrite=true .*resume=true"):
+    with pytest.raises(UserError, match=r"is not empty; .*\(--overwrite, overwrite=true\) .*\(--resume, resume=true\)"):
         fit(tiny_model(config, train_ds), train_ds, None, config, run_dir)
     with pytest.raises(UserError, match="cannot resume: .*last.pt' does not exist"):
         fit(tiny_model(config, train_ds), train_ds, None, TrainConfig(**{**config.to_dict(), "resume": True}),

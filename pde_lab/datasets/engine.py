@@ -344,6 +344,6 @@ def replace_dir(src: Path, out: Path) -> None:
         shutil.rmtree(old)
 
 
-def progress_bar(total: int, initial: int, desc: str, enabled: bool) -> tqdm:
-    """Samples-per-second and time-left bar; ``initial`` counts samples a resumed run already has."""
-    return tqdm(total=total, initial=initial, desc=desc, unit="sample", disable=not enabled, dynamic_ncols=True)
+def progress_bar(total: int, initial: int, desc: str, enabled: bool, unit: str = "sample") -> tqdm:
+    """Items-per-second and time-left bar; ``initial`` counts items a resumed run already has."""
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True)

@@ -166,6 +166,15 @@ def _mesh(s: Sample, frame: int | None):
     return meshio.Mesh(s.points, s.cells, point_data=_point_data(s, frame))
 
 
+#: The file endings each format writes (the_well takes any name).
+SUFFIXES = {"vtu": (".vtu", ".pvd"), "xdmf": (".xdmf",), "netcdf": (".nc", ".nc4", ".netcdf")}
+
+
+def _check_suffix(fmt: str, out: Path) -> None:
+    if fmt in SUFFIXES and out.suffix not in SUFFIXES[fmt]:
+        raise UserError(f"{fmt} output {out} must end in {' or '.join(SUFFIXES[fmt])}")
+
+
 def _staged(out: Path, write: Callable[[_Staging], list[str]]) -> list[Path]:
     stage = _Staging(out)
     try:
@@ -181,8 +190,7 @@ def export_vtu(s: Sample, out: Path) -> list[Path]:
     per frame. Returns the written paths."""
     import meshio
 
-    if out.suffix not in (".vtu", ".pvd"):
-        raise UserError(f"vtu output {out} must end in .vtu or .pvd")
+    _check_suffix("vtu", out)
 
     def write(stage: _Staging) -> list[str]:
         if s.times is None:
@@ -208,8 +216,7 @@ def export_xdmf(s: Sample, out: Path) -> list[Path]:
     file is time-dependent. Returns the written paths."""
     import meshio
 
-    if out.suffix != ".xdmf":
-        raise UserError(f"xdmf output {out} must end in .xdmf")
+    _check_suffix("xdmf", out)
 
     def write(stage: _Staging) -> list[str]:
         target = stage.path(out.name)
@@ -237,8 +244,7 @@ def export_netcdf(s: Sample, out: Path) -> list[Path]:
     trajectory's parameters as 0-d variables, the file's attributes as global attributes."""
     import xarray as xr
 
-    if out.suffix not in (".nc", ".nc4", ".netcdf"):
-        raise UserError(f"netcdf output {out} must end in .nc")
+    _check_suffix("netcdf", out)
     mesh = s.attrs.get("grid_type") == "mesh"
     coords: dict = {}
     if mesh:
@@ -309,6 +315,7 @@ def export_sample(path: str | Path, index: int, fmt: str, out: str | Path, overw
     """
     check_choice("export format", fmt, EXPORTERS)
     out, source = Path(out), Path(path).resolve()
+    _check_suffix(fmt, out)  # here, not only in the exporter, which sees the hidden staging path
     sample = read_sample(path, index)
     _check_target(out, source, overwrite)
     stage = _Staging(out)

@@ -101,6 +101,9 @@ def _check(config: GenerateConfig):
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} exists and is not a directory")
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise UserError(f"output {out} cannot be made: {blocking} is a file, not a directory")
     return pde, levels, shard
 
 

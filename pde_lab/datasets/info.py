@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import UserError
 from .layout import dataset_files
-from .validate import validate_file
+from .validate import placement_error, validate_file
 from .writer import attr_value
 
 
@@ -25,6 +25,9 @@ def summarize(path: str | Path) -> dict:
         errs = validate_file(p, check_values=False)
         if errs:
             raise UserError(f"{p} is not a valid pde_lab file: {errs[0]}")
+        misplaced = placement_error(p) if path.is_dir() else None
+        if misplaced:  # counts are keyed by the attributes: a misplaced file would skew them silently
+            raise UserError(f"{p}: {misplaced}; move or rename it (pde-lab validate checks the whole dataset)")
         with h5py.File(p, "r") as f:
             pde, level, split = (attr_value(f.attrs[k]) for k in ("pde", "level", "split"))
             if out["pde"] not in (None, pde):

@@ -227,7 +227,7 @@ def select_by_count(files: Sequence[str | Path], n: int | None, ratios: Mapping[
         ``FieldDataset``).
     """
     levels, costs = _read_costs(files)
-    ratios = check_ratios(ratios, sorted(set(levels))) if ratios is not None else _default_ratios(levels, costs)
+    ratios = check_ratios(ratios, list(dict.fromkeys(levels))) if ratios is not None else _default_ratios(levels, costs)
     orders = _level_orders(levels, costs, seed)
     if n is None:
         n = int(min(len(orders[k]) // r for k, r in ratios.items() if r > 0))
@@ -275,7 +275,7 @@ def select_by_budget(files: Sequence[str | Path], budget_seconds: float, ratios:
     if not any(np.any(c > 0) for c in costs):
         raise UserError("the files record no generation cost (trajectories/wall_time is all zero), so a compute "
                         "budget cannot be applied; use a sample count instead")
-    ratios = check_ratios(ratios, sorted(set(levels))) if ratios is not None else _default_ratios(levels, costs)
+    ratios = check_ratios(ratios, list(dict.fromkeys(levels))) if ratios is not None else _default_ratios(levels, costs)
     orders = _level_orders(levels, costs, seed)
     level_cost = {lv: np.array([costs[k][i] for k, i in orders[lv]]) for lv in orders}
 

@@ -25,6 +25,8 @@ def validate_file(path: str | Path, check_values: bool = True, progress: bool = 
     trajectories): structure only, fast. ``progress``: a progress bar over the trajectories read.
     """
     path = Path(path)
+    if path.is_dir():
+        return [f"{path} is a directory, not a pde_lab file (.h5)"]
     if not path.is_file():
         return [f"{path}: no such file"]
     try:
@@ -58,16 +60,23 @@ def validate_path(path: str | Path, check_values: bool = True, progress: bool = 
         out = {}
         for file in files:
             errs = validate_file(file, check_values, progress)
-            split, level = file.parent.name, file.stem
             if not errs:
-                with h5py.File(file, "r") as f:
-                    if attr_value(f.attrs["split"]) != split or attr_value(f.attrs["level"]) != level:
-                        errs.append(f"file is at {split}/{level}.h5 but its attributes say split="
-                                    f"{attr_value(f.attrs['split'])!r}, level={attr_value(f.attrs['level'])!r}")
+                errs = [e for e in [placement_error(file)] if e]
             out[str(file)] = errs
         return out
     dataset_files(path)  # a missing path is a usage error (exit 2), not a violation of the format
     return {str(path): validate_file(path, check_values, progress)}
+
+
+def placement_error(file: Path) -> str | None:
+    """Where a valid file of a dataset directory sits (``SPLIT/LEVEL.h5``) against the split and level
+    its attributes name: the message when they differ, else ``None``."""
+    split, level = file.parent.name, file.stem
+    with h5py.File(file, "r") as f:
+        says = attr_value(f.attrs["split"]), attr_value(f.attrs["level"])
+    if says != (split, level):
+        return f"file is at {split}/{level}.h5 but its attributes say split={says[0]!r}, level={says[1]!r}"
+    return None
 
 
 class _Validator:

@@ -245,6 +245,8 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str |
         path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     else:
         path = Path(checkpoint)
+        if not path.is_file():
+            raise UserError(f"checkpoint {checkpoint!r} is neither 'best', 'last' nor an existing checkpoint file")
     device = torch.device(device)
     state = load_checkpoint(path, map_location="cpu")
     # The checkpoint's own config first: a checkpoint file from another run must be read with the

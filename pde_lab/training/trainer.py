@@ -232,8 +232,8 @@ def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
         raise UserError(f"run directory {str(run_dir)!r} exists and is not a directory")
     if run_dir.is_dir() and any(run_dir.iterdir()):
         if not overwrite:
-            raise UserError(f"run directory {str(run_dir)!r} is not empty; pick another out, "
-                            f"or set overwrite=true (replace it) or resume=true (continue it)")
+            raise UserError(f"run directory {str(run_dir)!r} is not empty; pick another out, or replace it "
+                            f"(--overwrite, overwrite=true) or continue it (--resume, resume=true)")
         if not (run_dir / "config.yaml").is_file():
             # Overwriting deletes files: only do it where a run directory was, never to a stray folder.
             raise UserError(f"refusing to overwrite {str(run_dir)!r}: it is not empty and holds no "
@@ -261,8 +261,8 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def data_files(data_dir: Path, *datasets: Any) -> list[Path]:
-    """The files behind ``datasets`` (``None`` entries skipped): their ``files`` attribute when they
-    have one, else every ``*.h5``/``*.hdf5`` file under ``data_dir``."""
+    """The files behind ``datasets`` (``None`` entries skipped), in the order they are read: their
+    ``files`` attribute when they have one, else every ``*.h5``/``*.hdf5`` file under ``data_dir``."""
     files: list[Path] = []
     for ds in (d for d in datasets if d is not None):
         found = getattr(ds, "files", None)
@@ -270,7 +270,7 @@ def data_files(data_dir: Path, *datasets: Any) -> list[Path]:
             files = sorted(p for ext in ("*.h5", "*.hdf5") for p in data_dir.rglob(ext))
             break
         files.extend(Path(f) for f in found)
-    return sorted(set(files))
+    return list(dict.fromkeys(files))  # as read: train then valid, levels in generation order
 
 
 def data_record(config: TrainConfig, train_ds: Any, valid_ds: Any) -> dict[str, Any]:

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...errors import UserError, check_choice
+from ...errors import check_choice
 
 IMPORT_FORMATS = ("the_well", "pdebench")
 
 
 def import_file(fmt: str, src: str | Path, out: str | Path, **kwargs) -> Path:
-    """Convert ``src`` in format ``fmt`` (``the_well`` or ``pdebench``) into the pde_lab file ``out``."""
+    """Convert ``src`` in format ``fmt`` (``the_well`` or ``pdebench``) into the pde_lab file ``out``;
+    ``kwargs`` go to the format's importer (all take ``level``, ``split``, ``progress`` and
+    ``overwrite``, default ``False``: an existing ``out`` is refused)."""
     check_choice("import format", fmt, IMPORT_FORMATS)
-    if Path(out).exists() and Path(out).resolve() == Path(src).resolve():
-        raise UserError(f"{out} is the file being converted; choose another output path")
     if fmt == "the_well":
         from .the_well import import_well
 

@@ -25,6 +25,19 @@ from ..validate import validate_file
 from ..writer import _str_list
 
 
+def check_output(out: Path, src: Path, overwrite: bool) -> None:
+    """Refuse to write a converted file over its source, a directory, or (without ``overwrite``) any
+    existing file."""
+    if not out.exists():
+        return
+    if out.resolve() == src.resolve():
+        raise UserError(f"{out} is the file being converted; choose another output path")
+    if out.is_dir():
+        raise UserError(f"{out} is a directory; name the file to write")
+    if not overwrite:
+        raise UserError(f"{out} exists; pass --overwrite (overwrite=True) to replace it")
+
+
 def open_source(src: str | Path) -> tuple[Path, h5py.File]:
     """``(path, open file)`` of a foreign HDF5 file to convert; :class:`UserError` when it is missing
     or not HDF5."""

@@ -33,7 +33,7 @@ import numpy as np
 
 from ...errors import UserError
 from ..engine import progress_bar
-from .builder import FileBuilder, open_source
+from .builder import FileBuilder, check_output, open_source
 
 AXES = ("x", "y", "z")
 _PARAM = re.compile(r"^([A-Za-z]+)([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)$")
@@ -55,6 +55,8 @@ def _sample_range(samples: Sequence[int] | None, n: int, src) -> range:
     if len(samples) != 2:
         raise UserError(f"samples must be (start, stop), got {samples!r}")
     start, stop = (int(s) for s in samples)
+    if start >= stop:
+        raise UserError(f"samples {start}:{stop} is empty: START must be less than STOP")
     if not 0 <= start < stop <= n:
         raise UserError(f"samples {start}:{stop} not within the {n} samples of {src}")
     return range(start, stop)
@@ -63,7 +65,7 @@ def _sample_range(samples: Sequence[int] | None, n: int, src) -> range:
 def import_pdebench(src: str | Path, out: str | Path, level: str = "default", split: str = "train",
                     pde: str | None = None, periodic: bool | Sequence[bool] = False,
                     field_names: Sequence[str] | None = None, samples: Sequence[int] | None = None,
-                    progress: bool = False) -> Path:
+                    progress: bool = False, overwrite: bool = False) -> Path:
     """Convert the PDEBench file ``src`` into the pde_lab file ``out`` (layouts: module docstring).
 
     Args:
@@ -72,9 +74,11 @@ def import_pdebench(src: str | Path, out: str | Path, level: str = "default", sp
         periodic: per axis (or one value for all), whether the domain wraps around.
         field_names: channel names for group files.
         samples: ``(start, stop)`` sample range to convert; ``None`` = all.
-        progress: show a progress bar (trajectories converted) on stderr.
+        progress: show a progress bar (arrays converted) on stderr.
+        overwrite: replace an existing ``out`` (never the source).
     Returns ``out``; the file validates.
     """
+    check_output(Path(out), Path(src), overwrite)
     src, f = open_source(src)
     params = parameters_from_name(src.name)
     if pde is None:
@@ -150,7 +154,7 @@ def _array_file(f: h5py.File, src: Path, out: Path, meta: dict, params: dict, pe
     rows = _sample_range(samples, n, src)
     b = FileBuilder(out, n=len(rows), coords=dict(zip(AXES, coords.values())), periodic=_periodic(periodic, len(space)),
                     times=times, **meta)
-    bar = progress_bar(len(rows) * len(arrays), 0, f"import {src.name}", progress)
+    bar = progress_bar(len(rows) * len(arrays), 0, f"import {src.name}", progress, unit="array")
     try:
         for name, d in arrays.items():
             kind = kinds[name]
@@ -195,7 +199,7 @@ def _group_file(f: h5py.File, groups: list[str], src: Path, out: Path, meta: dic
     rows = _sample_range(samples, len(groups), src)
     b = FileBuilder(out, n=len(rows), coords=dict(zip(AXES, coords.values())),
                     periodic=_periodic(periodic, len(space)), times=times, **meta)
-    bar = progress_bar(len(rows), 0, f"import {src.name}", progress)
+    bar = progress_bar(len(rows), 0, f"import {src.name}", progress, unit="trajectory")
     try:
         for name in names:
             b.add_field(name, description="PDEBench data channel")

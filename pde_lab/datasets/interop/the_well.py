@@ -44,7 +44,7 @@ from ..engine import progress_bar
 from ..reader import open_h5
 from ..validate import validate_file
 from ..writer import attr_value
-from .builder import FileBuilder, _str_list, open_source
+from .builder import FileBuilder, _str_list, check_output, open_source
 
 EXTRA = "pde_lab"  # the group holding what The Well has no place for
 _TO_WELL_BC = {"PERIODIC": "periodic", "OPEN": "open", "DIRICHLET": "wall", "NEUMANN": "wall"}
@@ -59,22 +59,21 @@ def _names(obj, attr: str = "field_names") -> list[str]:
 
 
 # ---- pde_lab -> The Well ----------------------------------------------------------------------------
-def export_well(src: str | Path, out: str | Path, progress: bool = False) -> Path:
+def export_well(src: str | Path, out: str | Path, progress: bool = False, overwrite: bool = False) -> Path:
     """Write the pde_lab file ``src`` as a The Well HDF5 file ``out``.
 
     Fields keep their shapes ``(N, T, *space[, D[, D]])``; time and coordinates are stored as float32
     as the Well specification asks. Parameters constant over the file are listed in the root
     ``simulation_parameters`` (each also a root attribute); every parameter is also in ``scalars/``
     with ``sample_varying = True``. A steady file (no time axis) gets ``time = [0]`` and keeps its
-    fields ``time_varying = False``. ``progress``: a progress bar over the trajectories copied.
-    Returns ``out``.
+    fields ``time_varying = False``. ``progress``: a progress bar over the arrays copied.
+    ``overwrite``: replace an existing ``out`` (never ``src``). Returns ``out``.
     """
     src, out = Path(src), Path(out)
     errs = validate_file(src, check_values=False)
     if errs:
         raise UserError(f"{src} is not a valid pde_lab file: {errs[0]}")
-    if out.exists() and out.resolve() == src.resolve():
-        raise UserError(f"{out} is the file being exported; choose another output path")
+    check_output(out, src, overwrite)
     with open_h5(src) as f:
         if attr_value(f.attrs["grid_type"]) != "cartesian":
             raise UserError(f"{src} is on a triangle mesh (grid_type {attr_value(f.attrs['grid_type'])!r}); The Well "
@@ -144,7 +143,7 @@ def _write_well(src: Path, partial: Path, progress: bool) -> None:
             d.attrs.update(sample_varying=True, time_varying=False)
 
         n_fields = sum(len(_names(f[group])) for group in schema.FIELD_GROUPS)
-        with progress_bar(n * n_fields, 0, f"export {src.name}", progress) as bar:
+        with progress_bar(n * n_fields, 0, f"export {src.name}", progress, unit="array") as bar:
             for group in schema.FIELD_GROUPS:
                 names = _names(f[group])
                 wg = g.create_group(group)
@@ -280,13 +279,17 @@ def check_well_file(path: str | Path) -> list[str]:
 
 
 # ---- The Well -> pde_lab ----------------------------------------------------------------------------
-def import_well(src: str | Path, out: str | Path, level: str = "default", split: str = "train",
-                progress: bool = False) -> Path:
+def import_well(src: str | Path, out: str | Path, level: str | None = None, split: str | None = None,
+                progress: bool = False, overwrite: bool = False) -> Path:
     """Convert The Well file ``src`` into the pde_lab file ``out`` (see the module docstring).
 
-    ``level`` and ``split`` are stored in the new file (a file exported by pde_lab keeps its own).
-    ``progress``: a progress bar over the trajectories converted. Returns ``out``; the file validates.
+    ``level`` and ``split`` are stored in the new file; left ``None``, a file exported by pde_lab keeps
+    its own and any other gets ``"default"`` and ``"train"``. A file exported by pde_lab keeps its level
+    (its ``level_definition`` names it): another ``level`` is refused.
+    ``progress``: a progress bar over the arrays converted. ``overwrite``: replace an existing ``out``
+    (never ``src``). Returns ``out``; the file validates.
     """
+    check_output(Path(out), Path(src), overwrite)
     src, f = open_source(src)
     with f:
         errs = check_well_file(src)
@@ -319,18 +322,26 @@ def _dim(f: h5py.File, name: str, src) -> np.ndarray:
     return v.reshape(-1)
 
 
-def _builder_from_well(f: h5py.File, src: Path, out: Path, level: str, split: str, extra) -> FileBuilder:
+def _builder_from_well(f: h5py.File, src: Path, out: Path, level: str | None, split: str | None,
+                       extra) -> FileBuilder:
     axes = _names(f["dimensions"], "spatial_dims")
     n = int(f.attrs["n_trajectories"])
     if extra is not None:
         a = {k: attr_value(v) for k, v in extra.attrs.items()}
+        if level is not None and level != a["level"]:
+            # The level's definition (its parameter ranges) travels with the file under its name.
+            raise UserError(f"{src} holds level {a['level']!r} of a pde_lab dataset, whose level_definition "
+                            f"names it; it cannot be stored as level {level!r} (leave out the level)")
         coords = {ax: extra[f"dimensions/{ax}"][()] for ax in axes}
         times = extra["dimensions/time"][()] if a["has_time"] else None
         b = FileBuilder(out, pde=a["pde"], n=n, coords=coords,
                         periodic=list(attr_value(extra["dimensions"].attrs["periodic"])),
-                        times=times, bounds=extra["dimensions"].attrs["bounds"], level=a["level"], split=a["split"])
-        # The original root attributes verbatim (JSON text included, byte for byte).
-        b.set_attrs(**{k: v for k, v in extra.attrs.items() if k not in ("complete", "has_time")})
+                        times=times, bounds=extra["dimensions"].attrs["bounds"], level=level or a["level"],
+                        split=split or a["split"])
+        # The original root attributes verbatim (JSON text included, byte for byte), but for a split
+        # the caller names.
+        b.set_attrs(**{k: v for k, v in extra.attrs.items()
+                       if k not in ("complete", "has_time") and not (k == "split" and split is not None)})
         return b
     periodic_axes = set()
     for bc in f["boundary_conditions"].values():
@@ -340,7 +351,8 @@ def _builder_from_well(f: h5py.File, src: Path, out: Path, level: str, split: st
     times = _dim(f, "time", src)
     sim = {p: attr_value(f.attrs[p]) for p in _names(f, "simulation_parameters")}
     return FileBuilder(out, pde=_s(f.attrs["dataset_name"]), n=n, coords=coords,
-                       periodic=[ax in periodic_axes for ax in axes], times=times, level=level, split=split,
+                       periodic=[ax in periodic_axes for ax in axes], times=times, level=level or "default",
+                       split=split or "train",
                        solver="unknown (imported from The Well)",
                        equation=f"not recorded (imported from The Well file {src.name})",
                        generation_config={"source": "the_well", "file": src.name, "simulation_parameters": sim})
@@ -349,7 +361,7 @@ def _builder_from_well(f: h5py.File, src: Path, out: Path, level: str, split: st
 def _copy_fields(f: h5py.File, b: FileBuilder, extra, progress: bool = False) -> None:
     n = b.n
     n_fields = sum(len(_names(f[group])) for group in schema.FIELD_GROUPS)
-    with progress_bar(n * n_fields, 0, f"import {Path(f.filename).name}", progress) as bar:
+    with progress_bar(n * n_fields, 0, f"import {Path(f.filename).name}", progress, unit="array") as bar:
         for rank, group in enumerate(schema.FIELD_GROUPS):
             for name in _names(f[group]):
                 d = f[group][name]
