@@ -255,6 +255,12 @@ def _train_pinn(a) -> None:
         raise UserError("give either --data (train an operator on a dataset) or --pde (train a PINN), not both")
     if a.resume:
         raise UserError("PINN runs cannot be resumed; start a new run or use --overwrite")
+    ignored = [flag for flag, value in (("--batch-size", a.batch_size), ("--levels", a.levels), ("--mix", a.mix))
+               if value is not None]
+    if ignored:
+        raise UserError(f"{', '.join(ignored)} apply to operator training on --data, not to a PINN (--pde)")
+    if a.steps is not None and a.epochs is not None:
+        raise UserError("give --steps or --epochs (its alias for PINN runs), not both")
     cfg = PINNConfig.from_yaml(a.config) if a.config else PINNConfig()
     flags = {"pde": a.pde, "model": a.model, "optimizer": a.optimizer, "lr": a.lr,
              "steps": a.steps if a.steps is not None else a.epochs, "time_limit_minutes": a.time_limit,

@@ -80,9 +80,10 @@ def test_descending_line_search_stops_at_the_first_rise_after_an_improvement():
     assert steps["grid"][0] == steps["descending"][0] and steps["descending"][1] < 31
 
 
-def test_fixed_step_without_line_search():
+@pytest.mark.parametrize("none", ["none", None])  # `--set optimizer_args.line_search=none` reads None
+def test_fixed_step_without_line_search(none):
     theta = torch.tensor([1.4], dtype=D)
-    ENGD([theta], line_search="none", lr=0.1).step(_sine)
+    ENGD([theta], line_search=none, lr=0.1).step(_sine)
     assert float(theta) == pytest.approx(1.4 - 0.1 * math.tan(1.4), rel=1e-12)
 
 

@@ -164,6 +164,8 @@ def test_pinn_mlp_shapes_dtype_and_registry():
     (dict(init="normal", init_scale=-0.1), "pinn_mlp init_scale must be positive, got -0.1"),
     (dict(fourier_features=4, fourier_scale=float("inf")), "pinn_mlp fourier_scale must be positive and finite, got inf"),
     (dict(periodic=[0], periods=[float("nan")]), "pinn_mlp periods needs one positive period"),
+    # a saved config holds widths; a width given on top of it used to be ignored silently
+    (dict(widths=[32], width=64), r"pinn_mlp takes widths=\[32\] or width=64/depth=None, not both"),
 ])
 def test_pinn_mlp_refuses_bad_arguments(args, message):
     with pytest.raises(UserError, match=message):
@@ -312,7 +314,7 @@ def test_train_pinn_writes_a_complete_run_directory(tmp_path, optimizer, extra):
     ("lbfgs", {"history_size": "many"}, r"optimizer 'lbfgs' rejects optimizer_args \{'history_size': 'many'\}"),
     ("adam+lbfgs", {"histroy_size": 5}, r"optimizer 'lbfgs' takes no optimizer_args key 'histroy_size' "
                                         r"\(did you mean 'history_size'\?\); allowed: .*history_size"),
-    ("adam", {"betaz": [0.9, 0.99]}, r"optimizer 'adam' rejects arguments \['betaz'\]; it takes: .*betas"),
+    ("adam", {"betaz": [0.9, 0.99]}, r"optimizer 'adam' rejects arguments \['betaz'\] \(did you mean 'betas'\?\); it takes: .*betas"),
     ("adam", {"betas": [1.5, 0.99]}, r"optimizer 'adam' rejects arguments \{.*'betas': \[1.5, 0.99\]\}: "
                                      r"Invalid beta parameter at index 0: 1.5"),
     ("adam", {"lr": 0.1}, r"optimizer_args.lr: .* set lr=0.1 instead"),
@@ -351,6 +353,12 @@ def test_cli_refuses_bad_pinn_optimizer_args_without_writing(tmp_path, capsys):
                  "--set", "optimizer_args.solvr=lstsq", "--set", "progress=false"])
     assert code != 0 and not out.exists()
     assert "takes no optimizer_args key 'solvr' (did you mean 'solver'?)" in capsys.readouterr().err
+    # An existing run: the advice names --overwrite only, since PINN runs cannot be resumed.
+    assert main(["train", "--pde", "poisson", "--steps", "1", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--pde", "poisson", "--steps", "1", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is not empty; pick another out, or replace it (--overwrite, overwrite=true)" in err and "resume" not in err
 
 
 @pytest.mark.parametrize("clock", ["wall", "process"])

@@ -199,3 +199,9 @@ def test_bad_input_raises_user_error():
         get_pde("heat_2d").pointwise_rhs(_field, x)
     with pytest.raises(UserError, match="max_iterations"):
         fit_values(model, x, x[:, 0], max_iterations=0)
+
+
+def test_a_misspelt_parameter_of_the_right_hand_side_is_refused():
+    """pde_rhs left the default in force for a name the PDE does not have."""
+    with pytest.raises(UserError, match=r"PDE 'heat_2d' has no parameter 'kapa'; allowed: "):
+        pde_rhs(get_pde("heat_2d"), {"kapa": 0.1})

@@ -440,11 +440,18 @@ def run_method(problem, method, steps, seed=0, log_every=25):
     return model, soft_w, partition, history, time.perf_counter() - t0
 
 
+#: The keys of a scale's ``extra`` settings that the problems read (``--set`` may override only these).
+EXTRA_KEYS = ("frame_dt", "level", "loss_fields", "loss_grid", "loss_time_power", "skip_input", "solver_factor",
+              "t_final")
+
+
 def parse_extra(items) -> dict:
-    """``KEY=a,b`` -> tuple of numbers, ``KEY=a`` -> number (or string)."""
+    """``KEY=a,b`` -> tuple of numbers, ``KEY=a`` -> number (or string); an unknown key exits naming it."""
     out = {}
     for item in items:
-        key, _, value = item.partition("=")
+        key, sep, value = item.partition("=")
+        if not sep or key not in EXTRA_KEYS:
+            sys.exit(f"--set {item!r}: not KEY=VALUE with KEY one of {', '.join(EXTRA_KEYS)}")
         vals = [float(v) if v.replace(".", "", 1).replace("-", "", 1).replace("e", "", 1).isdigit() else v
                 for v in value.split(",")]
         vals = [int(v) if isinstance(v, float) and v.is_integer() and "." not in value else v for v in vals]
@@ -455,7 +462,7 @@ def parse_extra(items) -> dict:
 def accuracy(name: str, scale: str, methods, steps, out: Path, device: str, parts=None, overlap=None, extra=None,
              face_scope=None, interior_split=None, seeds=(0,), hessian=None, lr=None, n_interior=None):
     cfg = SCALES[name][scale]
-    if lr:
+    if lr is not None:
         cfg.lr = lr
     if n_interior:
         cfg.n_interior = n_interior
@@ -662,9 +669,18 @@ def main(argv=None):
         timing(args.scale, out, args.device, name=args.timing_pde, points=points)
     else:
         parts = [int(v) for v in args.parts.split(",") if v] if args.parts else None
+        try:
+            seeds = tuple(int(v) for v in args.seeds.split(",") if v)
+        except ValueError:
+            seeds = ()
+        if not seeds or min(seeds) < 0:
+            ap.error(f"--seeds must be non-negative integers separated by commas, got {args.seeds!r}")
+        if args.steps < 0 or (args.lr is not None and not args.lr > 0) or (args.n_interior or 0) < 0:
+            ap.error(f"--steps (0: the scale's) and --n-interior must be >= 0 and --lr > 0, got {args.steps}, "
+                     f"{args.n_interior}, {args.lr}")
         accuracy(args.what, args.scale, methods, args.steps, out, args.device, parts, args.overlap,
-                 parse_extra(args.set), args.face_scope, args.interior_split,
-                 tuple(int(v) for v in args.seeds.split(",") if v), args.hessian, args.lr, args.n_interior)
+                 parse_extra(args.set), args.face_scope, args.interior_split, seeds, args.hessian, args.lr,
+                 args.n_interior)
 
 
 if __name__ == "__main__":

@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = Path(values["out"])
             if not a.report:
                 train_pinn(PINNConfig.from_dict(values))
+            elif not (run_dir / "metrics.json").is_file():
+                p.error(f"--report: no finished run at {run_dir}; run without --report first")
             metrics = json.loads((run_dir / "metrics.json").read_text())
             for target in TARGETS:
                 metrics[f"time_to_{target:.0e}"] = time_to(run_dir / "log.csv", target)

@@ -56,8 +56,11 @@ class PINNMLP(Operator):
         in_dim: number of input coordinates (space, then time for evolution problems).
         out_dim: number of output fields.
         widths: hidden layer widths, e.g. ``[32]`` (the 2-32-1 network of Müller & Zeinhofer 2023) or
-            ``[64, 64, 64]``; overrides ``width`` and ``depth`` when given.
-        width, depth: ``depth`` hidden layers of ``width`` units each, when ``widths`` is not given.
+            ``[64, 64, 64]``.
+        width, depth: ``depth`` hidden layers of ``width`` units each (default 1 of 32), the other way
+            to say ``widths``; giving both ways is refused. The stored config keeps ``widths`` only,
+            so a saved config with ``--set model_args.width=64`` says it conflicts instead of
+            silently keeping the stored widths.
         activation: ``tanh`` (default), ``sin``, ``gelu``, ``silu`` or ``softplus``.
         fourier_features: number of random Fourier frequencies (0 = none); the first layer then sees
             ``2 * fourier_features`` features instead of the coordinates.
@@ -77,15 +80,19 @@ class PINNMLP(Operator):
     """
 
     def __init__(self, in_dim: int = 2, out_dim: int = 1, widths: Sequence[int] | None = None,
-                 width: int = 32, depth: int = 1, activation: str = "tanh", fourier_features: int = 0,
+                 width: int | None = None, depth: int | None = None, activation: str = "tanh", fourier_features: int = 0,
                  fourier_scale: float = 1.0, fourier_seed: int = 0, periodic: Sequence[int] = (),
                  periods: Sequence[float] | None = None, periodic_harmonics: int = 1,
                  init: str = "default", init_scale: float = 0.1, dtype: str = "float64"):
         super().__init__()
-        check_counts("pinn_mlp", in_dim=in_dim, out_dim=out_dim, width=width, periodic_harmonics=periodic_harmonics)
+        if widths is not None and (width is not None or depth is not None):
+            raise UserError(f"pinn_mlp takes widths={list(widths)!r} or width={width!r}/depth={depth!r}, not both")
         if widths is None:
+            width, depth = 32 if width is None else width, 1 if depth is None else depth
+            check_counts("pinn_mlp", width=width)
             check_counts("pinn_mlp", allow_zero=True, depth=depth)
             widths = [width] * int(depth)
+        check_counts("pinn_mlp", in_dim=in_dim, out_dim=out_dim, periodic_harmonics=periodic_harmonics)
         for w in widths:
             check_counts("pinn_mlp", widths=w)
         in_dim, out_dim, widths = int(in_dim), int(out_dim), [int(w) for w in widths]
@@ -103,7 +110,7 @@ class PINNMLP(Operator):
         if len(periods) != len(periodic) or any(not (0 < p < math.inf) for p in periods):
             raise UserError(f"pinn_mlp periods needs one positive period per periodic axis {periodic}, got {periods}")
 
-        self.config = dict(in_dim=in_dim, out_dim=out_dim, widths=widths, width=int(width), depth=int(depth),
+        self.config = dict(in_dim=in_dim, out_dim=out_dim, widths=widths,
                            activation=str(activation), fourier_features=int(fourier_features),
                            fourier_scale=float(fourier_scale), fourier_seed=int(fourier_seed),
                            periodic=periodic, periods=periods, periodic_harmonics=int(periodic_harmonics),

@@ -91,6 +91,7 @@ class ENGD(torch.optim.Optimizer):
                  lr: float = 1.0, adaptive_damping: bool = False, damping_range: tuple[float, float] = (1e-15, 1e3),
                  jacobian_mode: str = "auto", accept_worse: bool = True):
         check_choice("ENGD solver", solver, SOLVERS)
+        line_search = "none" if line_search is None else line_search  # the override `line_search=none` reads None
         check_choice("ENGD line_search", line_search, LINE_SEARCHES)
         if damping < 0 or lr <= 0 or int(max_halvings) < 0:
             raise UserError(f"ENGD needs damping >= 0, lr > 0 and max_halvings >= 0, got {damping!r}, "

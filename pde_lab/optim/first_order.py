@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 import torch
 from pytorch_optimizer import SOAP, Shampoo
 
-from ..errors import UserError, check_choice
+from ..errors import UserError, check_choice, did_you_mean
 
 FIRST_ORDER: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -35,8 +35,9 @@ def build_first_order(name: str, params: Iterable[torch.Tensor], **kwargs: Any) 
                 if p.kind is not inspect.Parameter.VAR_KEYWORD}
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
-        raise UserError(f"optimizer {name!r} rejects arguments {unknown}; it takes: "
-                        f"{', '.join(sorted(accepted - {'self', 'params'}))}")
+        takes = sorted(accepted - {"self", "params"})
+        raise UserError(f"optimizer {name!r} rejects arguments {unknown}{did_you_mean(unknown[0], takes)}; "
+                        f"it takes: {', '.join(takes)}")
     try:
         return FIRST_ORDER[name](params, **kwargs)
     except (TypeError, ValueError) as err:

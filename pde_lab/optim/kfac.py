@@ -254,6 +254,7 @@ class KFAC(ENGD):
                  momentum: float = 0.0, init_identity: bool = False, accept_worse: bool = True):
         check_choice("KFAC approximation", kfac_approx, APPROXIMATIONS)
         check_choice("KFAC damping_split", damping_split, DAMPING_SPLITS)
+        line_search = "none" if line_search is None else line_search  # the override `line_search=none` reads None
         check_choice("KFAC line_search", line_search, KFAC_LINE_SEARCHES)
         if not 0.0 <= float(ema) < 1.0 or int(update_every) < 1:
             raise UserError(f"KFAC needs 0 <= ema < 1 and update_every >= 1, got {ema!r} and {update_every!r}")
@@ -308,6 +309,12 @@ class KFAC(ENGD):
             self._validate(layers, uses_all, gradient, res)
             self._validated = True
         return torch.cat(rows), gradient, per_term
+
+    def check(self, res: PointwiseResidual) -> None:
+        """Raise the :class:`UserError` the first step would raise if this residual cannot be factorised
+        (parameters used outside linear maps, ``torch.func`` derivatives), without changing any
+        parameter: callers check before they write anything."""
+        self.factors(res)
 
     @property
     def layers(self) -> list[_Layer]:

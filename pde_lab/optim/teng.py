@@ -60,7 +60,7 @@ def pde_rhs(pde: Any, params: Mapping[str, float] | None = None) -> RightHandSid
         have = ", ".join(n for n in PDES.names() if hasattr(PDES.get(n), "pointwise_rhs"))
         raise UserError(f"PDE {getattr(pde, 'name', type(pde).__name__)!r} has no pointwise_rhs, so TENG cannot "
                         f"evolve it; these families have one: {have}")
-    bound = dict(params or {})
+    bound = pde.with_params(params)
     return lambda u_fn, x: pde.pointwise_rhs(u_fn, x, bound)
 
 
@@ -164,7 +164,9 @@ def fit_values(model: nn.Module, x: torch.Tensor, target: torch.Tensor, max_iter
     if int(max_iterations) < 1 or tol < 0 or int(max_halvings) < 0:
         raise UserError(f"fit needs max_iterations >= 1, tol >= 0 and max_halvings >= 0, got {max_iterations!r}, "
                         f"{tol!r} and {max_halvings!r}")
-    target = _columns(target.to(x.dtype), x.shape[0])
+    dtype = next(model.parameters()).dtype  # the network's precision, as TENG itself uses (float32 x stalls ~3e-7)
+    x = x.to(dtype)
+    target = _columns(target.to(dtype), x.shape[0])
     res = _target_residual(model, x, target, chunk_size)
     loss = float(res.loss())
     report = FitReport(0, math.sqrt(2 * loss), math.sqrt(2 * loss), stop="max_iterations")
@@ -223,7 +225,9 @@ def fit_initial_state(model: nn.Module, x: torch.Tensor, target: torch.Tensor, m
     if int(max_iterations) < 1 or tol < 0 or int(patience) < 1:
         raise UserError(f"fit_initial_state needs max_iterations >= 1, tol >= 0 and patience >= 1, got "
                         f"{max_iterations!r}, {tol!r}, {patience!r}")
-    target = _columns(target.to(x.dtype), x.shape[0])
+    dtype = next(model.parameters()).dtype  # the network's precision, as TENG itself uses (float32 x stalls ~3e-7)
+    x = x.to(dtype)
+    target = _columns(target.to(dtype), x.shape[0])
     res = _target_residual(model, x, target, chunk_size)
     opt = ENGD(res.params, solver="lstsq", adaptive_damping=True, line_search="descending")
     loss = float(res.loss())

@@ -207,6 +207,17 @@ class PDE(ABC):
         """Every declared parameter's default, name → float."""
         return {p.name: float(p.default) for p in self.parameters}
 
+    def with_params(self, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The defaults with ``overrides`` applied; a name that is not a parameter of this family is a
+        :class:`UserError` (a misspelt ``kapa`` would otherwise leave the default in force silently)."""
+        params = self.default_params()
+        unknown = sorted(set(overrides or {}) - set(params))
+        if unknown:
+            raise UserError(f"PDE {self.name!r} has no parameter {', '.join(map(repr, unknown))}; "
+                            f"allowed: {', '.join(sorted(params))}")
+        params.update(overrides or {})
+        return params
+
     def param(self, params: Mapping[str, Any] | None, name: str) -> float:
         """Parameter ``name`` from ``params`` (a possibly partial mapping, or ``None``), else its
         default, as a float: how the pointwise (PINN, TENG) methods read scalar parameters."""

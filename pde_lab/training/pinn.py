@@ -26,7 +26,7 @@ with the constructor's own check.
 
 Run directory::
 
-    config.yaml     the resolved config (model arguments and point counts filled in)
+    config.yaml     the resolved config (model arguments filled in; metrics.json has the point counts used)
     log.csv         step, phase, loss, rel_l2, seconds, step_size (every ``eval_every`` steps)
     model.pt        the trained network (``pde_lab.operators.load_model`` rebuilds it)
     metrics.json    final loss and relative L2 error, steps, optimisation time (wall and process
@@ -50,7 +50,7 @@ import torch
 from scipy.stats import qmc
 
 from ..errors import UserError, check_choice, did_you_mean
-from ..operators.base import Operator, build_model, model_parameters, save_model
+from ..operators.base import MODELS, Operator, build_model, model_parameters, save_model
 from ..optim import ENGD, KFAC, LBFGS, SPRING, ConFIG, GaussNewton, LevenbergMarquardt, MultiAdam, PointwiseResidual, model_terms
 from ..optim.first_order import build_first_order
 from .checkpoint import write_log
@@ -190,17 +190,6 @@ def get_pinn_pde(name: str, **pde_args: Any) -> Any:
     return pde
 
 
-def resolve_params(pde: Any, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The PDE's default parameters with ``overrides`` applied; unknown names raise :class:`UserError`."""
-    params = pde.default_params()
-    unknown = sorted(set(overrides) - set(params))
-    if unknown:
-        raise UserError(f"PDE {pde.name!r} has no parameter {', '.join(map(repr, unknown))}; "
-                        f"allowed: {', '.join(sorted(params))}")
-    params.update(overrides)
-    return params
-
-
 # ---- collocation points ----------------------------------------------------------------------------
 def _faces(pde, params: Mapping[str, Any], dim: int) -> list[tuple[int, int]]:
     faces = getattr(pde, "pinn_boundary_faces", None)
@@ -315,13 +304,18 @@ class PINNProblem:
 def build_problem(config: PINNConfig) -> PINNProblem:
     """The PDE, the network (seeded with ``config.seed``), the points and the residual of ``config``."""
     pde = get_pinn_pde(config.pde, **config.pde_args)
-    params = resolve_params(pde, config.params)
+    params = pde.with_params(config.params)
     bounds = pde.pinn_domain(params)
     dim = len(bounds)
     dtype = _DTYPES[config.dtype]
     device = resolve_device(config.device)
     n_fields = len(getattr(pde, "pinn_fields", ("u",)))
     accepted = set(model_parameters(config.model))
+    if "in_dim" not in accepted:  # an operator of fields (FNO, U-Net, ...), not a network of points
+        pointwise = [n for n in MODELS.names() if "in_dim" in model_parameters(n)]
+        raise UserError(f"model {config.model!r} maps fields to fields; a physics-informed network maps "
+                        f"coordinates to values: {', '.join(pointwise)} (or train {config.model!r} on a "
+                        f"dataset with --data)")
     filled = {k: v for k, v in {"in_dim": dim, "out_dim": n_fields, "dtype": config.dtype}.items() if k in accepted}
     periodic_axes = getattr(pde, "pinn_periodic_axes", None)  # periodicity the network must carry itself
     if periodic_axes is not None and "periodic" in accepted and "periodic" not in config.model_args:
@@ -686,11 +680,14 @@ def train_pinn(config: PINNConfig) -> Path:
     run_dir = Path(config.out)
     from .trainer import check_run_dir, prepare_run_dir
 
-    check_run_dir(run_dir, config.overwrite, resume=False)
+    check_run_dir(run_dir, config.overwrite, resume=False, resumable=False)
     # Built before the run directory is touched: a bad PDE, model or optimizer argument must not leave
     # a half-made directory, nor delete the previous run under overwrite=true.
     problem = build_problem(config)
     optimizers = build_optimizers(problem, config)
+    for opt in optimizers.values():  # what an optimizer would refuse at its first step (KFAC's tape)
+        if hasattr(opt, "check"):
+            opt.check(problem.residual)
     prepare_run_dir(run_dir, config.overwrite, resume=False, subdirs=())
     resolved = dataclasses.replace(config, model_args=dict(problem.model.config))
     resolved.to_yaml(run_dir / "config.yaml")

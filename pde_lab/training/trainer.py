@@ -222,8 +222,9 @@ def check_model_on_data(model: torch.nn.Module, normalizer: Normalizer, ds: Data
 
 
 # ---- the run directory -----------------------------------------------------------------------------
-def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
-    """Refuse a non-empty ``run_dir`` unless ``overwrite`` or ``resume``; check a resume is possible."""
+def check_run_dir(run_dir: Path, overwrite: bool, resume: bool, resumable: bool = True) -> None:
+    """Refuse a non-empty ``run_dir`` unless ``overwrite`` or ``resume``; check a resume is possible.
+    ``resumable=False`` (PINN runs) leaves resuming out of the advice."""
     if resume:
         if not (run_dir / "checkpoints" / "last.pt").is_file():
             raise UserError(f"cannot resume: {str(run_dir / 'checkpoints' / 'last.pt')!r} does not exist")
@@ -232,8 +233,9 @@ def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
         raise UserError(f"run directory {str(run_dir)!r} exists and is not a directory")
     if run_dir.is_dir() and any(run_dir.iterdir()):
         if not overwrite:
+            resume_hint = " or continue it (--resume, resume=true)" if resumable else ""
             raise UserError(f"run directory {str(run_dir)!r} is not empty; pick another out, or replace it "
-                            f"(--overwrite, overwrite=true) or continue it (--resume, resume=true)")
+                            f"(--overwrite, overwrite=true){resume_hint}")
         if not (run_dir / "config.yaml").is_file():
             # Overwriting deletes files: only do it where a run directory was, never to a stray folder.
             raise UserError(f"refusing to overwrite {str(run_dir)!r}: it is not empty and holds no "
