@@ -37,6 +37,12 @@ class Operator(nn.Module):
     model_name: str = ""
     config: dict[str, Any]
 
+    @classmethod
+    def stored_args(cls, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Constructor arguments from the ``args`` a checkpoint stored; a model whose arguments changed
+        translates what older checkpoints hold here (:func:`load_model` calls it)."""
+        return dict(args)
+
     def spec(self) -> dict[str, Any]:
         """``{"name": registered name, "args": constructor arguments}``, enough to rebuild the model."""
         if not self.model_name:
@@ -124,7 +130,7 @@ def load_model(source: str | os.PathLike | Mapping[str, Any], map_location: str 
     missing = [k for k in ("name", "args", "state_dict") if k not in payload]
     if missing:
         raise UserError(f"not a model checkpoint: missing {', '.join(missing)}")
-    model = build_model(payload["name"], **payload["args"])
+    model = build_model(payload["name"], **MODELS.get(payload["name"]).stored_args(payload["args"]))
     model.load_state_dict(payload["state_dict"])
     model.to(map_location)
     return model.eval()

@@ -22,7 +22,7 @@ Written by hand because ``torch.nn.Sequential`` plus a few lines is all it is, a
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -78,6 +78,16 @@ class PINNMLP(Operator):
 
     Shapes: input ``(N, in_dim)`` or one point ``(in_dim,)``; output ``(N, out_dim)`` or ``(out_dim,)``.
     """
+
+    @classmethod
+    def stored_args(cls, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Checkpoints written before ``widths`` excluded ``width``/``depth`` stored all three, the
+        resolved ``widths`` being the truth."""
+        args = dict(args)
+        if args.get("widths") is not None:
+            args.pop("width", None)
+            args.pop("depth", None)
+        return args
 
     def __init__(self, in_dim: int = 2, out_dim: int = 1, widths: Sequence[int] | None = None,
                  width: int | None = None, depth: int | None = None, activation: str = "tanh", fourier_features: int = 0,
