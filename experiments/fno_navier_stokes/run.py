@@ -41,7 +41,9 @@ import torch
 from pde_lab.datasets import GenerateConfig, generate
 from pde_lab.datasets.reader import list_files
 from pde_lab.datasets.schema import FIELD_GROUPS
-from pde_lab.errors import UserError
+from pde_lab.errors import UserError, check_choice
+from pde_lab.pdes import get_pde
+from pde_lab.training.config import resolve_device
 from pde_lab.operators import build_model, model_payload, save_model
 from pde_lab.operators.base import atomic_torch_save
 from pde_lab.training.trainer import relative_l2
@@ -153,6 +155,9 @@ class TrainStep:
             self.static_loss, self.static_full = self._step(self.static_u)
 
 
+PDE = "navier_stokes_2d"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="experiments_out/fno_navier_stokes", help="output directory")
@@ -176,7 +181,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--time-limit", type=float, default=None, help="minutes of training; stops before an epoch that would overrun")
     p.add_argument("--fit-schedule", action="store_true",
                    help="with --time-limit: after the second epoch, shrink --epochs to what fits the limit (at least 2) and "
-                        "--step-size in proportion, so the run still ends after the paper's five halvings")
+                        "--step-size in proportion (at least 1), so the run still ends after the paper's five halvings "
+                        "when five or more epochs fit")
     p.add_argument("--eval-every", type=int, default=25, help="epochs between test evaluations")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
@@ -189,6 +195,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.resume and a.fit_schedule:
         p.error("--fit-schedule fits one call's schedule and cannot be combined with --resume")
+    if a.fit_schedule and a.time_limit is None:
+        p.error("--fit-schedule fits the schedule to --time-limit; give one")
+    if a.batch_size > a.n_train:
+        p.error(f"--batch-size {a.batch_size} is larger than --n-train {a.n_train}: no batch would be trained")
     if a.solver_factor < 2:
         p.error(f"--solver-factor must be >= 2, got {a.solver_factor}")
     for name in ("resolution", "n_train", "n_test", "gen_batch", "t_in", "width", "modes", "epochs", "step_size",
@@ -200,17 +210,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     a = parse_args(argv)
-    dev = torch.device(a.device)
+    dev = resolve_device(a.device)
     if a.cuda_graph and dev.type != "cuda":
         raise UserError(f"--cuda-graph needs a CUDA device, got --device {a.device}")
+    check_choice(f"{PDE} level", a.level, get_pde(PDE).levels)
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # Everything above and the checkpoint are checked before --out is made: a refused call leaves nothing.
     state = _load_checkpoint(out / CHECKPOINT, a) if a.resume else None  # refused before any data work
     gen_seconds = None
     if a.data is None and not (a.resume and (out / "data").is_dir()):
         data = out / "data"
         t0 = time.perf_counter()
-        generate(GenerateConfig(pde="navier_stokes_2d", out=str(data), levels=[a.level], n_train=a.n_train, n_valid=0,
+        generate(GenerateConfig(pde=PDE, out=str(data), levels=[a.level], n_train=a.n_train, n_valid=0,
                                 n_test=a.n_test, resolution=a.resolution, seed=0, batch_size=a.gen_batch,
                                 device=a.device, overwrite=True, progress=not a.quiet,
                                 solver_options={"solver_factor": a.solver_factor}))
@@ -231,6 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=a.weight_decay, capturable=a.cuda_graph)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=a.step_size, gamma=0.5)
     order_gen = torch.Generator().manual_seed(a.seed)
+    out.mkdir(parents=True, exist_ok=True)
     log_path = out / "log.csv"
     fields = ["epoch", "lr", "train_l2_step", "train_l2_full", "test_l2_full", "seconds"]
     start, earlier_seconds = 0, 0.0
