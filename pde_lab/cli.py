@@ -224,14 +224,24 @@ def _info(a) -> None:
 
 
 def _train_config(a):
+    import dataclasses
+
+    from .errors import UserError
     from .training.config import TrainConfig
+
+    if a.steps is not None:
+        raise UserError("--steps counts a PINN's optimizer steps (--pde); operator training on --data counts --epochs")
 
     stored = Path(a.out) / "config.yaml" if a.out else None
     if a.config:
         cfg = TrainConfig.from_yaml(a.config)
     elif a.resume and stored is not None and stored.is_file():
-        # A resume continues the run as it was configured; the flags given change only what they name.
-        cfg = TrainConfig.from_yaml(stored)
+        if not (stored.parent / "checkpoints" / "last.pt").is_file():
+            raise UserError(f"cannot resume {a.out}: it has no checkpoints/last.pt (a PINN run, or a run that "
+                            f"never finished an epoch)")
+        # A resume continues the run as it was configured; the flags given change only what they name
+        # (the progress bar is this call's: --quiet).
+        cfg = dataclasses.replace(TrainConfig.from_yaml(stored), progress=True)
     else:
         cfg = TrainConfig()
     flags = {"data": a.data, "model": a.model, "levels": a.levels, "epochs": a.epochs, "batch_size": a.batch_size,

@@ -28,7 +28,7 @@ def run_demo(out: str | Path, minutes: float = 1.0, device: str = "auto", overwr
     # Everything is checked before anything is written: a bad --minutes or --device (or CUDA asked
     # for and absent) must not cost a minute of generation and leave a half-made demo directory.
     resolve_device(device)
-    check_positive("--minutes", minutes)
+    check_positive("minutes", minutes)
     cfg = TrainConfig().apply_overrides([f"data={data}", "model=fno", f"out={run_dir}", "epochs=500",
                                          f"time_limit_minutes={minutes}", "batch_size=16", "lr=0.002",
                                          f"device={device}", "model_args.width=32", "model_args.modes=16"])

@@ -101,7 +101,7 @@ BAD = [
     (["evaluate", "--run", "{tmp}/norun", "--data", "{data}", "--batch-size", "0", "--out", "{tmp}/x"],
      "batch_size must be an integer >= 1, got 0"),
     (["validate", "{tmp}/missing"], "does not exist"),
-    (["demo", "--minutes", "-1", "--out", "{tmp}/x"], "--minutes must be positive, got -1.0"),
+    (["demo", "--minutes", "-1", "--out", "{tmp}/x"], "minutes must be positive, got -1.0"),
     (["evaluate", "--run", "{tmp}/norun", "--data", "{data}", "--device", "gpu0"],
      "unknown device 'gpu0'; allowed: auto, cpu, cuda, cuda:N, mps"),
 ]
@@ -135,8 +135,9 @@ def test_a_resume_continues_the_runs_own_config_from_any_directory(capsys, toy_d
     assert code == 0, err
     assert TrainConfig.from_yaml(tmp_path / "run" / "config.yaml").data == str(toy_data.resolve())
     monkeypatch.chdir(tmp_path / "elsewhere")
-    code, _, err = run(capsys, "train", "--resume", "--out", "../run", "--epochs", "2", "--quiet")
+    code, _, err = run(capsys, "train", "--resume", "--out", "../run", "--epochs", "2")
     assert code == 0, err
+    assert "train:" in err  # the bar is this call's: the first call's --quiet is not inherited
     stored = TrainConfig.from_yaml(tmp_path / "run" / "config.yaml")
     assert (stored.batch_size, stored.scheduler, stored.epochs) == (5, "cosine", 2)
     with (tmp_path / "run" / "log.csv").open() as fh:
@@ -145,6 +146,12 @@ def test_a_resume_continues_the_runs_own_config_from_any_directory(capsys, toy_d
     assert code == 2 and "cannot resume with a changed levels: None -> ['easy']" in err
     code, _, err = run(capsys, "evaluate", "--run", "../run", "--device", "cpu", "--out", "eval")
     assert code == 0, err
+    code, _, err = run(capsys, "train", "--data", relative_data, "--steps", "3", "--out", "other")
+    assert code == 2 and "--steps counts a PINN's optimizer steps" in err
+    # A PINN run has no checkpoint to resume from: said so, not "unknown config key 'pde'".
+    assert main(["train", "--pde", "poisson", "--steps", "1", "--out", "pinn", "--quiet"]) == 0
+    code, _, err = run(capsys, "train", "--resume", "--out", "pinn")
+    assert code == 2 and "cannot resume pinn: it has no checkpoints/last.pt (a PINN run" in err
 
 
 def test_a_failed_evaluation_leaves_no_folder_and_another_pde_is_named(capsys, toy_data, tmp_path, monkeypatch):
@@ -222,11 +229,14 @@ def test_evaluate_refuses_a_corrupt_data_file(capsys, toy_data, tmp_path):
 def test_unwritable_output_is_one_line(capsys, toy_data, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file where a directory should be")
-    code, _, err = run(capsys, "generate", "--pde", "toy_decay", "--out", str(blocker / "data"), "--quiet")
-    assert code == 2 and len(err.strip().splitlines()) == 1 and f"{blocker} is a file, not a directory" in err
+    for argv in (["generate", "--pde", "toy_decay", "--out", str(blocker / "data"), "--quiet"],
+                 ["export-well", str(toy_data / "train" / "easy.h5"), str(blocker / "w.hdf5")]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and f"{blocker} is a file, not a directory" in err
     # Where no check foresees it, the operating system's error is still one line (exit 1).
-    code, _, err = run(capsys, "export-well", str(toy_data / "train" / "easy.h5"), str(blocker / "w.hdf5"))
-    assert code == 1 and len(err.strip().splitlines()) == 1 and f"File exists: '{blocker}'" in err
+    code, _, err = run(capsys, "train", "--data", str(toy_data), "--model", "fno", "--epochs", "1", "--out",
+                       str(blocker / "run"), "--quiet", "--set", "model_args.modes=3")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and str(blocker) in err
     assert blocker.read_text().startswith("a file")
 
 

@@ -374,10 +374,26 @@ def test_train_entry_point_on_generated_data(tmp_path, capsys):
                                         r"got shape \(3, 1, 8, 8, 1\); open the data with parameters="):
         run.predict(torch.randn(3, 1, 8, 8, 1))
 
-    # A checkpoint file of another run is read with the config it was trained with.
+    # A checkpoint file of another run is read with the config it was trained with; the run's own
+    # checkpoints with its config.yaml (the latest: a resume may have changed it).
     plain = train(TrainConfig(**{**config.to_dict(), "parameters": [], "out": str(tmp_path / "plain")}))
     borrowed = load_run(run_dir, checkpoint=str(plain / "checkpoints" / "best.pt"))
     assert borrowed.config.parameters == [] and borrowed.predict(torch.randn(2, 1, 8, 8, 1)).shape == (2, 1, 8, 8, 3)
+    stored = TrainConfig.from_yaml(run_dir / "config.yaml")
+    TrainConfig(**{**stored.to_dict(), "epochs": 7}).to_yaml(run_dir / "config.yaml")
+    assert load_run(run_dir).config.epochs == 7
+    stored.to_yaml(run_dir / "config.yaml")
+
+    # data.json written in the older sorted order: a resume with the same files does not warn.
+    import warnings
+
+    record = json.loads((plain / "data.json").read_text())
+    record["files"] = sorted(record["files"], key=lambda f: f["path"], reverse=True)
+    (plain / "data.json").write_text(json.dumps(record))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(TrainConfig(**{**config.to_dict(), "parameters": [], "out": str(plain), "epochs": 2, "resume": True}))
+    assert _state(plain)["epoch"] == 2
 
     # holding the splits in memory changes nothing but where items are read from
     preloaded = train(TrainConfig(**{**config.to_dict(), "preload": True, "out": str(tmp_path / "mem")}))

@@ -446,12 +446,12 @@ EXTRA_KEYS = ("frame_dt", "level", "loss_fields", "loss_grid", "loss_time_power"
 
 
 def parse_extra(items) -> dict:
-    """``KEY=a,b`` -> tuple of numbers, ``KEY=a`` -> number (or string); an unknown key exits naming it."""
+    """``KEY=a,b`` -> tuple of numbers, ``KEY=a`` -> number (or string); ``ValueError`` naming an unknown key."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or key not in EXTRA_KEYS:
-            sys.exit(f"--set {item!r}: not KEY=VALUE with KEY one of {', '.join(EXTRA_KEYS)}")
+            raise ValueError(f"--set {item!r}: not KEY=VALUE with KEY one of {', '.join(EXTRA_KEYS)}")
         vals = [float(v) if v.replace(".", "", 1).replace("-", "", 1).replace("e", "", 1).isdigit() else v
                 for v in value.split(",")]
         vals = [int(v) if isinstance(v, float) and v.is_integer() and "." not in value else v for v in vals]
@@ -678,9 +678,12 @@ def main(argv=None):
         if args.steps < 0 or (args.lr is not None and not args.lr > 0) or (args.n_interior or 0) < 0:
             ap.error(f"--steps (0: the scale's) and --n-interior must be >= 0 and --lr > 0, got {args.steps}, "
                      f"{args.n_interior}, {args.lr}")
+        try:
+            extra = parse_extra(args.set)
+        except ValueError as err:
+            ap.error(str(err))
         accuracy(args.what, args.scale, methods, args.steps, out, args.device, parts, args.overlap,
-                 parse_extra(args.set), args.face_scope, args.interior_split, seeds, args.hessian, args.lr,
-                 args.n_interior)
+                 extra, args.face_scope, args.interior_split, seeds, args.hessian, args.lr, args.n_interior)
 
 
 if __name__ == "__main__":

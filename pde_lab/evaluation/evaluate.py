@@ -64,10 +64,11 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
                     "checkpoint": str(run.checkpoint_path), "levels": {}}
     pred_path = dest / f"predictions_{split}.h5"
     partial = pred_path.with_name(pred_path.name + ".partial")
-    store = h5py.File(partial, "w") if save_predictions else None
+    store = None
     all_metrics: dict[str, list[torch.Tensor]] = {}
     totals = {"model_seconds": 0.0, "solver_seconds": 0.0, "n": 0}
     try:
+        store = h5py.File(partial, "w") if save_predictions else None
         for path in files:
             ds = FieldDataset([path], task=task, parameters=run.config.parameters or ())
             level = ds.levels[0]

@@ -53,7 +53,8 @@ SCHEMES = ("euler", "heun")
 
 def pde_rhs(pde: Any, params: Mapping[str, float] | None = None) -> RightHandSide:
     """``F[u]`` of a PDE family that declares ``pointwise_rhs(u_fn, x, params)`` (heat, Allen–Cahn,
-    Burgers), with its parameters bound; ``UserError`` for a family without one."""
+    Burgers), with its parameters bound (the defaults, updated by ``params``); ``UserError`` for a
+    family without one or a name in ``params`` that is not one of its parameters."""
     if not hasattr(pde, "pointwise_rhs"):
         from ..pdes import PDES
 

@@ -249,11 +249,14 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str |
             raise UserError(f"checkpoint {checkpoint!r} is neither 'best', 'last' nor an existing checkpoint file")
     device = torch.device(device)
     state = load_checkpoint(path, map_location="cpu")
-    # The checkpoint's own config first: a checkpoint file from another run must be read with the
-    # task and parameters it was trained with, not those of run_dir's config.yaml.
+    # The run's config.yaml (the latest, after a resume) for its own checkpoints; a checkpoint file of
+    # another run is read with the config it was trained with (its task and parameters).
     config_path = run_dir / "config.yaml"
-    config = (TrainConfig.from_dict(state["config"]) if state.get("config") is not None
-              else TrainConfig.from_yaml(config_path))
+    own = checkpoint in ("best", "last") or path.resolve().parent == (run_dir / "checkpoints").resolve()
+    if (own or state.get("config") is None) and config_path.is_file():
+        config = TrainConfig.from_yaml(config_path)
+    else:
+        config = TrainConfig.from_dict(state["config"])
     model = load_model(state["model"], map_location=device)
     return Run(run_dir=run_dir, config=config, model=model,
                normalizer=Normalizer.from_state_dict(state["normalizer"]).to(device),

@@ -528,7 +528,8 @@ def _push_forward(model: torch.nn.Module, normalizer: Normalizer, x: torch.Tenso
 def _write_data_json(path: Path, info: dict[str, Any], resumed: bool) -> None:
     if resumed and path.is_file():
         old = json.loads(path.read_text())
-        if [f["sha256"] for f in old.get("files", [])] != [f["sha256"] for f in info.get("files", [])]:
+        # Compared as sets: older runs listed the files sorted by path, newer ones in reading order.
+        if sorted(f["sha256"] for f in old.get("files", [])) != sorted(f["sha256"] for f in info.get("files", [])):
             warnings.warn(f"the data files differ from those this run started with (see {path}); "
                           f"the resumed run trains on the new data", stacklevel=3)
         return
@@ -577,7 +578,7 @@ def train(config: TrainConfig) -> Path:
     train_ds = open_split(config.data, "train", levels=config.levels, task=config.task, parameters=config.parameters,
                           trajectories=selection, preload=config.preload)
     valid_ds = None
-    if any((Path(config.data) / "valid").glob("*.h5")):
+    if Path(config.data).is_file() or any((Path(config.data) / "valid").glob("*.h5")):  # a file serves every split
         valid_ds = open_split(config.data, "valid", levels=config.levels, task=config.task,
                               parameters=config.parameters, preload=config.preload)
     elif distributed.env_rank() == 0:

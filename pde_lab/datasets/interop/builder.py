@@ -27,7 +27,10 @@ from ..writer import _str_list
 
 def check_output(out: Path, src: Path, overwrite: bool) -> None:
     """Refuse to write a converted file over its source, a directory, or (without ``overwrite``) any
-    existing file."""
+    existing file, or a path below a file."""
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise UserError(f"{out} cannot be written: {blocking} is a file, not a directory")
     if not out.exists():
         return
     if out.resolve() == src.resolve():

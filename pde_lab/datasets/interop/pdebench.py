@@ -74,7 +74,7 @@ def import_pdebench(src: str | Path, out: str | Path, level: str = "default", sp
         periodic: per axis (or one value for all), whether the domain wraps around.
         field_names: channel names for group files.
         samples: ``(start, stop)`` sample range to convert; ``None`` = all.
-        progress: show a progress bar (arrays converted) on stderr.
+        progress: show a progress bar on stderr (arrays converted; trajectories for group files).
         overwrite: replace an existing ``out`` (never the source).
     Returns ``out``; the file validates.
     """
