@@ -385,23 +385,27 @@ def main(argv: list[str] | None = None) -> int:
         arms = parse_list(args.arms, ARMS, "arms")
         budget_models = (parse_list(args.budget_models, ("fno", "unet"), "budget models") if args.budget_models
                          else list(scale.budget_models))
-        epochs = args.epochs or scale.epochs
-        if epochs < 1:
-            raise UserError(f"--epochs must be positive, got {epochs}")
+        epochs = scale.epochs if args.epochs is None else args.epochs
+        workers = scale.workers if args.workers is None else args.workers
+        if epochs < 1 or workers < 1:
+            raise UserError(f"--epochs and --workers must be positive, got {epochs} and {workers}")
+        if args.budget_models and arms != ["count"] and not set(models) & set(budget_models):
+            raise UserError(f"the budget and subset arms train --budget-models {budget_models}, none of which is in "
+                            f"--models {models}")
         if scale.device == "cuda" and not torch.cuda.is_available():
             raise UserError("--scale gpu trains on CUDA, which is not available here; use --scale cpu")
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         t_start = time.perf_counter()
-        data_dirs = generate_levels(scale, axes, out, args.workers or scale.workers)
+        data_dirs = generate_levels(scale, axes, out, workers)
         costs = level_cost_table(data_dirs)
         for axis, d in data_dirs.items():
             for lv in AXES[axis]:
                 costs[lv].setdefault("persistence_err", persistence_error(d, lv))
         rows = []
         for axis in axes:
-            easy = AXES[axis][0]
+            easy, _, hard = AXES[axis]
             budget = hard_only_cost(data_dirs[axis], easy, scale.n_train, seed=0)
             print(f"[{axis}] compute budget = hard-only count-arm cost = {budget:.1f} s", flush=True)
             for arm in arms:
@@ -409,8 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                     if arm != "count" and model not in budget_models:
                         continue
                     for alpha in ALPHAS:
-                        if arm == "subset" and alpha == 0.0:
-                            continue  # no hard trajectories: nothing to train on
+                        if arm == "subset" and mix_counts({easy: 1.0 - alpha, hard: alpha}, scale.n_train)[hard] == 0:
+                            continue  # no hard trajectories in the mix (alpha = 0, or rounded away)
                         run_dir = out / "runs" / axis / f"{model}-{arm}-a{alpha:g}"
                         twin = out / "runs" / axis / f"{model}-count-a{alpha:g}"
                         if arm != "count" and alpha == 1.0 and (twin / "metrics.json").is_file():

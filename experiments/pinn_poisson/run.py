@@ -75,8 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(1)
 
+    if not Path(a.config).is_file():
+        p.error(f"--config {a.config}: no such file")
+    if a.minutes is not None and not a.minutes > 0:
+        p.error(f"--minutes must be positive, got {a.minutes}")
     spec = yaml.safe_load(Path(a.config).read_text())
-    seeds = [int(s) for s in a.seeds.split(",")] if a.seeds else list(spec["seeds"])
+    try:
+        seeds = [int(s) for s in a.seeds.split(",")] if a.seeds else list(spec["seeds"])
+    except ValueError:
+        p.error(f"--seeds must be integers separated by commas, got {a.seeds!r}")
     names = a.only.split(",") if a.only else list(spec["optimizers"])
     unknown = [n for n in names if n not in spec["optimizers"]]
     if unknown:
