@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import UserError, check_positive
 from ..pdes import get_pde
 from . import engine, schema
+from .layout import file_in_the_way
 from .lock import DirectoryLock
 from .parts import write_part
 
@@ -101,7 +102,7 @@ def _check(config: GenerateConfig):
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} exists and is not a directory")
-    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    blocking = file_in_the_way(out)
     if blocking is not None:
         raise UserError(f"output {out} cannot be made: {blocking} is a file, not a directory")
     return pde, levels, shard

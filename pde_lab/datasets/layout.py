@@ -55,3 +55,9 @@ def dataset_files(path: str | Path) -> list[Path]:
     known = set(files)
     # Files outside the split folders (exports, hand-placed files) are still dataset members to check.
     return files + sorted(f for f in path.rglob("*.h5") if f not in known)
+
+
+def file_in_the_way(path: str | Path) -> Path | None:
+    """The first ancestor of ``path`` that exists as a file, which makes ``path`` impossible to
+    create; ``None`` when there is none."""
+    return next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)

@@ -79,6 +79,12 @@ def model_parameters(name: str) -> list[str]:
     return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
 
 
+def models_taking(argument: str) -> list[str]:
+    """The registered models whose constructor takes ``argument`` (``in_channels``: operators of
+    fields; ``in_dim``: networks of points)."""
+    return [n for n in MODELS.names() if argument in model_parameters(n)]
+
+
 def data_arguments(name: str, in_channels: int, out_channels: int, n_dims: int) -> dict[str, int]:
     """The data-dependent constructor arguments that model ``name`` accepts, with their values."""
     accepted = set(model_parameters(name))

@@ -120,14 +120,16 @@ def _snapshot(res) -> tuple[torch.Tensor, ...]:
 
 
 def _target_residual(model: nn.Module, x: torch.Tensor, target: torch.Tensor, chunk_size: int | None):
-    """The pointwise residual ``(u_θ(x) − û(x)) / √N`` as a :class:`PointwiseResidual`.
+    """The pointwise residual ``(u_θ(x) − û(x)) / √N`` as a :class:`PointwiseResidual`, in the network's
+    precision; ``x: (N, d)``, ``target: (N,)`` or ``(N, C)``.
 
     Each row of the fit depends on its point *and* on its target value, and the Jacobian is formed
     one point at a time; carrying the target as extra input columns ``z = [x, û]`` keeps the rows
     independent functions of ``z``.
     """
+    dtype = next(model.parameters()).dtype  # the network's precision, as TENG itself uses (float32 x stalls ~3e-7)
     n, d = x.shape
-    z = torch.cat([x, target], dim=1)
+    z = torch.cat([x.to(dtype), _columns(target.to(dtype), n)], dim=1)
 
     def misfit(u_fn, zz: torch.Tensor) -> torch.Tensor:
         return _columns(u_fn(zz[:, :d]), zz.shape[0]) - zz[:, d:]
@@ -165,9 +167,6 @@ def fit_values(model: nn.Module, x: torch.Tensor, target: torch.Tensor, max_iter
     if int(max_iterations) < 1 or tol < 0 or int(max_halvings) < 0:
         raise UserError(f"fit needs max_iterations >= 1, tol >= 0 and max_halvings >= 0, got {max_iterations!r}, "
                         f"{tol!r} and {max_halvings!r}")
-    dtype = next(model.parameters()).dtype  # the network's precision, as TENG itself uses (float32 x stalls ~3e-7)
-    x = x.to(dtype)
-    target = _columns(target.to(dtype), x.shape[0])
     res = _target_residual(model, x, target, chunk_size)
     loss = float(res.loss())
     report = FitReport(0, math.sqrt(2 * loss), math.sqrt(2 * loss), stop="max_iterations")
@@ -226,9 +225,6 @@ def fit_initial_state(model: nn.Module, x: torch.Tensor, target: torch.Tensor, m
     if int(max_iterations) < 1 or tol < 0 or int(patience) < 1:
         raise UserError(f"fit_initial_state needs max_iterations >= 1, tol >= 0 and patience >= 1, got "
                         f"{max_iterations!r}, {tol!r}, {patience!r}")
-    dtype = next(model.parameters()).dtype  # the network's precision, as TENG itself uses (float32 x stalls ~3e-7)
-    x = x.to(dtype)
-    target = _columns(target.to(dtype), x.shape[0])
     res = _target_residual(model, x, target, chunk_size)
     opt = ENGD(res.params, solver="lstsq", adaptive_damping=True, line_search="descending")
     loss = float(res.loss())

@@ -50,7 +50,7 @@ import torch
 from scipy.stats import qmc
 
 from ..errors import UserError, check_choice, did_you_mean
-from ..operators.base import MODELS, Operator, build_model, model_parameters, save_model
+from ..operators.base import Operator, build_model, model_parameters, models_taking, save_model
 from ..optim import ENGD, KFAC, LBFGS, SPRING, ConFIG, GaussNewton, LevenbergMarquardt, MultiAdam, PointwiseResidual, model_terms
 from ..optim.first_order import build_first_order
 from .checkpoint import write_log
@@ -312,10 +312,9 @@ def build_problem(config: PINNConfig) -> PINNProblem:
     n_fields = len(getattr(pde, "pinn_fields", ("u",)))
     accepted = set(model_parameters(config.model))
     if "in_dim" not in accepted:  # an operator of fields (FNO, U-Net, ...), not a network of points
-        pointwise = [n for n in MODELS.names() if "in_dim" in model_parameters(n)]
         raise UserError(f"model {config.model!r} maps fields to fields; a physics-informed network maps "
-                        f"coordinates to values: {', '.join(pointwise)} (or train {config.model!r} on a "
-                        f"dataset with --data)")
+                        f"coordinates to values: {', '.join(models_taking('in_dim'))} (or train "
+                        f"{config.model!r} on a dataset with --data)")
     filled = {k: v for k, v in {"in_dim": dim, "out_dim": n_fields, "dtype": config.dtype}.items() if k in accepted}
     periodic_axes = getattr(pde, "pinn_periodic_axes", None)  # periodicity the network must carry itself
     if periodic_axes is not None and "periodic" in accepted and "periodic" not in config.model_args:

@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..evaluation.rollout import advance
-from ..operators.base import MODELS, Operator, build_model, data_arguments, model_parameters, model_payload
+from ..operators.base import Operator, build_model, data_arguments, model_parameters, model_payload, models_taking
 from ..optim.first_order import build_first_order
 from . import distributed
 from .checkpoint import Normalizer, load_checkpoint, predict_batch, save_checkpoint, write_log
@@ -549,10 +549,9 @@ def train(config: TrainConfig) -> Path:
     if config.out is None:
         raise UserError("no run directory: set out=PATH")
     if "in_channels" not in model_parameters(config.model):  # a network of points, not of fields
-        operators = [n for n in MODELS.names() if "in_channels" in model_parameters(n)]
         raise UserError(f"model {config.model!r} maps coordinates to values and does not take fields: train it "
                         f"physics-informed (pde-lab train --pde NAME), or train an operator on --data: "
-                        f"{', '.join(operators)}")
+                        f"{', '.join(models_taking('in_channels'))}")
     run_dir = Path(config.out)
     check_run_dir(run_dir, config.overwrite, config.resume)
     state = None

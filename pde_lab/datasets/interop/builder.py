@@ -21,6 +21,7 @@ from ... import __version__
 from ...errors import UserError
 from .. import schema
 from ..parts import CHECKSUM_ALGORITHM, trajectory_checksums
+from ..layout import file_in_the_way
 from ..validate import validate_file
 from ..writer import _str_list
 
@@ -28,7 +29,7 @@ from ..writer import _str_list
 def check_output(out: Path, src: Path, overwrite: bool) -> None:
     """Refuse to write a converted file over its source, a directory, or (without ``overwrite``) any
     existing file, or a path below a file."""
-    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    blocking = file_in_the_way(out)
     if blocking is not None:
         raise UserError(f"{out} cannot be written: {blocking} is a file, not a directory")
     if not out.exists():
