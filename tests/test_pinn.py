@@ -372,6 +372,17 @@ def test_time_limit_stops_the_run_on_the_chosen_clock(clock):
     assert m["seconds"] >= 0.12 and out["log"][-1]["seconds"] == pytest.approx(m["seconds"], abs=0.05)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "engd"])
+def test_time_limit_is_checked_after_every_step_not_only_at_evaluations(optimizer):
+    # eval_every far beyond the budget: the run must still stop at the limit, with a last log row
+    cfg = PINNConfig(optimizer=optimizer, steps=10 ** 6, eval_every=10 ** 6, time_limit_minutes=0.003,
+                     n_interior=16, n_boundary=8, eval_points=64, model_args={"widths": [4]}, progress=False)
+    out = fit_pinn(build_problem(cfg), cfg)
+    m = out["metrics"]
+    assert m["stop_reason"] == "time limit" and 0 < m["steps"] < 10 ** 6
+    assert out["log"][-1]["step"] == m["steps"] and 0.18 <= m["seconds"] < 5.0
+
+
 def test_hard_boundary_imposes_the_data_exactly_and_trains():
     from pde_lab.training.pinn import HardBoundary
 

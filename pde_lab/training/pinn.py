@@ -94,8 +94,8 @@ class PINNConfig(YamlConfig):
         lr: the first-order optimizers' learning rate; lr_decay: it is multiplied by this every 1000 steps.
         steps: iterations of the optimizer (of L-BFGS for ``adam+lbfgs``).
         adam_steps: Adam iterations before L-BFGS in ``adam+lbfgs``.
-        time_limit_minutes: stop after this much optimisation time (checked every ``eval_every``
-            steps); ``None`` = no limit.
+        time_limit_minutes: stop after this much optimisation time (checked after every step; for
+            L-BFGS after every ``eval_every`` iterations); ``None`` = no limit.
         clock: what ``seconds`` in the log and the time limit measure: ``wall`` (elapsed time) or
             ``process`` (CPU time of this process: on a machine shared with other jobs it is what a
             single-threaded run would take on an idle core, so budgets stay comparable across runs).
@@ -579,9 +579,10 @@ def _run_first_order(problem: PINNProblem, config: PINNConfig, logger: _Logger, 
             logger.log(step, name, float(loss))
             return step, "non-finite loss"
         _maybe_resample(problem, config, step - 1, step)
-        if step % config.eval_every == 0 or k == steps - 1:
+        out_of_time = logger.out_of_time()
+        if out_of_time or step % config.eval_every == 0 or k == steps - 1:
             logger.log(step, name, None, opt.param_groups[0]["lr"])
-            if logger.out_of_time():
+            if out_of_time:
                 return step, "time limit"
     return start + steps, "max steps"
 
@@ -620,13 +621,14 @@ def _run_second_order(problem: PINNProblem, config: PINNConfig, logger: _Logger,
             return step, "non-finite loss"
         _maybe_resample(problem, config, step - 1, step)
         stalled = config.optimizer == "lm" and not opt.last["accepted"]
-        if step % config.eval_every == 0 or step == config.steps or stalled:
+        out_of_time = logger.out_of_time()
+        if out_of_time or stalled or step % config.eval_every == 0 or step == config.steps:
             # the step size for ENGD / Gauss-Newton, the damping for Levenberg-Marquardt
             size = opt.last.get("eta", opt.last.get("damping", float("nan")))
             logger.log(step, config.optimizer, new_loss, size)
             if stalled:
                 return step, "lm: no acceptable step (stationary to working precision)"
-            if logger.out_of_time():
+            if out_of_time:
                 return step, "time limit"
     return config.steps, "max steps"
 
