@@ -24,6 +24,18 @@ def pin_threads(threads: int) -> None:
         pass
 
 
+def checked_device(parser, name: str) -> str:
+    """``name`` as a torch device string (``auto`` resolved), or the parser's one-line error (exit 2)
+    for a device torch does not know or CUDA asked for without a GPU."""
+    from pde_lab.errors import UserError
+    from pde_lab.training.config import resolve_device
+
+    try:
+        return str(resolve_device(name))
+    except UserError as err:
+        parser.error(f"--device: {err}")
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as fh:

@@ -29,14 +29,12 @@ Needs neuraloperator (``pip install neuraloperator``; see benchmarks/README.md).
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import iqr, machine_lines, median, pin_threads, sync, table, time_calls  # noqa: E402
+from _common import checked_device, iqr, machine_lines, median, pin_threads, sync, table, time_calls  # noqa: E402
 
 # The benchmark problems (FNO paper, Li et al. 2021).
 PROBLEMS = {
@@ -307,6 +305,7 @@ def main(argv=None) -> None:
             s.add_argument("--seeds", type=int, nargs="+", default=[0])
     a = p.parse_args(argv)
     pin_threads(a.threads)
+    a.device = checked_device(p, a.device)
     {"step": cmd_step, "profile": cmd_profile, "accuracy": cmd_accuracy}[a.cmd](a)
 
 

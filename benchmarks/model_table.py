@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_lines, median, pin_threads, table  # noqa: E402
+from _common import checked_device, machine_lines, median, pin_threads, table  # noqa: E402
 
 HERE = Path(__file__).resolve()
 NOT_FIELD_OPERATORS = {"pinn_mlp"}  # maps points, not fields (see tests/test_models.py)
@@ -218,6 +218,7 @@ def main(argv=None) -> None:
     p.add_argument("--json", help="also write the rows to this JSON file")
     a = p.parse_args(argv)
     pin_threads(a.threads)
+    a.device = checked_device(p, a.device)
     if a.what == "_one":
         print(json.dumps(measure_one(a.name, a.size, a.batch, a.reps, a.device)))
         return

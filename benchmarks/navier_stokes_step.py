@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import iqr, machine_lines, median, pin_threads, table, time_calls  # noqa: E402
+from _common import checked_device, iqr, machine_lines, median, pin_threads, table, time_calls  # noqa: E402
 
 
 def _fields(n: int, batch: int, device: str):
@@ -132,6 +132,7 @@ def main(argv=None) -> None:
     p.add_argument("--group", type=int, default=None, help="members stepped together on CPU (default: the solver's)")
     a = p.parse_args(argv)
     pin_threads(a.threads)
+    a.device = checked_device(p, a.device)
     print("\n".join(machine_lines(a.device)))
     rows = []
     for n in a.sizes:

@@ -289,3 +289,11 @@ def test_timing_refuses_bad_point_counts(bad, capsys):
         mod.main(["timing", "--timing-points", bad])
     assert exit_info.value.code == 2
     assert f"--timing-points must be positive integers separated by commas, got {bad!r}" in capsys.readouterr().err
+
+
+def test_an_unknown_device_is_a_one_line_usage_error(capsys):
+    mod = _hard_constraints_script()
+    with pytest.raises(SystemExit) as exit_info:
+        mod.main(["timing", "--device", "gpu"])
+    assert exit_info.value.code == 2
+    assert "--device: unknown device 'gpu'; allowed: auto, cpu, cuda, cuda:N, mps" in capsys.readouterr().err

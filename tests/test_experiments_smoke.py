@@ -281,3 +281,11 @@ def test_teng_refuses_an_unknown_part(tmp_path, capsys):
     mod = load_experiment("teng/run.py")
     assert mod.main(["--out", str(tmp_path / "t"), "--only", "heat,nosuch"]) == 2
     assert "nosuch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script", [["fno_step.py", "step"], ["model_table.py", "cost"], ["navier_stokes_step.py"]])
+def test_benchmarks_refuse_an_unknown_device_before_any_work(script):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / script[0]
+    out = subprocess.run([sys.executable, str(path), *script[1:], "--device", "gpu"], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--device: unknown device 'gpu'; allowed: auto, cpu, cuda, cuda:N, mps" in out.stderr

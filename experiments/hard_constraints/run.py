@@ -41,9 +41,11 @@ import torch
 from pde_lab.constraints.hard_constraint import LMSettings, hard_constraint_solve
 from pde_lab.constraints.moe import Partition
 from pde_lab.constraints.physics import ConstraintResidual, as_terms, coordinate_jets, jet_names
+from pde_lab.errors import UserError
 from pde_lab.operators.base import build_model
 from pde_lab.pdes import get_pde
 from pde_lab.pdes.navier_stokes_2d import NavierStokes2D
+from pde_lab.training.config import resolve_device
 
 PAPER = {"diffusion_sorption": {"moe": 0.036, "global": 0.076, "soft": 0.859},
          "navier_stokes": {"moe": 0.083, "global": 0.118, "soft": 0.181}}
@@ -654,6 +656,10 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    try:
+        args.device = str(resolve_device(args.device))
+    except UserError as err:
+        ap.error(f"--device: {err}")
     out = Path(args.out)
     methods = [m for m in args.methods.split(",") if m]
     bad = [m for m in methods if m not in ("moe", "global", "soft")]
