@@ -189,11 +189,13 @@ def test_export_errors_leave_nothing(capsys, mesh_data, tmp_path):
         (["--format", "vtk", "--out", tmp_path / "a.vtu"], "unknown export format 'vtk'; allowed: "),
         (["--format", "xdmf", "--out", tmp_path / "a.vtu"], f"xdmf output {tmp_path / 'a.vtu'} must end in .xdmf"),
         (["--format", "vtu", "--out", tmp_path / "s4.nc"], f"vtu output {tmp_path / 's4.nc'} must end in .vtu or .pvd"),
-        (["--format", "vtu", "--out", tmp_path / "missing/a.vtu"], "does not exist"),
+        (["--format", "vtu", "--out", tmp_path / "s4.nc" / "a.vtu"], f"{tmp_path / 's4.nc'} is a file, not a directory"),
     ]
+    (tmp_path / "s4.nc").write_text("")
     for args, message in cases:
         code, _, err = run(capsys, "export", src, *args)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "s4.nc").unlink()
     code, _, err = run(capsys, "export", tmp_path / "nope.h5", "--out", tmp_path / "a.vtu")
     assert code == 2 and "not a valid pde_lab file" in err
     code, _, err = run(capsys, "export", mesh_data, "--out", tmp_path / "a.vtu")
@@ -209,7 +211,16 @@ def test_failed_write_leaves_no_partial(mesh_data, tmp_path, monkeypatch):
     monkeypatch.setattr(meshio, "write", boom)
     with pytest.raises(OSError):
         export_sample(mesh_data / "heat_fem/train/easy.h5", 0, "vtu", tmp_path / "s.pvd")
+    # the parent directories an export makes go too
+    with pytest.raises(OSError):
+        export_sample(mesh_data / "heat_fem/train/easy.h5", 0, "vtu", tmp_path / "new" / "deeper" / "s.pvd")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_makes_missing_parent_directories(mesh_data, tmp_path):
+    written = export_sample(mesh_data / "poisson_fem/train/easy.h5", 0, "vtu", tmp_path / "new" / "deeper" / "a.vtu")
+    assert written == [tmp_path / "new" / "deeper" / "a.vtu"] and written[0].stat().st_size > 0
+    assert sorted(p.name for p in (tmp_path / "new" / "deeper").iterdir()) == ["a.vtu"]
 
 
 def test_xarray_and_read_mesh_of_a_mesh_file(mesh_data):

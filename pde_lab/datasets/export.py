@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import UserError, check_choice
 from . import schema
+from .layout import file_in_the_way
 from .validate import validate_file
 from .writer import attr_value
 
@@ -127,14 +128,20 @@ def read_sample(path: str | Path, index: int) -> Sample:
 
 
 class _Staging:
-    """A temporary directory next to ``target``; :meth:`commit` moves its files beside ``target``."""
+    """A temporary directory next to ``target``; :meth:`commit` moves its files beside ``target``.
+
+    Missing parent directories are made, as the converters make them; :meth:`abort` removes the
+    ones it made, so a failed export leaves nothing behind."""
 
     def __init__(self, target: Path):
         self.target = target
-        parent = target.parent
-        if not parent.is_dir():
-            raise UserError(f"output directory {parent} does not exist")
-        self.dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
+        blocking = file_in_the_way(target)
+        if blocking is not None:
+            raise UserError(f"{target} cannot be written: {blocking} is a file, not a directory")
+        missing = [p for p in target.parents if not p.exists()]
+        self.made = missing[-1] if missing else None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -151,6 +158,8 @@ class _Staging:
 
     def abort(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.made is not None:
+            shutil.rmtree(self.made, ignore_errors=True)
 
 
 def _point_data(s: Sample, frame: int | None) -> dict[str, np.ndarray]:
