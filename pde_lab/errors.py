@@ -5,13 +5,14 @@ keeps its traceback.
 """
 import difflib
 import math
+from typing import Any, Iterable
 
 
 class UserError(ValueError):
     """Bad input from a user: the message names the bad value and what is allowed."""
 
 
-def check_choice(kind: str, value: str, allowed) -> str:
+def check_choice(kind: str, value: str, allowed: Iterable[str]) -> str:
     """Return ``value`` if it is one of ``allowed``, else raise a :class:`UserError` that lists them."""
     allowed = sorted(allowed)
     if value not in allowed:
@@ -19,7 +20,7 @@ def check_choice(kind: str, value: str, allowed) -> str:
     return value
 
 
-def check_positive(name: str, value, *, allow_zero: bool = False):
+def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
     """Return ``value`` if it is a finite positive number (or zero when allowed), else raise a
     :class:`UserError` naming ``name``: an infinite viscosity or learning rate passes ``> 0`` and only
     fails later as NaN; a string or ``None`` would raise a bare ``TypeError``."""
@@ -33,13 +34,13 @@ def check_positive(name: str, value, *, allow_zero: bool = False):
     return value
 
 
-def did_you_mean(key: str, allowed) -> str:
+def did_you_mean(key: str, allowed: Iterable[Any]) -> str:
     """``" (did you mean 'x'?)"`` for the allowed name closest to a misspelt ``key``, or ``""``."""
     close = difflib.get_close_matches(str(key), [str(a) for a in allowed], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def check_integer(name: str, value, minimum: int = 1, *, even: bool = False) -> int:
+def check_integer(name: str, value: Any, minimum: int = 1, *, even: bool = False) -> int:
     """``value`` as an ``int`` if it is a whole number ``>= minimum`` (and even, if ``even``), else a
     :class:`UserError` naming ``name``: ``32.0`` is taken, ``32.5``, ``True`` and ``"32"`` are not
     (``int()`` would truncate or convert them silently)."""

@@ -20,11 +20,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .errors import UserError, check_positive
+
+if TYPE_CHECKING:
+    import meshio
+    import skfem
 
 __all__ = ["TriangleMesh", "disk_mesh", "lshape_mesh", "rectangle_mesh", "plate_mesh", "random_holes",
            "read_mesh", "check_mesh", "refine"]
@@ -127,13 +131,13 @@ class TriangleMesh:
             ang.append(np.degrees(np.arccos(np.clip(cos, -1, 1))))
         return float(np.min(ang))
 
-    def to_skfem(self):
+    def to_skfem(self) -> skfem.MeshTri:
         """The same mesh as a ``skfem.MeshTri`` (nodes ``(2, N)``, triangles ``(3, M)``)."""
         from skfem import MeshTri
 
         return MeshTri(np.ascontiguousarray(self.nodes.T), np.ascontiguousarray(self.triangles.T))
 
-    def to_meshio(self, point_data: dict[str, np.ndarray] | None = None):
+    def to_meshio(self, point_data: dict[str, np.ndarray] | None = None) -> meshio.Mesh:
         """A ``meshio.Mesh`` with the triangles and the tagged boundary lines (cell data ``tag``)."""
         import meshio
 

@@ -23,12 +23,15 @@ Generic code uses only these declarations, never the PDE's name.
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, NamedTuple, Sequence
 
 import torch
 from torch.func import jvp
 
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    from ..pdes.base import PDE
 
 __all__ = ["Term", "as_terms", "jet_names", "coordinate_jets", "ConstraintResidual", "term_residuals"]
 
@@ -42,7 +45,7 @@ class Term(NamedTuple):
     fn: Callable[[Mapping[str, torch.Tensor], torch.Tensor, Mapping[str, torch.Tensor]], torch.Tensor]
 
 
-def as_terms(pde, params: Mapping[str, float]) -> list[Term]:
+def as_terms(pde: PDE, params: Mapping[str, float]) -> list[Term]:
     """The residual terms of ``pde`` for ``params``; ``UserError`` if the PDE does not declare them."""
     if not hasattr(pde, "hard_constraint_terms"):
         raise UserError(f"PDE {getattr(pde, 'name', pde)!r} does not declare hard_constraint_terms; "

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import zlib
 from pathlib import Path
-from typing import Iterator, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -34,6 +34,9 @@ import torch
 
 from ..errors import UserError
 from .writer import attr_value
+
+if TYPE_CHECKING:
+    from .reader import FieldDataset
 
 SHARES = ("count", "compute")
 
@@ -141,7 +144,7 @@ class LevelMixSampler(torch.utils.data.Sampler[int]):
         self.epoch = 0
 
     @classmethod
-    def from_dataset(cls, dataset, ratios: Mapping[str, float], **kwargs) -> "LevelMixSampler":
+    def from_dataset(cls, dataset: FieldDataset, ratios: Mapping[str, float], **kwargs: Any) -> LevelMixSampler:
         """A sampler over a dataset with a ``level_items()`` method (a ``FieldDataset``)."""
         return cls(dataset.level_items(), ratios, **kwargs)
 

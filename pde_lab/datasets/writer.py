@@ -208,7 +208,7 @@ class DatasetWriter:
             self.partial.unlink(missing_ok=True)
 
 
-def is_mesh(grid) -> bool:
+def is_mesh(grid: object) -> bool:
     """Whether ``grid`` is an unstructured mesh (:class:`pde_lab.meshes.TriangleMesh`): fields on its nodes."""
     return getattr(grid, "grid_type", "cartesian") == "mesh"
 

@@ -19,6 +19,7 @@ lead time; :func:`time_curve` reports the same ``e_b(t)`` for it, so both kinds 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
@@ -26,6 +27,9 @@ import torch
 
 from ..datasets.reader import FieldDataset
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    from ..training.checkpoint import Run
 
 
 @dataclass
@@ -108,7 +112,7 @@ def advance(x: torch.Tensor, y: torch.Tensor, pairs: list[tuple[int, int]]) -> t
 
 
 @torch.no_grad()
-def rollout(run, ds: FieldDataset, batch_size: int = 32) -> Rollout:
+def rollout(run: Run, ds: FieldDataset, batch_size: int = 32) -> Rollout:
     """Roll ``run`` (a :class:`~pde_lab.training.checkpoint.Run`) out over every trajectory of ``ds``.
 
     Args:

@@ -17,13 +17,13 @@ The step size comes from ENGD's line search (the grid of ``2^−k``), or is fixe
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 
 from ..errors import UserError
 from .engd import ENGD, LineSearch
-from .residual import DirectionSolver, ResidualFunction, gauss_newton_direction
+from .residual import DirectionSolver, Params, ResidualFunction, gauss_newton_direction
 
 
 class SPRING(ENGD):
@@ -71,7 +71,7 @@ class SPRING(ENGD):
         return r, phi
 
     @torch.no_grad()
-    def step(self, closure) -> torch.Tensor:  # type: ignore[override]
+    def step(self, closure: ResidualFunction | Callable[[Params], torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
         """One SPRING step; returns the loss ``½‖r‖²`` before it."""
         loss = super().step(closure)
         self.last["momentum_norm"] = getattr(self, "last_momentum_norm", 0.0)

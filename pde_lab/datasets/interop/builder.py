@@ -202,11 +202,11 @@ class FileBuilder:
         names = [str(s) for s in g.attrs["field_names"]] + [name]
         g.attrs["field_names"] = _str_list([s.decode() if isinstance(s, bytes) else s for s in names])
 
-    def add_scalar(self, name: str, values, units: str = "", description: str = "") -> None:
+    def add_scalar(self, name: str, values: float | Sequence[float] | np.ndarray, units: str = "", description: str = "") -> None:
         """A physical parameter: ``(N,)`` values (or one value for all trajectories)."""
         self._per_sample("scalars", name, values, units, description)
 
-    def add_dimensionless(self, name: str, values) -> None:
+    def add_dimensionless(self, name: str, values: float | Sequence[float] | np.ndarray) -> None:
         """A dimensionless number: ``(N,)`` values (or one value for all trajectories)."""
         self._per_sample("dimensionless", name, values)
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
@@ -45,6 +46,9 @@ from ..reader import open_h5
 from ..validate import validate_file
 from ..writer import attr_value
 from .builder import FileBuilder, _str_list, check_output, open_source
+
+if TYPE_CHECKING:
+    from ..export import Sample
 
 EXTRA = "pde_lab"  # the group holding what The Well has no place for
 _TO_WELL_BC = {"PERIODIC": "periodic", "OPEN": "open", "DIRICHLET": "wall", "NEUMANN": "wall"}
@@ -178,7 +182,7 @@ def _write_well(src: Path, partial: Path, progress: bool) -> None:
                     h.attrs[k] = v
 
 
-def export_sample_well(sample, out: Path) -> list[Path]:
+def export_sample_well(sample: Sample, out: Path) -> list[Path]:
     """One trajectory, as read by :func:`pde_lab.datasets.export.read_sample`, as a Well file of one
     trajectory at ``out`` (the ``the_well`` entry of ``pde_lab.datasets.export.EXPORTERS``).
 
