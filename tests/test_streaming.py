@@ -106,6 +106,34 @@ def rich_file(path, n=5, frames=6, res=8, seed=1, level="default"):
     return b.close()
 
 
+def test_stats_of_a_constant_channel_are_exactly_constant_and_agree_with_numpy(tmp_path):
+    # A constant mask and a constant parameter: the one-pass E[x²] − E[x]² left a standard deviation
+    # of 1.9e-9 for six values of 0.1, which the normaliser's 1e-12 floor did not catch; and it lost
+    # digits for a channel whose mean is far larger than its spread.
+    from pde_lab.training.checkpoint import Normalizer
+
+    rng = np.random.default_rng(0)
+    n, frames, res = 6, 5, 64
+    x = np.arange(res) / res
+    b = FileBuilder(tmp_path / "c.h5", pde="random_fields", n=n, coords={"x": x, "y": x}, periodic=[True, True],
+                    times=np.arange(frames, dtype=float))
+    b.add_field("mask", role="input", time_varying=False)
+    b.add_field("u")
+    us = 1e3 + rng.standard_normal((n, frames, res, res))
+    for i in range(n):
+        b.write("mask", i, np.full((res, res), 0.3))
+        b.write("u", i, us[i])
+    b.add_scalar("Re", np.full(n, 0.1))
+    ds = FieldDataset([b.close()], task=Task("window", 1, 1), parameters=["Re"])
+    stats = ds.stats()
+    assert ds.input_channels == ["mask", "u", "Re"]
+    assert stats["x_std"][0] < 1e-15 and stats["x_std"][2] < 1e-15
+    u32 = us.astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose([stats["x_mean"][1], stats["x_std"][1]], [u32.mean(), u32.std()], rtol=1e-12)
+    norm = Normalizer.from_stats(stats)
+    assert norm.x_std[0] == 1.0 and norm.x_std[2] == 1.0  # shifted only
+
+
 @pytest.mark.parametrize("task", [Task("window", 2, 1), Task("one_shot", 1, 1), Task("time", 2, 1)])
 def test_preloaded_items_equal_streamed_ones(tmp_path, task):
     files = [rich_file(tmp_path / "a.h5"), rich_file(tmp_path / "b.h5", n=4, seed=2, level="hard")]
