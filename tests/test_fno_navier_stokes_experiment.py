@@ -88,6 +88,7 @@ def test_resumed_cuda_graph_run_matches_an_uninterrupted_one(tmp_path):
         assert float(b["train_l2_step"]) == pytest.approx(float(a["train_l2_step"]), rel=1e-4)
     assert resumed["test_l2_full"]["mean"] == pytest.approx(whole["test_l2_full"]["mean"], rel=1e-3)
 
+
 def test_cuda_graph_is_refused_on_cpu(tmp_path):
     mod = _load()
     with pytest.raises(mod.UserError, match="--cuda-graph needs a CUDA device"):
