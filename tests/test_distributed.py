@@ -53,3 +53,25 @@ def test_single_process_context_without_torchrun(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     ctx = distributed.context(torch.device("cpu"))
     assert not ctx.active and ctx.is_main
+
+
+def test_batchnorm_models_are_refused_under_data_parallel_training(tmp_path, monkeypatch):
+    """A BatchNorm layer normalises each rank's share by that share's statistics and keeps per-rank
+    running statistics: two ranks did not give the one-process steps (a tiny CNO: weights 0.025 apart
+    after 2 epochs), and ranks validating different models can stop at different epochs and hang."""
+    from pde_lab.errors import UserError
+    from pde_lab.operators import build_model
+    from pde_lab.training import fit
+    from tests.test_training import antiderivative_data, tiny_config
+
+    monkeypatch.setattr(distributed, "context", lambda device: Context(0, 2, 0))  # as under torchrun
+    ds = antiderivative_data(8, 32, seed=0)
+    config = tiny_config(tmp_path, model="cno", model_args=dict(width=4, levels=2, n_res=1, n_res_neck=1))
+    cno = build_model("cno", in_channels=1, out_channels=1, n_dims=1, **config.model_args)
+    with pytest.raises(UserError, match=r"'cno' has \d+ BatchNorm layers .*norm=none"):
+        fit(cno, ds, None, config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    distributed.check_model(cno, Context())  # one process: BatchNorm is fine
+    plain = build_model("cno", in_channels=1, out_channels=1, n_dims=1, norm="none", **{
+        k: v for k, v in config.model_args.items() if k != "norm"})
+    distributed.check_model(plain, Context(0, 2, 0))

@@ -114,6 +114,16 @@ def test_residual_function_interface_and_argument_checks():
         ENGD([theta], solver="svd")
 
 
+
+@pytest.mark.parametrize("kw", [dict(lr=math.nan, line_search="none"), dict(lr=math.inf, line_search="none"),
+                                dict(damping=math.nan), dict(damping=math.inf)])
+def test_non_finite_lr_or_damping_is_refused_not_written_into_the_parameters(kw):
+    """NaN passed the old ``lr <= 0`` / ``damping < 0`` checks; ``lr=nan`` then wrote NaN into θ at the first step."""
+    theta = torch.tensor([1.4], dtype=D)
+    name = next(iter(kw))
+    with pytest.raises(UserError, match=f"{name}={kw[name]!r}"):
+        ENGD([theta], **kw)
+
 def _poisson_config(**kw) -> PINNConfig:
     base = dict(pde="poisson", model_args={"widths": [32], "init": "normal", "init_scale": 0.1}, n_interior=900,
                 n_boundary=120, sampler="grid", optimizer="engd", eval_every=50, progress=False)

@@ -240,3 +240,26 @@ def test_pushforward_on_a_one_shot_task_is_refused_before_the_run_directory_exis
         train(TrainConfig(data=str(heat_data), task=Task("one_shot", 1, 1), model="fno", pushforward=2, epochs=1,
                           device="cpu", progress=False, out=str(tmp_path / "run")))
     assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_a_run_of_fit_that_recorded_no_task(heat_data, tmp_path):
+    """``fit`` on a dataset opened by hand records ``task: null``; evaluate read ``task.mode`` of that
+    None (AttributeError) instead of the task the reader used (the PDE's default)."""
+    from pde_lab.datasets.reader import open_split
+    from pde_lab.evaluation.evaluate import evaluate
+    from pde_lab.operators import build_model
+    from pde_lab.training import TrainConfig, fit
+
+    train_ds = open_split(heat_data, "train", parameters=())
+    config = TrainConfig(model="fno", model_args=dict(width=8, modes=6, n_layers=2, proj_width=16), epochs=1,
+                         batch_size=8, device="cpu", progress=False, parameters=[])
+    assert config.task is None
+    x, y = train_ds[0]
+    model = build_model("fno", in_channels=x.shape[0] * x.shape[-1], out_channels=y.shape[0] * y.shape[-1],
+                        n_dims=1, **config.model_args)
+    run = fit(model, train_ds, None, config, tmp_path / "run")
+    result = evaluate(run, heat_data, device="cpu")
+    assert set(result["levels"]) == {"easy", "hard"}
+    assert all(np.isfinite(result["levels"][lv]["relative_l2"]["mean"]) for lv in ("easy", "hard"))
+    # the heat PDE's default task is one-shot: no error-against-time curve, as for a run of `train`
+    assert train_ds.task.mode == "one_shot" and "error_vs_time" not in result["levels"]["easy"]

@@ -65,6 +65,8 @@ def test_spring_rejects_bad_arguments():
         SPRING([t], momentum=1.0)
     with pytest.raises(UserError, match="damping"):
         SPRING([t], damping=0.0)
+    with pytest.raises(UserError, match="damping=nan"):  # NaN passed `damping <= 0`
+        SPRING([t], damping=math.nan)
 
 
 def _two_terms(scale=1.0):
@@ -107,6 +109,9 @@ def test_multiadam_with_one_term_is_adam():
     assert torch.allclose(theta, ref, atol=1e-14)
     with pytest.raises(UserError, match="2 loss terms"):
         MultiAdam([theta], n_terms=2).step(lambda: [closure()[0]])
+    for bad in (dict(lr=math.nan), dict(lr=math.inf), dict(eps=math.nan)):  # NaN passed `lr <= 0`, `eps < 0`
+        with pytest.raises(UserError, match="MultiAdam needs lr > 0"):
+            MultiAdam([theta], n_terms=1, **bad)
 
 
 def test_config_direction_has_equal_positive_cosines_with_every_gradient():

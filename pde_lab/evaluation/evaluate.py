@@ -99,9 +99,11 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
             entry.update(n=len(ds), model_seconds=model_s, solver_seconds=solver_s,
                          speedup=solver_s / model_s if model_s > 0 else None,
                          per_sample={k: v.double().cpu().tolist() for k, v in per_sample.items()})
-            if task.mode == "window" and ds.n_times is not None:
+            # ds.task: the reader's, which is the PDE's default when the run recorded none (a run of
+            # `fit` on in-memory data), where `task` is None
+            if ds.task.mode == "window" and ds.n_times is not None:
                 entry["error_vs_time"] = rollout(run, ds, batch_size=batch_size).summary()
-            elif task.mode == "time":
+            elif ds.task.mode == "time":
                 entry["error_vs_time"] = time_curve(ds, per_sample["relative_l2"])
             result["levels"][level] = entry
             for k, v in per_sample.items():

@@ -43,6 +43,7 @@ tensors shaped like the parameters. The optimizer computes ``r`` and ``J`` from 
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Iterable, Literal
 
 import torch
@@ -93,9 +94,10 @@ class ENGD(torch.optim.Optimizer):
         check_choice("ENGD solver", solver, SOLVERS)
         line_search = "none" if line_search is None else line_search  # the override `line_search=none` reads None
         check_choice("ENGD line_search", line_search, LINE_SEARCHES)
-        if damping < 0 or lr <= 0 or int(max_halvings) < 0:
-            raise UserError(f"ENGD needs damping >= 0, lr > 0 and max_halvings >= 0, got {damping!r}, "
-                            f"{lr!r}, {max_halvings!r}")
+        # NaN passes `damping < 0` and `lr <= 0`: test the allowed range, finite, so NaN and inf fail here
+        if not (math.isfinite(damping) and damping >= 0 and math.isfinite(lr) and lr > 0) or int(max_halvings) < 0:
+            raise UserError(f"ENGD needs a finite damping >= 0, a finite lr > 0 and max_halvings >= 0, got "
+                            f"damping={damping!r}, lr={lr!r}, max_halvings={max_halvings!r}")
         low, high = (float(v) for v in damping_range)
         if adaptive_damping and not 0 < low <= high:
             raise UserError(f"ENGD damping_range must be 0 < low <= high, got {damping_range!r}")

@@ -13,6 +13,7 @@ so each term contributes a step of comparable size whatever its scale: multiplyi
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterable, Sequence
 
 import torch
@@ -36,7 +37,7 @@ class MultiAdam(torch.optim.Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         if int(n_terms) < 1:
             raise UserError(f"MultiAdam needs n_terms >= 1, got {n_terms!r}")
-        if lr <= 0 or eps < 0 or not all(0.0 <= b < 1.0 for b in betas):
+        if not (math.isfinite(lr) and lr > 0 and math.isfinite(eps) and eps >= 0) or not all(0.0 <= b < 1.0 for b in betas):
             raise UserError(f"MultiAdam needs lr > 0, eps >= 0 and betas in [0, 1), got {lr!r}, {eps!r}, {betas!r}")
         super().__init__(params, dict(lr=float(lr), betas=tuple(betas), eps=float(eps)))
         self.n_terms = int(n_terms)

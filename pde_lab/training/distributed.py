@@ -15,6 +15,12 @@ unequal shares unequally.
 Rank 0 alone writes the run directory (config, log, checkpoints); every rank evaluates the full
 validation set, so all ranks take the same best-checkpoint and early-stopping decisions without
 communicating.
+
+Models with batch normalisation are refused (:func:`check_model`): a BatchNorm layer in training
+mode normalises with the statistics of the samples it sees, i.e. of its rank's share, so the step is
+no longer the one-process step, and each rank's running statistics drift apart; the ranks would then
+validate different models and could take different early-stopping decisions, leaving one rank
+waiting forever in the next all-reduce.
 """
 from __future__ import annotations
 
@@ -24,6 +30,9 @@ from typing import Sequence
 
 import torch
 import torch.distributed as dist
+from torch import nn
+
+from ..errors import UserError
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,21 @@ def context(device: torch.device) -> Context:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return Context(rank, world, local)
+
+
+def check_model(model: torch.nn.Module, ctx: Context) -> None:
+    """:class:`UserError` when ``ctx`` is data-parallel and ``model`` has batch-normalisation layers
+    (see the module docstring); nothing in one process."""
+    if not ctx.active:
+        return
+    norms = [name for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if norms:
+        model_name = getattr(model, "model_name", "") or type(model).__name__
+        raise UserError(f"model {model_name!r} has {len(norms)} BatchNorm layers (first: {norms[0]!r}), which "
+                        f"data-parallel training over {ctx.world_size} processes cannot reproduce: each rank "
+                        f"would normalise only its share of the batch and keep its own running statistics; "
+                        f"train it in one process, or build it without BatchNorm (for cno: "
+                        f"model_args.norm=none)")
 
 
 def rank_share(batch: Sequence[int], ctx: Context) -> list[int]:

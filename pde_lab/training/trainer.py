@@ -335,6 +335,7 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
         train_ds = PushforwardPairs(train_ds, config.pushforward, config.seed)
     device = resolve_device(config.device)
     ctx = distributed.context(device)
+    distributed.check_model(model, ctx)
     if ctx.active and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
     t_in, c_in, t_out, c_out, space = sample_shapes(train_ds)
