@@ -279,6 +279,41 @@ def test_resume_refuses_optimizer_settings_the_checkpoint_would_override(tmp_pat
     assert {p.name: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()} == before
 
 
+def test_in_memory_statistics_agree_with_numpy_and_leave_a_constant_channel_unscaled():
+    from pde_lab.training.trainer import compute_stats
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.full((6, 2, 16, 1), 0.1, dtype=torch.float64),
+                   1e4 + torch.randn(6, 2, 16, 1, generator=g, dtype=torch.float64)], dim=-1)
+    y = torch.randn(6, 1, 16, 1, generator=g, dtype=torch.float64)
+    x, y = x.float().double(), y.float().double()  # what ArrayDataset stores
+    stats = compute_stats(ArrayDataset(x, y))
+    flat = x.reshape(-1, 2).numpy()
+    assert stats["x_std"][0] < 1e-15
+    np.testing.assert_allclose(stats["x_mean"], flat.mean(0), rtol=1e-14)
+    # a mean 1e4 times the spread: the one-pass E[x²] − E[x]² was 9e-9 off in relative terms
+    np.testing.assert_allclose(stats["x_std"][1], flat[:, 1].std(), rtol=1e-12)
+    np.testing.assert_allclose([stats["y_mean"][0], stats["y_std"][0]], [y.mean().item(), y.std(correction=0).item()],
+                               rtol=1e-12)
+    assert Normalizer.from_stats(stats).x_std[0] == 1.0
+
+
+def test_resume_from_config_yaml_accepts_a_tuple_the_yaml_file_holds_as_a_list(tmp_path):
+    """betas given as a tuple from Python are a list once read back from config.yaml: not a change."""
+    import dataclasses
+
+    train_ds = antiderivative_data(8, 32, seed=0)
+    config = tiny_config(tmp_path, epochs=1, optimizer_args={"betas": (0.9, 0.99)})
+    run_dir = fit(tiny_model(config, train_ds), train_ds, None, config, tmp_path / "run")
+    stored = TrainConfig.from_yaml(run_dir / "config.yaml")
+    assert stored.optimizer_args == {"betas": [0.9, 0.99]}
+    fit(tiny_model(config, train_ds), train_ds, None, dataclasses.replace(stored, resume=True, epochs=2), run_dir)
+    assert _state(run_dir)["epoch"] == 2
+    with pytest.raises(UserError, match=r"optimizer_args: \{'betas': \[0.9, 0.99\]\} -> \{'betas': \[0.9, 0.9\]\}"):
+        fit(tiny_model(config, train_ds), train_ds, None,
+            dataclasses.replace(stored, resume=True, epochs=3, optimizer_args={"betas": [0.9, 0.9]}), run_dir)
+
+
 def test_resume_accepts_a_checkpoint_written_before_an_argument_with_a_default_existed(tmp_path):
     train_ds = antiderivative_data(8, 32, seed=0)
     config = tiny_config(tmp_path, epochs=1)

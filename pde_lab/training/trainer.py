@@ -43,7 +43,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
+import yaml
 
+from ..datasets.reader import merge_moments
 from ..errors import UserError
 from ..evaluation.rollout import advance
 from ..operators.base import Operator, build_model, data_arguments, model_parameters, model_payload, models_taking
@@ -130,19 +132,23 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 def compute_stats(ds: Dataset) -> dict[str, np.ndarray]:
     """Per-channel mean and std of inputs and targets over every sample, time and point of ``ds``.
 
-    The fallback for datasets without a ``stats()`` method (in-memory test data).
+    The fallback for datasets without a ``stats()`` method (in-memory test data); the moments are
+    merged as in :meth:`~pde_lab.datasets.reader.FieldDataset.stats`, but inputs and targets are
+    counted apart (an in-memory dataset does not say which channels are the same field).
     """
-    sums = None
+    acc: dict[str, list[list]] = {}
     for i in range(len(ds)):
-        x, y = (torch.as_tensor(a, dtype=torch.float64) for a in ds[i])
-        xs, ys = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
-        part = [xs.sum(0), (xs ** 2).sum(0), xs.shape[0], ys.sum(0), (ys ** 2).sum(0), ys.shape[0]]
-        sums = part if sums is None else [a + b for a, b in zip(sums, part)]
-    sx, sxx, nx, sy, syy, ny = sums
-    def std(s, ss, n):
-        return (ss / n - (s / n) ** 2).clamp_min(0).sqrt().numpy()
-    return {"x_mean": (sx / nx).numpy(), "x_std": std(sx, sxx, nx),
-            "y_mean": (sy / ny).numpy(), "y_std": std(sy, syy, ny)}
+        for key, a in zip("xy", ds[i]):
+            flat = np.asarray(a, dtype=np.float64).reshape(-1, np.shape(a)[-1])
+            channels = acc.setdefault(key, [[0, 0.0, 0.0] for _ in range(flat.shape[1])])
+            for c, moments in enumerate(channels):
+                merge_moments(moments, flat[:, c])
+
+    def mean_std(key: str) -> tuple[np.ndarray, np.ndarray]:
+        return (np.array([m[1] for m in acc[key]]), np.sqrt(np.array([m[2] / m[0] for m in acc[key]])))
+
+    (x_mean, x_std), (y_mean, y_std) = mean_std("x"), mean_std("y")
+    return {"x_mean": x_mean, "x_std": x_std, "y_mean": y_mean, "y_std": y_std}
 
 
 def sample_shapes(ds: Dataset) -> tuple[int, int, int, int, tuple[int, ...]]:
@@ -157,9 +163,17 @@ def sample_shapes(ds: Dataset) -> tuple[int, int, int, int, tuple[int, ...]]:
 
 def check_resume_config(stored: dict[str, Any], config: TrainConfig) -> None:
     """:class:`UserError` naming every :data:`RESUME_FIXED` key whose value in ``config`` differs from
-    the checkpoint's config ``stored`` (keys an older checkpoint lacks are not compared)."""
+    the checkpoint's config ``stored`` (keys an older checkpoint lacks are not compared).
+
+    Values are compared as ``config.yaml`` holds them: a tuple given from Python (``betas=(0.9,
+    0.99)``) is the list that a resume from the YAML file reads back."""
     current = config.to_dict()
-    changed = [f"{k}: {stored[k]!r} -> {current[k]!r}" for k in RESUME_FIXED if k in stored and stored[k] != current[k]]
+
+    def plain(value: Any) -> Any:
+        return yaml.safe_load(yaml.safe_dump(value))
+
+    changed = [f"{k}: {stored[k]!r} -> {current[k]!r}" for k in RESUME_FIXED
+               if k in stored and plain(stored[k]) != plain(current[k])]
     if changed:
         raise UserError(f"cannot resume with a changed {', '.join(changed)}: the checkpoint's optimizer state, "
                         f"normaliser and training set were made with the run's values; keep them (keys "
