@@ -199,6 +199,11 @@ def test_bad_input_raises_user_error():
         get_pde("heat_2d").pointwise_rhs(_field, x)
     with pytest.raises(UserError, match="max_iterations"):
         fit_values(model, x, x[:, 0], max_iterations=0)
+    # NaN passed `tol < 0` and then never compared true: the tolerance was silently ignored
+    with pytest.raises(UserError, match="tol >= 0"):
+        fit_values(model, x, x[:, 0], tol=float("nan"))
+    with pytest.raises(UserError, match="tol >= 0"):
+        TENG(model, rhs, x, dt=0.1, tol=float("nan"))
 
 
 def test_a_misspelt_parameter_of_the_right_hand_side_is_refused():

@@ -164,7 +164,7 @@ def fit_values(model: nn.Module, x: torch.Tensor, target: torch.Tensor, max_iter
         (the parameters then stay at the best point found).
     """
     check_choice("fit solver", solver, SOLVERS)
-    if int(max_iterations) < 1 or tol < 0 or int(max_halvings) < 0:
+    if int(max_iterations) < 1 or not tol >= 0 or int(max_halvings) < 0:
         raise UserError(f"fit needs max_iterations >= 1, tol >= 0 and max_halvings >= 0, got {max_iterations!r}, "
                         f"{tol!r} and {max_halvings!r}")
     res = _target_residual(model, x, target, chunk_size)
@@ -222,7 +222,7 @@ def fit_initial_state(model: nn.Module, x: torch.Tensor, target: torch.Tensor, m
     Returns:
         a :class:`FitReport` (``stop``: ``tolerance``, ``max_iterations`` or ``stalled``).
     """
-    if int(max_iterations) < 1 or tol < 0 or int(patience) < 1:
+    if int(max_iterations) < 1 or not tol >= 0 or int(patience) < 1:
         raise UserError(f"fit_initial_state needs max_iterations >= 1, tol >= 0 and patience >= 1, got "
                         f"{max_iterations!r}, {tol!r}, {patience!r}")
     res = _target_residual(model, x, target, chunk_size)
@@ -305,7 +305,7 @@ class TENG:
             raise UserError(f"TENG time step dt must be positive and finite, got {dt!r}")
         if points.dim() != 2:
             raise UserError(f"TENG collocation points must have shape (N, d), got {tuple(points.shape)}")
-        if int(max_iterations) < 1 or tol < 0:
+        if int(max_iterations) < 1 or not tol >= 0:
             raise UserError(f"TENG needs max_iterations >= 1 and tol >= 0, got {max_iterations!r} and {tol!r}")
         dtype = next(model.parameters()).dtype
         self.model, self.rhs, self.points = model, rhs, points.to(dtype)
