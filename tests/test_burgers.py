@@ -1,5 +1,6 @@
 """Tests of the Burgers PDE module: exact solutions, convergence, determinism, levels, residual."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -198,6 +199,8 @@ def test_bad_inputs_fail_early():
         pde.solve([Instance(_params(0.1), {"u": np.zeros(8)})], g)
     with pytest.raises(UserError, match="nu must be positive"):
         pde.solve([Instance(_params(0.0), {"u": good})], g)
+    with pytest.raises(UserError, match="nu must be positive and finite, got inf"):  # was a NaN blow-up
+        pde.solve([Instance(_params(math.inf), {"u": good})], g)
     with pytest.raises(UserError, match="not finite"):
         pde.solve([Instance(_params(0.1), {"u": good * np.nan})], g)
     with pytest.raises(UserError, match="t_final"):

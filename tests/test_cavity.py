@@ -149,3 +149,15 @@ def test_bad_solver_options_fail_at_construction(options, message):
         with pytest.raises(UserError, match=re.escape(message)):
             get_pde(name, **options)
     assert get_pde("lid_driven_cavity", n_snapshots=5.0).n_snapshots == 5
+
+
+@pytest.mark.parametrize("name", ["lid_driven_cavity", "navier_stokes_obstacles", "heat_fem"])
+def test_an_infinite_t_final_is_refused_naming_it(name):
+    """``t_final = inf`` passed ``> 0``: the flow families then stored the state at rest for every frame
+    (times ``[nan, inf, …]``, 0 steps) without a word, and heat_fem's message did not name t_final."""
+    pde = get_pde(name)
+    level = next(iter(pde.levels))
+    grid = pde.level_grid(level, 8)
+    inst = pde.sample(level, np.random.default_rng(0), grid)
+    with pytest.raises(UserError, match="t_final must be positive and finite, got inf"):
+        pde.solve([Instance({**inst.params, "t_final": float("inf")}, inst.inputs)], grid)

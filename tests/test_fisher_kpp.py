@@ -92,6 +92,16 @@ def test_converges_in_time_and_space():
     assert base.per_sample["spectral_tail"][0] < 1e-7
 
 
+@pytest.mark.parametrize("D", [1.333e-5, 1.335e-5, 1e-3, 3e-4])
+def test_resolution_rule_keeps_the_needed_wavenumber(D):
+    """The documented rule ``2π⌊(n_s − 1)/3⌋ ≥ ln(1/tol)/(π√(D/r))`` holds exactly: the needed mode is
+    rounded up before it is turned into points (``n_s ≥ 3x + 1`` kept only ``⌊x⌋`` modes, e.g. 768
+    points for D = 1.333e-5, κ_max 1602 < 1606)."""
+    pde = FisherKPP1D()
+    ns = pde.solver_resolution({"D": D, "r": 1.0}, None, 256)
+    assert 2 * math.pi * ((ns - 1) // 3) >= math.log(1.0 / pde.spectral_tol) / (math.pi * math.sqrt(D))
+
+
 def test_levels():
     pde = FisherKPP1D()
     g = pde.grid(pde.default_resolution)

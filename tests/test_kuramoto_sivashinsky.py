@@ -82,6 +82,15 @@ def test_solver_resolution_scales_with_L_and_may_be_coarser_than_storage():
     assert pde.solver_resolution({"L": 22.0}, None, 256) < 256
 
 
+@pytest.mark.parametrize("L", [24.35, 24.6, 24.85, 49.9, 22.0, 100.0])
+def test_resolution_rule_holds_where_a_candidate_grid_sits_just_above_3x_plus_1(L):
+    """``2π⌊(n_s − 1)/3⌋/L ≥ kappa_resolved`` for every L: 96 points (3·32) for L = 24.6 kept 31 modes,
+    κ_max = 7.92 < 8, because the rule asked for n_s ≥ 3x + 1 instead of rounding the mode x up."""
+    pde = KuramotoSivashinsky1D()
+    ns = pde.solver_resolution({"L": L}, None, 256)
+    assert 2 * np.pi * ((ns - 1) // 3) / L >= pde.kappa_resolved
+
+
 def test_stored_frames_are_the_band_limited_solution():
     """Stored on 128 points from a 96-point solve: the spectrum above the solver's cut is zero."""
     pde = ShortKS()

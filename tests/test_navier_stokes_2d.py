@@ -65,6 +65,17 @@ def test_declared_specification_and_fno_levels():
         pde.solve([Instance(_params(1e-3, 1.5), {"vorticity": np.zeros((8, 8))})], g)
 
 
+@pytest.mark.parametrize("nu, t_final, message", [(math.inf, 1.0, "nu must be positive and finite, got inf"),
+                                                   (1e-3, math.inf, "t_final must be a positive integer")])
+def test_infinite_nu_or_t_final_is_refused_naming_it(nu, t_final, message):
+    """``t_final = inf`` died of an OverflowError in ``round(inf)``; ``nu = inf`` passed ``> 0`` and ran
+    into a NaN blow-up."""
+    pde = NavierStokes2D()
+    g = pde.grid(8)
+    with pytest.raises(UserError, match=message):
+        pde.solve([Instance(_params(nu, t_final), {"vorticity": np.zeros((8, 8))})], g)
+
+
 def test_step_ladder():
     assert [step_ladder(x) for x in (0.1, 1, 3.5, 4, 4.01, 7, 7.5, 8.5, 13, 15, 17, 29)] == \
         [1, 1, 4, 4, 5, 7, 8, 10, 14, 16, 20, 32]
@@ -114,6 +125,17 @@ def test_advection_term_matches_analytic_jacobian():
     uv = velocity_from_vorticity(w)
     assert np.allclose(uv[..., 0], -4 * np.pi * np.sin(4 * np.pi * y), atol=1e-12)
     assert np.allclose(uv[..., 1], 2 * np.pi * np.sin(2 * np.pi * x), atol=1e-12)
+
+
+@pytest.mark.parametrize("length", [1.3, 11.1, 2.0])
+def test_velocity_from_vorticity_scales_with_the_side_and_drops_nyquist(length):
+    """u = ∇^⊥(−Δ)⁻¹ω scales like L on a square of side L, Nyquist modes dropped whatever L: for
+    L = 1.3 or 11.1, κ L/2π rounds off n/2, and the mode test by floating equality kept the Nyquist
+    row and column (31 % of the velocity of a white-noise field)."""
+    w = np.random.default_rng(0).standard_normal((32, 32))
+    assert np.abs(velocity_from_vorticity(w, length) - length * velocity_from_vorticity(w)).max() < 1e-12 * length
+    c = np.fft.fft(velocity_from_vorticity(w, length)[..., 1], axis=0)
+    assert np.abs(c[16]).max() < 1e-12 * np.abs(c).max()
 
 
 def test_forcing_from_rest_is_exact():

@@ -61,6 +61,29 @@ def test_get_pde_accepts_the_options_a_constructor_forwards_to_its_base():
         get_pde("fisher_kpp_1d", spectral_tol=2.0)
 
 
+_INTEGER_OPTIONS = [(name, option, value, least)
+                    for name, options in (("heat_1d", ("min_steps_per_interval", "n_contour", "max_solver_resolution")),
+                                          ("kuramoto_sivashinsky_1d", ("min_steps_per_interval", "n_contour")),
+                                          ("burgers", ("min_steps_per_interval", "n_contour", "max_solver_resolution")),
+                                          ("navier_stokes_2d", ("min_steps_per_interval", "max_steps_per_interval",
+                                                                "n_contour")))
+                    for option in options
+                    for value, least in {"min_steps_per_interval": ((0.5, 1), (2.5, 1)),
+                                         "max_steps_per_interval": ((0.5, 1),),
+                                         "n_contour": ((4, 8),),
+                                         "max_solver_resolution": ((-1, 4), (511.9, 4))}[option]]
+
+
+@pytest.mark.parametrize("name, option, value, least", _INTEGER_OPTIONS)
+def test_integer_solver_options_must_be_whole_numbers(name, option, value, least):
+    """Step counts, contour points and resolution bounds are whole numbers: ``int()`` made
+    ``min_steps_per_interval=0.5`` a silent 0 and 2.5 a silent 2, and ``n_contour=4`` or a negative
+    ``max_solver_resolution`` were accepted and only failed inside ``solve``."""
+    with pytest.raises(UserError, match=rf"{option} must be an integer >= {least}, got {value!r}"):
+        get_pde(name, **{option: value})
+    assert getattr(get_pde(name, **{option: 16.0}), option) == 16
+
+
 @pytest.mark.parametrize("name", [n for n in NAMES if PDES.get(n).__module__.startswith("pde_lab.")])
 @pytest.mark.parametrize("resolution", [1, 16.5, "16"])
 def test_grid_refuses_a_bad_resolution_naming_it(name, resolution):

@@ -22,6 +22,17 @@ def cavity_bcs(lid=1.0):
             "y_hi": proj.no_slip_wall(lid)}
 
 
+@pytest.mark.parametrize("times", [[float("inf")], [0.5, float("inf")], [float("nan"), 1.0]])
+def test_run_refuses_non_finite_output_times(times):
+    """NaN and inf pass every ordering test: an infinite output time ended the stepping loop at once
+    (``inf − t > 1e-12 · inf`` is false), so ``run`` returned the current state for it, 0 steps taken."""
+    grid = CartesianGrid(((0.0, 1.0), (0.0, 1.0)), (8, 8), (False, False))
+    solver = proj.ProjectionSolver(grid, 0.01, cavity_bcs())
+    solver.set_state()
+    with pytest.raises(ValueError, match="output_times must be finite"):
+        solver.run(times)
+
+
 def test_poiseuille_develops_with_exact_flux_balance_and_pressure_gradient():
     """From the impulsive start the channel relaxes to plane Poiseuille flow; the pressure gradient
     approaches −8 ν u_max / H², the discrete divergence stays at round-off after every step and the

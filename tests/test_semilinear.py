@@ -304,5 +304,27 @@ def test_each_positive_parameter_is_checked_by_name(name):
     good = dict(pde.default_params())
     assert pde.check_params(good) is None
     for key in pde.positive_params:
-        for bad in (0.0, -1.0, float("nan")):
-            assert pde.check_params({**good, key: bad}) == f"{key} must be positive, got {bad!r}"
+        for bad in (0.0, -1.0, float("nan"), float("inf")):
+            assert pde.check_params({**good, key: bad}) == f"{key} must be positive and finite, got {bad!r}"
+
+
+@pytest.mark.parametrize("name, key", [("kuramoto_sivashinsky_1d", "L"), ("fisher_kpp_1d", "r"),
+                                       ("gray_scott_2d", "F"), ("allen_cahn_1d", "nu")])
+def test_an_infinite_parameter_is_refused_by_name(name, key):
+    """An infinite parameter passed ``> 0``: KS with L = inf looped forever in its resolution rule (the
+    candidate list of ``solver_size`` grew without end), Fisher–KPP with r = inf and Gray–Scott with
+    F = inf died of a ZeroDivisionError."""
+    from pde_lab.errors import UserError
+    from pde_lab.pdes import Instance, get_pde
+    pde = get_pde(name)
+    g = pde.grid(16)
+    inst = pde.sample(next(iter(pde.levels)), np.random.default_rng(0), g)
+    with pytest.raises(UserError, match=f"instance 0: {key} must be .*finite, got inf"):
+        pde.solve([Instance({**inst.params, key: float("inf")}, inst.inputs)], g)
+
+
+def test_solver_size_refuses_a_non_finite_need():
+    with pytest.raises(ValueError, match="needed must be finite, got inf"):
+        solver_size(64, float("inf"))
+    with pytest.raises(ValueError, match="needed must be finite, got nan"):
+        solver_size(64, float("nan"), keep_output_modes=False)

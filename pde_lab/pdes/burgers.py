@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..errors import UserError, check_positive
+from ..errors import UserError, check_integer, check_positive
 from ..grids import CartesianGrid
 from ..random_fields import gaussian_random_field
 from ..solvers.spectral import (NonFiniteError, dealias_mask, etdrk4_solve, imaginary_factor, multiply_imaginary,
@@ -224,12 +224,14 @@ class Burgers(SpaceTimePINN, PDE):
         n_contour: int = 64,
     ):
         self.cfl = float(check_positive("cfl", cfl))
-        self.min_steps_per_interval = int(check_positive("min_steps_per_interval", min_steps_per_interval))
+        # Whole numbers, checked here: int() would make 0.5 a silent 0, and a negative resolution bound
+        # or n_contour < 8 only failed later, inside solve.
+        self.min_steps_per_interval = check_integer("min_steps_per_interval", min_steps_per_interval, 1)
         if not 0.0 < spectral_tol < 1.0:
             raise UserError(f"spectral_tol must lie in (0, 1), got {spectral_tol!r}")
         self.spectral_tol = float(spectral_tol)
-        self.max_solver_resolution = int(max_solver_resolution)
-        self.n_contour = int(n_contour)
+        self.max_solver_resolution = check_integer("max_solver_resolution", max_solver_resolution, 4)
+        self.n_contour = check_integer("n_contour", n_contour, 8)
 
     # ---- grid, sampling, dimensionless numbers -----------------------------------------------
     def grid(self, resolution: int) -> CartesianGrid:
@@ -316,8 +318,8 @@ class Burgers(SpaceTimePINN, PDE):
         for i, inst in enumerate(instances):
             u0 = inst.field("u", (n,), i)
             nu = float(inst.params["nu"])
-            if not nu > 0:
-                raise UserError(f"instance {i}: nu must be positive, got {nu!r}")
+            if not (nu > 0 and math.isfinite(nu)):
+                raise UserError(f"instance {i}: nu must be positive and finite, got {nu!r}")
             if float(inst.params["t_final"]) != t_final:
                 raise UserError(f"instances of one solve must share t_final: instance {i} has "
                                 f"{inst.params['t_final']!r}, instance 0 has {t_final!r}")

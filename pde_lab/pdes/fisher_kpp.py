@@ -121,7 +121,9 @@ class FisherKPP1D(PeriodicSemilinearPDE):
     def solver_resolution(self, params: Mapping[str, float], u0: np.ndarray, n: int) -> int:
         w = math.sqrt(params["D"] / params["r"])
         kappa_needed = math.log(1.0 / self.spectral_tol) / (math.pi * w)
-        return solver_size(n, 3.0 * kappa_needed / (2.0 * math.pi) + 1.0)
+        # The retained modes |m| <= ⌊(n_s − 1)/3⌋ must reach the mode κ/2π: round it up first.
+        mode = math.ceil(kappa_needed / (2.0 * math.pi) * (1.0 - 1e-12))
+        return solver_size(n, 3.0 * mode + 1.0)
 
     def linear_operator(self, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return p["r"] - p["D"] * box.k2

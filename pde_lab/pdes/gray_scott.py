@@ -124,8 +124,8 @@ class GrayScott2D(PeriodicSemilinearPDE):
         if message:
             return message
         for name in ("F", "k"):
-            if not params[name] >= 0:
-                return f"{name} must be non-negative, got {params[name]!r}"
+            if not (params[name] >= 0 and np.isfinite(params[name])):
+                return f"{name} must be non-negative and finite, got {params[name]!r}"
         return None
 
     def initial_state(self, params: Mapping[str, float], rng: np.random.Generator,

@@ -103,8 +103,8 @@ class HeatFEM(MeshPDE):
             if float(inst.params.get("t_final", first)) != first:
                 raise UserError(f"instances of one solve must share t_final: instance {i} has "
                                 f"{inst.params['t_final']!r}, instance 0 has {first!r}")
-        if not first > 0:
-            raise UserError(f"t_final must be positive, got {first!r}")
+        if not (first > 0 and np.isfinite(first)):
+            raise UserError(f"t_final must be positive and finite, got {first!r}")
         times = self.output_times({"t_final": first})
         tags = self.dirichlet(grid)
         B = len(instances)

@@ -107,8 +107,10 @@ class KuramotoSivashinsky1D(PeriodicSemilinearPDE):
         return {"unstable_modes": float(params["L"] / (2.0 * math.pi))}
 
     def solver_resolution(self, params: Mapping[str, float], u0: np.ndarray, n: int) -> int:
-        needed = 3.0 * self.kappa_resolved * params["L"] / (2.0 * math.pi) + 1.0
-        return solver_size(n, needed, keep_output_modes=False)
+        # Retained modes are |m| <= ⌊(n_s − 1)/3⌋: that integer must reach the mode κ_res L/2π, so round it
+        # up first (3 x + 1 points would keep only ⌊x⌋ modes, κ_max down to 7.92 at L = 24.6 and 50).
+        mode = math.ceil(self.kappa_resolved * params["L"] / (2.0 * math.pi) * (1.0 - 1e-12))
+        return solver_size(n, 3.0 * mode + 1.0, keep_output_modes=False)
 
     def linear_operator(self, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         q = box.k2 / (p["L"] * p["L"])

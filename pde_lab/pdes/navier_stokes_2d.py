@@ -150,9 +150,10 @@ class NavierStokes2D(PDE):
         self.solver_factor = check_integer("solver_factor", solver_factor, 2)
         self.cfl = float(check_positive("cfl", cfl))
         self.cfl_tolerance = float(check_positive("cfl_tolerance", cfl_tolerance))
-        self.min_steps_per_interval = int(check_positive("min_steps_per_interval", min_steps_per_interval))
-        self.max_steps_per_interval = int(check_positive("max_steps_per_interval", max_steps_per_interval))
-        self.n_contour = int(n_contour)
+        # Whole numbers: int() would make 0.5 a silent 0; n_contour < 8 only failed inside solve.
+        self.min_steps_per_interval = check_integer("min_steps_per_interval", min_steps_per_interval, 1)
+        self.max_steps_per_interval = check_integer("max_steps_per_interval", max_steps_per_interval, 1)
+        self.n_contour = check_integer("n_contour", n_contour, 8)
 
     # ---- grid, sampling, dimensionless numbers -----------------------------------------------
     def grid(self, resolution: int) -> CartesianGrid:
@@ -216,14 +217,14 @@ class NavierStokes2D(PDE):
         for i, inst in enumerate(instances):
             w0 = inst.field("vorticity", (n, n), i)
             nu = float(inst.params["nu"])
-            if not nu > 0:
-                raise UserError(f"instance {i}: nu must be positive, got {nu!r}")
+            if not (nu > 0 and math.isfinite(nu)):
+                raise UserError(f"instance {i}: nu must be positive and finite, got {nu!r}")
             t_i = float(inst.params["t_final"])
             if t_i != t_final:
                 raise UserError(f"instances of one solve must share t_final: instance {i} has {t_i!r}, "
                                 f"instance 0 has {t_final!r}")
             w0s.append(w0)
-        if not (t_final >= 1 and t_final == round(t_final)):
+        if not (math.isfinite(t_final) and t_final >= 1 and t_final == round(t_final)):  # round(inf) raises
             raise UserError(f"t_final must be a positive integer (one snapshot per time unit), got {t_final!r}")
         n_int = int(round(t_final / self.snapshot_interval))
         dev = torch.device(device)

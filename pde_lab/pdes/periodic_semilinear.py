@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..errors import UserError, check_positive
+from ..errors import UserError, check_integer
 from ..grids import CartesianGrid
 from ..random_fields import gaussian_random_field
 from ..solvers.semilinear import (BlowUpError, NonlinearTerm, PeriodicBox, fourier_resample, solve_semilinear,
@@ -70,15 +70,16 @@ class PeriodicSemilinearPDE(PDE):
 
     def __init__(self, min_steps_per_interval: int | None = None, spectral_tol: float | None = None,
                  max_solver_resolution: int | None = None, n_contour: int = 64):
+        # Whole numbers: int() of a positive 0.5 would be a silent 0 (2.5 a silent 2).
         m = self.default_min_steps if min_steps_per_interval is None else min_steps_per_interval
-        self.min_steps_per_interval = int(check_positive("min_steps_per_interval", m))
+        self.min_steps_per_interval = check_integer("min_steps_per_interval", m, 1)
         tol = self.default_spectral_tol if spectral_tol is None else spectral_tol
         if not 0.0 < tol < 1.0:
             raise UserError(f"spectral_tol must lie in (0, 1), got {tol!r}")
         self.spectral_tol = float(tol)
         mr = self.default_max_solver_resolution if max_solver_resolution is None else max_solver_resolution
-        self.max_solver_resolution = int(check_positive("max_solver_resolution", mr))
-        self.n_contour = int(check_positive("n_contour", n_contour))
+        self.max_solver_resolution = check_integer("max_solver_resolution", mr, 4)
+        self.n_contour = check_integer("n_contour", n_contour, 8)  # etdrk4_coefficients' least
 
     # ---- grid ------------------------------------------------------------------------------------
     def grid(self, resolution: int) -> CartesianGrid:
@@ -106,14 +107,16 @@ class PeriodicSemilinearPDE(PDE):
         return {self.components[0]: normalized_grf(rng, grid, params["ic_alpha"], params["ic_tau"],
                                                    params["ic_amplitude"])}
 
-    #: Parameters that must be positive; the default :meth:`check_params` checks them in this order.
+    #: Parameters that must be positive and finite; the default :meth:`check_params` checks them in this order.
     positive_params: tuple[str, ...] = ()
 
     def check_params(self, params: Mapping[str, float]) -> str | None:
-        """A message naming the first invalid parameter value, or ``None``."""
+        """A message naming the first invalid parameter value, or ``None``. An infinite value is invalid
+        too: it passes ``> 0`` and then makes a resolution rule loop forever (``L = inf`` for
+        Kuramoto–Sivashinsky) or divide by zero (``r = inf`` for Fisher–KPP)."""
         for name in self.positive_params:
-            if not params[name] > 0:
-                return f"{name} must be positive, got {params[name]!r}"
+            if not (params[name] > 0 and np.isfinite(params[name])):
+                return f"{name} must be positive and finite, got {params[name]!r}"
         return None
 
     def output_times(self, params: Mapping[str, float]) -> np.ndarray:

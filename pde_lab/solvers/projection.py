@@ -613,8 +613,11 @@ class ProjectionSolver:
             :class:`FlowResult` with ``(T, nx, ny)`` fields.
         """
         times = np.asarray(output_times, dtype=np.float64)
-        if times.ndim != 1 or times.size == 0 or np.any(np.diff(times) <= 0) or times[0] < self.t - 1e-12:
-            raise ValueError(f"output_times must be increasing and >= the current time {self.t}, got {times}")
+        # Finite first: NaN and inf pass every comparison below (an infinite time ended the stepping
+        # loop at once and stored the current state for every frame).
+        if (times.ndim != 1 or times.size == 0 or not np.all(np.isfinite(times)) or np.any(np.diff(times) <= 0)
+                or times[0] < self.t - 1e-12):
+            raise ValueError(f"output_times must be finite, increasing and >= the current time {self.t}, got {times}")
         t0 = time.perf_counter()
         T = times.size
         out_u, out_v, out_p = (np.zeros((T, self.nx, self.ny)) for _ in range(3))

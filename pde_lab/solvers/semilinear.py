@@ -157,9 +157,9 @@ class PeriodicBox:
     def derivative_factor(self, axis: int, order: int = 1) -> torch.Tensor:
         """The multiplier of ``∂^order/∂x_axis^order``, prepared for :meth:`apply_factor`.
 
-        Even orders give the real ``(−1)^{order/2} κ^order`` (broadcast shape of ``kappa[axis]``);
+        Even orders give the real ``(−1)^{order/2} κ^order`` (float64, broadcast shape of ``kappa[axis]``);
         odd orders give ``imaginary_factor(g)`` with ``g = (−1)^{(order−1)/2} κ^order`` and the Nyquist
-        mode of an even axis dropped (its odd derivative is not real), shape ``(*kappa[axis].shape, 2)``.
+        mode of an even axis dropped (its odd derivative is not real): complex128 ``i g``, same shape.
         Cached per ``(axis, order)``.
         """
         key = (axis, order)
@@ -640,6 +640,8 @@ def solver_size(n_out: int, needed: float, *, keep_output_modes: bool = True) ->
     """
     if n_out < 1:
         raise ValueError(f"n_out must be positive, got {n_out}")
+    if not math.isfinite(needed):  # the candidate list would grow forever
+        raise ValueError(f"needed must be finite, got {needed!r}")
     lowest = 2 if keep_output_modes else 1
     cands = []
     m = 1

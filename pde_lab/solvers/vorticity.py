@@ -480,8 +480,11 @@ def velocity_from_vorticity(w: np.ndarray | torch.Tensor, length: float = 1.0):
     kx = wavenumbers(n, length, real=False, device=t.device)[:, None]
     ky = wavenumbers(n, length, device=t.device)[None, :]
     if n % 2 == 0:  # odd derivatives of the Nyquist mode are not real: drop it
-        kx = torch.where(kx.abs() * length / (2 * math.pi) == n // 2, 0.0, kx)
-        ky = torch.where(ky * length / (2 * math.pi) == n // 2, 0.0, ky)
+        # Found by the integer mode index: κ L / 2π rounds off n/2 for many lengths (e.g. 1.3, 11.1).
+        mx = torch.fft.fftfreq(n, 1.0 / n, dtype=torch.float64, device=t.device)[:, None]
+        my = torch.fft.rfftfreq(n, 1.0 / n, dtype=torch.float64, device=t.device)[None, :]
+        kx = torch.where(mx.abs() == n // 2, 0.0, kx)
+        ky = torch.where(my == n // 2, 0.0, ky)
     k2 = kx**2 + ky**2
     inv = torch.where(k2 > 0, 1.0 / torch.where(k2 > 0, k2, 1.0), 0.0)
     wh = torch.fft.rfft2(t)
