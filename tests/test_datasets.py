@@ -195,6 +195,9 @@ VIOLATIONS = {
                               "level_definition lacks key(s) ['ranges', 'log_uniform', 'description']"),
     "dataset seed": (lambda f: f.attrs.__setitem__("dataset_seed", -1), "dataset_seed -1 is negative"),
     "no trajectories": (lambda f: f.attrs.__setitem__("n_trajectories", 0), "a file holds at least one trajectory"),
+    # floats compare equal to the shape (16.0 == 16) but break readers (np.broadcast_to needs ints)
+    "resolution floats": (lambda f: f.attrs.__setitem__("spatial_resolution", np.array([16.0])),
+                          "spatial_resolution must be a non-empty array of positive integers, got [16.0]"),
     "periodic": (lambda f: f["dimensions"].attrs.__setitem__("periodic", [True, False]),
                  "attribute 'periodic' must hold one bool per axis"),
     "bounds": (lambda f: f["dimensions"].attrs.__setitem__("bounds", [1.0, 0.0]), "attribute 'bounds' must be"),
@@ -374,3 +377,22 @@ def test_varying_parameters_become_constant_input_channels(tmp_path):
     np.testing.assert_allclose([stats["x_mean"][1], stats["x_std"][1]], [ks.mean(), ks.std()], rtol=1e-10)
     with pytest.raises(UserError, match="is not NAME or log:NAME"):
         open_split(out, "train", parameters=["exp:k"])
+
+
+def test_writer_refuses_a_batch_solved_at_other_times(tmp_path):
+    """A file has one time axis: a batch with other output times must not be stored under the first's."""
+    from pde_lab.datasets.writer import DatasetWriter
+
+    pde = get_pde("toy_decay")
+    grid = pde.grid(16)
+    rng = np.random.default_rng(0)
+    inst = [pde.sample("easy", rng, grid) for _ in range(4)]
+    w = DatasetWriter(tmp_path / "easy.h5", pde, grid, "easy", "train", 4, 0, {})
+    w.write_batch(0, inst[:2], pde.solve(inst[:2], grid), [1, 2], 0.1)
+    same = pde.solve(inst[2:], grid)
+    other = pde.solve(inst[2:], grid)
+    other.times = other.times * 2
+    with pytest.raises(RuntimeError, match="output times changed between batches"):
+        w.write_batch(2, inst[2:], other, [3, 4], 0.1)
+    w.write_batch(2, inst[2:], same, [3, 4], 0.1)
+    assert validate_file(w.close()) == []

@@ -181,6 +181,26 @@ def test_cartesian_exports(grid_data, tmp_path):
         assert np.array_equal(pd["u"], u[-1])
 
 
+def test_netcdf_exports_vector_and_rank2_tensor_fields(tmp_path):
+    """A rank-2 field (t2_fields, e.g. imported from The Well) has two component axes; netCDF export
+    named only one and failed inside xarray."""
+    from pde_lab.datasets.interop.builder import FileBuilder
+
+    a = np.random.default_rng(5).random((2, 3, 4, 5, 2, 2)).astype(np.float32)
+    b = FileBuilder(tmp_path / "t.h5", pde="stress_toy", n=2, coords={"x": np.arange(4.0), "y": np.arange(5.0)},
+                    periodic=[False, True], times=np.arange(3.0))
+    b.add_field("sigma", rank=2)
+    b.add_field("v", rank=1)
+    for i in range(2):
+        b.write("sigma", i, a[i])
+        b.write("v", i, a[i, ..., 0])
+    export_sample(b.close(), 1, "netcdf", tmp_path / "s.nc")
+    with xr.open_dataset(tmp_path / "s.nc", engine="h5netcdf") as ds:
+        assert ds["sigma"].dims == ("time", "x", "y", "sigma_component0", "sigma_component1")
+        assert ds["v"].dims == ("time", "x", "y", "v_component")
+        assert np.array_equal(ds["sigma"].values, a[1]) and np.array_equal(ds["v"].values, a[1, ..., 0])
+
+
 def test_export_errors_leave_nothing(capsys, mesh_data, tmp_path):
     src = mesh_data / "poisson_fem/train/easy.h5"
     cases = [

@@ -227,7 +227,10 @@ def test_pdebench_1d_burgers(tmp_path):
         import_pdebench(src, tmp_path / "x.h5", samples=(2, 9))
 
 
-def test_pdebench_darcy_static_input_and_solution(tmp_path):
+@pytest.mark.parametrize("t_coordinate", [False, True])
+def test_pdebench_darcy_static_input_and_solution(tmp_path, t_coordinate):
+    """The released Darcy files also hold a ``t-coordinate`` (10 times) for their single frame: the
+    solution is still static (a one-frame time series would leave no target frame to learn)."""
     src = tmp_path / "2D_DarcyFlow_beta1.0_Train.hdf5"
     rng = np.random.default_rng(2)
     nu = rng.choice([0.1, 1.0], size=(3, 8, 8)).astype(np.float32)
@@ -236,6 +239,8 @@ def test_pdebench_darcy_static_input_and_solution(tmp_path):
         f["nu"], f["tensor"] = nu, sol
         f["x-coordinate"] = np.linspace(1 / 16, 1 - 1 / 16, 8).astype(np.float32)
         f["y-coordinate"] = np.linspace(1 / 16, 1 - 1 / 16, 8).astype(np.float32)
+        if t_coordinate:
+            f["t-coordinate"] = np.linspace(0, 1, 10).astype(np.float32)
     out = import_file("pdebench", src, tmp_path / "darcy.h5")
     assert validate_file(out) == []
     ds = FieldDataset([out])

@@ -91,6 +91,23 @@ def test_sampler_default_size_and_quota_errors(files):
         LevelMixSampler({"easy": range(10), "hard": []}, {"easy": 0.5, "hard": 0.5}, num_samples=4, replacement=True)
 
 
+def test_default_size_is_not_cut_short_by_float_floor_division(tmp_path):
+    """90 easy + 10 hard items at 0.9/0.1 allow exactly 100 samples; float ``10 // 0.1`` is 99.0."""
+    s = LevelMixSampler({"easy": range(90), "hard": range(90, 100)}, {"easy": 0.9, "hard": 0.1})
+    assert s.num_samples == 100 and s.counts == {"easy": 90, "hard": 10}
+    files = [level_file(tmp_path / "easy.h5", "easy", np.ones(90)), level_file(tmp_path / "hard.h5", "hard", np.ones(10))]
+    sel = select_by_count(files, None, {"easy": 0.9, "hard": 0.1})
+    assert len(sel[0]) == 90 and len(sel[1]) == 10
+
+
+@pytest.mark.parametrize("share", ["count", "compute"])
+def test_a_level_with_ratio_zero_gets_nothing_even_when_free(tmp_path, share):
+    """Imported files record a cost of 0; a level given ratio 0 must still contribute no trajectory."""
+    files = [level_file(tmp_path / "easy.h5", "easy", np.ones(20)), level_file(tmp_path / "hard.h5", "hard", np.zeros(5))]
+    sel = select_by_budget(files, 10.0, {"easy": 1.0, "hard": 0.0}, share=share)
+    assert len(sel[0]) == 10 and len(sel[1]) == 0
+
+
 @pytest.mark.parametrize("ratios, match", [
     ({"easy": 0.9, "extreme": 0.1}, "'extreme'.*available: easy, hard"),
     ({"easy": 0.9, "hard": 0.3}, "sum to 1, got 1.2"),

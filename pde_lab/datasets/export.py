@@ -39,8 +39,8 @@ class Sample:
     Attributes:
         points: ``(P, 3)`` float64 point coordinates (z = 0 in 1D/2D).
         cells: ``[(meshio cell type, (C, k) int connectivity)]``.
-        static: field name → ``(P,)`` or ``(P, comp)`` values of time-independent fields.
-        frames: field name → ``(T, P)`` or ``(T, P, comp)`` values of time-varying fields.
+        static: field name → ``(P,)``, ``(P, D)`` or ``(P, D, D)`` values of time-independent fields.
+        frames: field name → ``(T, P)``, ``(T, P, D)`` or ``(T, P, D, D)`` values of time-varying fields.
         times: ``(T,)`` stored times, or ``None`` for a steady file.
         scalars: the trajectory's parameters and dimensionless numbers.
         attrs: the file's root attributes (pde, level, ...).
@@ -249,7 +249,8 @@ def export_xdmf(s: Sample, out: Path) -> list[Path]:
 
 def export_netcdf(s: Sample, out: Path) -> list[Path]:
     """The sample as a netCDF-4 file (xarray, h5netcdf engine): fields with dims ``([time,] *space)``
-    (``node`` on a mesh, with ``x``, ``y`` node coordinates and ``cells (cell, vertex)``), the
+    plus ``<name>_component`` for a vector field or ``<name>_component0``, ``<name>_component1`` for a
+    rank-2 tensor (``node`` on a mesh, with ``x``, ``y`` node coordinates and ``cells (cell, vertex)``), the
     trajectory's parameters as 0-d variables, the file's attributes as global attributes."""
     import xarray as xr
 
@@ -266,7 +267,9 @@ def export_netcdf(s: Sample, out: Path) -> list[Path]:
     data_vars: dict = {}
     for name, v in {**s.static, **s.frames}.items():
         lead = ["time"] if name in s.frames else []
-        comp = [f"{name}_component"] if v.ndim > len(lead) + 1 else []
+        # One dimension per component axis: a vector has one, a rank-2 tensor two.
+        n_comp = v.ndim - len(lead) - 1
+        comp = [f"{name}_component"] if n_comp == 1 else [f"{name}_component{i}" for i in range(n_comp)]
         arr = v.reshape(*v.shape[: len(lead)], *s.grid_shape, *v.shape[len(lead) + 1:])
         data_vars[name] = (lead + list(s.spatial_dims) + comp, arr)
     if mesh:

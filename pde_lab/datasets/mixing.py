@@ -87,6 +87,19 @@ def level_counts(ratios: Mapping[str, float], n: int) -> dict[str, int]:
     return {k: int(c) for k, c in zip(names, base)}
 
 
+def most_samples(ratios: Mapping[str, float], sizes: Mapping[str, int]) -> int:
+    """The most samples ``sizes`` (level → items available) allow at ``ratios`` without repeating
+    one: ``min over levels of size / ratio``, rounded down.
+
+    Rounded as :func:`level_counts` rounds (to 1e-9), not with float ``//``: ``10 // 0.1`` is 99.0,
+    which would leave one item of 100 out of a 90/10 mix of 90 + 10 items.
+    """
+    n = min(math.floor(sizes[k] / r + 1e-9) for k, r in ratios.items() if r > 0)
+    while n > 0 and any(c > sizes[k] for k, c in level_counts(ratios, n).items()):
+        n -= 1  # never more than a level holds, whatever the rounding
+    return int(n)
+
+
 def _level_seed(seed: int, level: str, *more: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(level.encode()), *more]))
 
@@ -123,9 +136,7 @@ class LevelMixSampler(torch.utils.data.Sampler[int]):
         if world_size < 1 or not 0 <= rank < world_size:
             raise UserError(f"rank {rank} is not in 0..world_size-1 (world_size={world_size})")
         if num_samples is None:
-            num_samples = min(len(self.pools[k]) // r if r > 0 else math.inf for k, r in self.ratios.items()
-                              if r > 0)
-            num_samples = int(num_samples)
+            num_samples = most_samples(self.ratios, {k: len(v) for k, v in self.pools.items()})
         if num_samples < 1:
             raise UserError(f"num_samples must be positive, got {num_samples}")
         self.num_samples = int(num_samples)
@@ -233,7 +244,7 @@ def select_by_count(files: Sequence[str | Path], n: int | None, ratios: Mapping[
     ratios = check_ratios(ratios, list(dict.fromkeys(levels))) if ratios is not None else _default_ratios(levels, costs)
     orders = _level_orders(levels, costs, seed)
     if n is None:
-        n = int(min(len(orders[k]) // r for k, r in ratios.items() if r > 0))
+        n = most_samples(ratios, {k: len(v) for k, v in orders.items()})
     if n < 1:
         raise UserError(f"number of training trajectories must be positive, got {n}")
     counts = level_counts(ratios, n)
@@ -287,7 +298,9 @@ def select_by_budget(files: Sequence[str | Path], budget_seconds: float, ratios:
         for level, r in ratios.items():
             c = level_cost[level]
             cum = np.cumsum(c)
-            take = int(np.searchsorted(cum, r * budget, side="right"))
+            # A level given no share takes nothing, not even trajectories recorded as free (imported
+            # files record a cost of 0), as in the "count" share.
+            take = int(np.searchsorted(cum, r * budget, side="right")) if r > 0 else 0
             # out of data only if the unspent share would still buy one more of its trajectories
             if take == len(c) and r > 0 and r * budget - cum[-1] >= c.min():
                 raise UserError(f"level {level!r} holds {cum[-1]:.4g} s of recorded compute, less than its share "

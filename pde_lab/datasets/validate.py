@@ -133,6 +133,12 @@ class _Validator:
         if root["n_trajectories"] is not None and root["n_trajectories"] < 1:
             self.err(f"/: n_trajectories is {root['n_trajectories']}, a file holds at least one trajectory")
             return self.errors
+        res = root["spatial_resolution"]
+        if res is not None and not (res and all(isinstance(r, int) and not isinstance(r, bool) and r >= 1
+                                                for r in res)):
+            # Floats would pass every shape comparison (16.0 == 16) and break readers later.
+            self.err(f"/: spatial_resolution must be a non-empty array of positive integers, got {res}")
+            root["spatial_resolution"] = None
         missing = [g for g in schema.REQUIRED_GROUPS if not isinstance(f.get(g), h5py.Group)]
         for g in missing:
             self.err(f"missing group /{g}")

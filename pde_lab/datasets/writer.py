@@ -175,6 +175,13 @@ class DatasetWriter:
         elif batch.settings != self._settings:
             raise RuntimeError("solver settings changed between batches; per-instance values belong in "
                                f"SolveResult.per_sample: {batch.settings} != {self._settings}")
+        else:
+            # One time axis per file: a batch solved at other times would be stored under the first's.
+            stored = self.f["dimensions/time"][()] if "time" in self.f["dimensions"] else None
+            if (stored is None) != (batch.times is None) or (
+                    stored is not None and not np.array_equal(stored, np.asarray(batch.times, dtype=np.float64))):
+                raise RuntimeError(f"output times changed between batches of one file: {batch.times} != {stored}; "
+                                   "parameters that fix the times must be the same for every sample of a level")
         sl = slice(start, start + b)
         tr = self.f["trajectories"]
         for fs in self.pde.fields:

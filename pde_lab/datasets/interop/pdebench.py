@@ -8,7 +8,8 @@ PDEBench ships two layouts, both handled here:
   and ``(N, 1, X, Y)`` for Darcy flow, whose coefficient field is ``nu`` ``(N, X, Y)``; the CFD files
   have ``density``, ``pressure``, ``Vx``, ... each ``(N, T, *space)``. Each array becomes a scalar
   field (``tensor`` is renamed ``u``): time-varying arrays are ``solution`` fields, static ones
-  (``nu``) ``input`` fields, and Darcy's single-frame ``tensor`` a static ``solution``. The 1D files
+  (``nu``) ``input`` fields, and Darcy's single-frame ``tensor`` a static ``solution`` (a
+  ``t-coordinate`` beside a single frame is ignored). The 1D files
   store one more ``t-coordinate`` than frames; the first ``T`` times are used.
 * **Group files** (1D diffusion–sorption, 2D diffusion–reaction, shallow water): one group per sample
   (``0000``, ``0001``, ...) with ``data`` ``(T, *space, C)``, ``grid/x`` (``grid/y``) and ``grid/t``.
@@ -133,7 +134,9 @@ def _array_file(f: h5py.File, src: Path, out: Path, meta: dict, params: dict, pe
         if d.shape[1:] == space:
             kinds[name] = "static"
         elif d.ndim == len(space) + 2 and d.shape[2:] == space:
-            if d.shape[1] == 1 and t_all is None:
+            # One frame is a steady solution (Darcy's ``tensor``), even where the file also stores a
+            # ``t-coordinate`` (the released Darcy files hold 10 times for their one frame).
+            if d.shape[1] == 1:
                 kinds[name] = "frame"
             else:
                 kinds[name] = "time"
