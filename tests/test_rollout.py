@@ -263,3 +263,21 @@ def test_evaluate_a_run_of_fit_that_recorded_no_task(heat_data, tmp_path):
     assert all(np.isfinite(result["levels"][lv]["relative_l2"]["mean"]) for lv in ("easy", "hard"))
     # the heat PDE's default task is one-shot: no error-against-time curve, as for a run of `train`
     assert train_ds.task.mode == "one_shot" and "error_vs_time" not in result["levels"]["easy"]
+
+
+def test_predictions_file_lists_levels_as_evaluated_and_figures_default_to_the_first(heat_data, tmp_path):
+    """h5py lists groups alphabetically unless the file tracks creation order: a figure's default level
+    was then 'easy' however the evaluation was ordered."""
+    import h5py
+
+    from pde_lab.evaluation.evaluate import evaluate
+    from pde_lab.plotting import plot_error_field
+    from pde_lab.training import TrainConfig, train
+
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(heat_data), model="fno", model_args=dict(width=4, modes=4, n_layers=1, proj_width=8),
+                      epochs=1, batch_size=8, device="cpu", progress=False, out=str(run)))
+    evaluate(run, heat_data, levels=["hard", "easy"], device="cpu")
+    with h5py.File(run / "predictions_test.h5") as f:
+        assert [k for k in f if k != "coords"] == ["hard", "easy"]
+    assert plot_error_field(run).texts[0].get_text().startswith("hard")

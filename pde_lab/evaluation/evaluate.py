@@ -68,7 +68,9 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
     all_metrics: dict[str, list[torch.Tensor]] = {}
     totals = {"model_seconds": 0.0, "solver_seconds": 0.0, "n": 0}
     try:
-        store = h5py.File(partial, "w") if save_predictions else None
+        # track_order: readers list the levels as evaluated and the coordinates in axis order (the
+        # default is alphabetical, which made figures default to another level and could swap axes)
+        store = h5py.File(partial, "w", track_order=True) if save_predictions else None
         for path in files:
             ds = FieldDataset([path], task=task, parameters=run.config.parameters or ())
             level = ds.levels[0]
@@ -114,7 +116,7 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
             if store is not None:
                 if "coords" not in store:  # the axes, so figures show physical coordinates
                     with h5py.File(path, "r") as f:
-                        c = store.create_group("coords")
+                        c = store.create_group("coords", track_order=True)
                         for axis in f["dimensions"].attrs["spatial_dims"]:
                             c.create_dataset(axis, data=f[f"dimensions/{axis}"][()])
                 g = store.create_group(level)
