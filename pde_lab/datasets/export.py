@@ -47,6 +47,7 @@ class Sample:
         spatial_dims: names of the array axes of the fields (``("x", "y")`` or ``("node",)``).
         grid_shape: the fields' spatial shape in the file.
         coords: axis name → coordinates (Cartesian) or ``x``, ``y`` node coordinates (mesh).
+        periodic: one bool per Cartesian axis (empty on a mesh).
     """
 
     points: np.ndarray
@@ -59,6 +60,7 @@ class Sample:
     spatial_dims: tuple[str, ...]
     grid_shape: tuple[int, ...]
     coords: dict[str, np.ndarray]
+    periodic: tuple[bool, ...] = ()
 
 
 def _cartesian_geometry(coords: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
@@ -98,6 +100,7 @@ def read_sample(path: str | Path, index: int) -> Sample:
         attrs = {k: attr_value(v) for k, v in f.attrs.items()}
         dims = tuple(attr_value(f["dimensions"].attrs["spatial_dims"]))
         times = f["dimensions/time"][()] if "time" in f["dimensions"] else None
+        periodic: tuple[bool, ...] = ()
         if attrs.get("grid_type") == "mesh":
             nodes = f["mesh/nodes"][()]
             tri = f["mesh/cells"][()].astype(np.int64)
@@ -110,6 +113,7 @@ def read_sample(path: str | Path, index: int) -> Sample:
             points, cells = _cartesian_geometry(axes)
             shape = tuple(len(a) for a in axes)
             coords = dict(zip(dims, axes))
+            periodic = tuple(bool(p) for p in attr_value(f["dimensions"].attrs["periodic"]))
         static, frames = {}, {}
         for rank, group in enumerate(schema.FIELD_GROUPS):
             for name in attr_value(f[group].attrs["field_names"]):
@@ -124,7 +128,7 @@ def read_sample(path: str | Path, index: int) -> Sample:
         for group in ("scalars", "dimensionless"):
             for name, d in f[group].items():
                 scalars[name if name not in scalars else f"{group}_{name}"] = float(d[index])
-    return Sample(points, cells, static, frames, times, scalars, attrs, dims, shape, coords)
+    return Sample(points, cells, static, frames, times, scalars, attrs, dims, shape, coords, periodic)
 
 
 class _Staging:

@@ -186,8 +186,9 @@ def export_sample_well(sample: Sample, out: Path) -> list[Path]:
     """One trajectory, as read by :func:`pde_lab.datasets.export.read_sample`, as a Well file of one
     trajectory at ``out`` (the ``the_well`` entry of ``pde_lab.datasets.export.EXPORTERS``).
 
-    A sample carries no roles or boundary conditions: time-varying fields are written as solution
-    fields, static ones as inputs, and parameters and dimensionless numbers all go to ``scalars/``.
+    A sample carries no roles or boundary conditions beyond its periodic axes: time-varying fields
+    are written as solution fields, static ones as inputs, and parameters and dimensionless numbers
+    all go to ``scalars/``.
     For a whole file with all its metadata use :func:`export_well`.
     """
     import tempfile
@@ -200,7 +201,7 @@ def export_sample_well(sample: Sample, out: Path) -> list[Path]:
     with tempfile.TemporaryDirectory(prefix=".well-", dir=out.parent if out.parent.is_dir() else None) as tmp:
         b = FileBuilder(Path(tmp) / "sample.h5", pde=str(sample.attrs.get("pde", "pde_lab")), n=1,
                         coords={ax: sample.coords[ax] for ax in sample.spatial_dims},
-                        periodic=[False] * d, times=sample.times, level=str(sample.attrs.get("level", "default")),
+                        periodic=list(sample.periodic) or [False] * d, times=sample.times, level=str(sample.attrs.get("level", "default")),
                         split=str(sample.attrs.get("split", "train")))
         try:
             for fields, tv in ((sample.frames, True), (sample.static, False)):
