@@ -42,9 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--n-valid", type=int, default=8, help="validation trajectories per level")
     g.add_argument("--n-test", type=int, default=16, help="test trajectories per level")
     g.add_argument("--resolution", type=int, default=None, help="grid points per axis (default: the PDE's)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0, help="dataset seed; each sample's derives from it, its level, "
+                   "split and index (default 0)")
     g.add_argument("--batch-size", type=int, default=16, help="instances solved together")
-    g.add_argument("--device", default="cpu", help="cpu or cuda")
+    g.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto (CUDA when available)")
     g.add_argument("--out", required=True, help="output directory")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -82,20 +83,22 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--levels", type=_csv, default=None, help="training levels (default: all)")
     t.add_argument("--mix", help="fraction of training trajectories per level, e.g. easy=0.9,hard=0.1 "
                                  "(with --set n_train=N or --set compute_budget=SECONDS; docs/datasets.md)")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--optimizer")
+    t.add_argument("--epochs", type=int, help="training epochs (default 500; PINN runs: an alias of --steps)")
+    t.add_argument("--batch-size", type=int, help="samples per step (default 20)")
+    t.add_argument("--lr", type=float, help="learning rate (default 0.001)")
+    t.add_argument("--optimizer", help="operator runs: adam (default), adamw, soap, shampoo; PINN runs (--pde): "
+                   "engd (default), gauss_newton, lm, kfac, spring, adam, soap, shampoo, multiadam, config, lbfgs, adam+lbfgs "
+                   "(docs/pinns.md); arguments go in --set optimizer_args.KEY=VALUE")
     t.add_argument("--time-limit", type=float, help="stop after this many minutes")
-    t.add_argument("--seed", type=int)
+    t.add_argument("--seed", type=int, help="seed of the weights, sample order and mixing (default 0)")
     t.add_argument("--device", help="auto, cpu or cuda")
     t.add_argument("--out", help="run directory")
-    t.add_argument("--overwrite", action="store_true")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     t.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint, with the run's config.yaml "
                    "unless --config is given (flags and --set change only what they name)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set model_args.width=32 (repeatable)")
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="evaluate a run against ground truth; writes metrics.json")
     e.add_argument("--run", required=True, help="run directory")
@@ -114,8 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="generate a small Burgers dataset, train an FNO, evaluate and plot")
     d.add_argument("--out", default="pde_lab_demo", help="directory for data, run and figures")
     d.add_argument("--minutes", type=float, default=1.0, help="training time budget")
-    d.add_argument("--device", default="auto")
-    d.add_argument("--overwrite", action="store_true")
+    d.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    d.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
 
     im = sub.add_parser("import", help="convert another project's HDF5 file (The Well, PDEBench) into a pde_lab file")
     im.add_argument("format", help="the_well or pdebench (see docs/interop.md)")

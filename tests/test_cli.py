@@ -244,3 +244,24 @@ def test_console_script_exit_status():
     proc = subprocess.run([sys.executable, "-m", "pde_lab.cli", "generate", "--pde", "nope", "--out", "/tmp/never"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("pde-lab generate: error: unknown PDE 'nope'")
+
+
+def test_train_help_names_every_optimizer_and_the_true_defaults(capsys):
+    """The help text is written out by hand (importing torch for --help would make it slow): it must
+    not drift from the optimizer registries and the config defaults."""
+    import re
+
+    from pde_lab.training.config import OPTIMIZERS, TrainConfig
+    from pde_lab.training.pinn import PINN_OPTIMIZERS, PINNConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    operator_part, pinn_part = text.split("operator runs:")[1].split("PINN runs (--pde):")
+    pinn_part = pinn_part.split("(docs/pinns.md)")[0]
+    assert set(re.findall(r"[a-z+_]+", operator_part.replace("default", ""))) == set(OPTIMIZERS)
+    assert set(re.findall(r"[a-z+_]+", pinn_part.replace("default", ""))) == set(PINN_OPTIMIZERS)
+    cfg, pinn = TrainConfig(), PINNConfig()
+    assert f"{cfg.optimizer} (default)" in operator_part and f"{pinn.optimizer} (default)" in pinn_part
+    assert f"training epochs (default {cfg.epochs};" in text and f"samples per step (default {cfg.batch_size})" in text
+    assert f"learning rate (default {cfg.lr:g})" in text and f"mixing (default {cfg.seed})" in text

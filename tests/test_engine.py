@@ -1,4 +1,5 @@
 """The generation engine: workers, shards and merge, resume, the writer lock, checksums in the validator."""
+import json
 import os
 import signal
 import subprocess
@@ -62,9 +63,21 @@ def test_bad_shard_is_named(tmp_path, text, message):
 def test_bad_workers_and_device_are_named(tmp_path):
     with pytest.raises(UserError, match="workers must be positive, got 0"):
         make(tmp_path / "d", workers=0)
-    with pytest.raises(UserError, match="device must be cpu, cuda or cuda:N, got 'gpu0'"):
+    with pytest.raises(UserError, match="device must be cpu, cuda, cuda:N or auto, got 'gpu0'"):
         make(tmp_path / "d", device="gpu0")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_device_auto_is_resolved_and_recorded(tmp_path, reference):
+    import torch
+
+    out = make(tmp_path / "a", device="auto")
+    used = "cuda" if torch.cuda.is_available() else "cpu"
+    with h5py.File(out / "train/easy.h5") as f:
+        assert json.loads(f.attrs["generation_config"])["device"] == used
+    if used == "cpu":  # the same command with the device spelled out: nothing to do, the same bytes
+        assert field_bytes(out) == field_bytes(reference)
+        assert make(tmp_path / "a") == out
 
 
 def test_workers_give_the_same_bytes(tmp_path, reference):

@@ -37,7 +37,8 @@ class GenerateConfig:
         resolution: grid points per axis (None: the PDE's default).
         seed: dataset seed; each sample's seed derives from (seed, level, split, index).
         batch_size: instances solved together; results do not depend on it.
-        device: where batched solvers run (``cpu``, ``cuda``, ``cuda:N``).
+        device: where batched solvers run (``cpu``, ``cuda``, ``cuda:N``, or ``auto``: CUDA when
+            available); the files record the device used.
         workers: processes solving units in parallel (one thread each); does not change the data.
         shard: ``"i/N"`` or ``(i, N)``: generate only units ``i, i+N, i+2N, ...`` into a shard
             directory for ``pde-lab merge``; ``None``: the whole dataset.
@@ -97,7 +98,7 @@ def _check(config: GenerateConfig):
             raise UserError(f"resolution must be at least 8, got {config.resolution}")
     if not isinstance(config.seed, (int, np.integer)) or not 0 <= config.seed <= MAX_SEED:
         raise UserError(f"seed must be an integer in 0 .. {MAX_SEED} (stored as int64), got {config.seed!r}")
-    _check_device(config.device)
+    device = _check_device(config.device)
     shard = engine.parse_shard(config.shard)
     out = Path(config.out)
     if out.exists() and not out.is_dir():
@@ -105,17 +106,22 @@ def _check(config: GenerateConfig):
     blocking = file_in_the_way(out)
     if blocking is not None:
         raise UserError(f"output {out} cannot be made: {blocking} is a file, not a directory")
-    return pde, levels, shard
+    return pde, levels, shard, device
 
 
-def _check_device(device: str) -> None:
-    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device):
-        raise UserError(f"device must be cpu, cuda or cuda:N, got {device!r}")
-    if device.startswith("cuda"):
-        import torch
+def _check_device(device: str) -> str:
+    """``device`` checked, with ``auto`` resolved to ``cuda`` or ``cpu``."""
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise UserError(f"device must be cpu, cuda, cuda:N or auto, got {device!r}")
+    if device == "cpu":
+        return device
+    import torch
 
-        if not torch.cuda.is_available():
-            raise UserError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        raise UserError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    return device
 
 
 def generate(config: GenerateConfig) -> Path:
@@ -126,12 +132,12 @@ def generate(config: GenerateConfig) -> Path:
     config again resumes an interrupted run, and does nothing if ``out`` is already complete. A
     second process writing the same ``out`` is refused (:class:`UserError`).
     """
-    pde, levels, shard = _check(config)
+    pde, levels, shard, device = _check(config)
     resolution = config.resolution or pde.default_resolution
     grid = pde.grid(resolution)
     resolved = dataclasses.asdict(config)
     # A mesh's shape is its node count, not the resolution it was built from.
-    resolved.update(levels=levels, resolution=getattr(grid, "resolution", grid.shape[0]))
+    resolved.update(levels=levels, resolution=getattr(grid, "resolution", grid.shape[0]), device=device)
     for key in ("out", "overwrite", "progress", "workers", "shard"):  # do not change the data
         resolved.pop(key)
     counts = {"train": config.n_train, "valid": config.n_valid, "test": config.n_test}
@@ -164,7 +170,7 @@ def generate(config: GenerateConfig) -> Path:
             bar.set_postfix(split=unit.split, level=unit.level)
 
         try:
-            engine.run_units(pde, grids, todo, config.seed, config.device, config.workers, store)
+            engine.run_units(pde, grids, todo, config.seed, device, config.workers, store)
             if shard is None:
                 engine.assemble(tmp, pde, grids, units, resolved, lambda u: engine.part_path(tmp, u),
                                 delete_parts=True, on_file=lambda sp, lv: bar.set_postfix_str(f"assembling {sp}/{lv}"))
