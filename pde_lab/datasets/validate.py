@@ -108,7 +108,7 @@ class _Validator:
         if fmt != schema.FORMAT_NAME:
             return [f"not a pde_lab file: root attribute 'format' is {fmt!r}, expected {schema.FORMAT_NAME!r}"]
         version = attr_value(f.attrs.get("format_version"))
-        if version != schema.FORMAT_VERSION:
+        if isinstance(version, bool) or version != schema.FORMAT_VERSION:  # True == 1
             return [f"unsupported format_version {version!r}; this reader knows {schema.FORMAT_VERSION}"]
         root = {name: self.attr(f, name, types) for name, types in schema.ROOT_ATTRS.items()}
         if root["complete"] is False:
@@ -274,9 +274,10 @@ class _Validator:
             self.err(f"{where}: attribute 'sample_varying' is {attrs['sample_varying']!r}, expected True "
                      "(every field holds one value per trajectory)")
         dv = attrs["dim_varying"]
-        if dv is not None and (not isinstance(dv, list) or not all(isinstance(v, bool) for v in dv)
+        if dv is not None and (not isinstance(dv, list) or not all(v is True for v in dv)
                                or (n_dims is not None and len(dv) != n_dims)):
-            self.err(f"{where}: attribute 'dim_varying' must hold one bool per spatial dimension ({n_dims}), got {dv!r}")
+            self.err(f"{where}: attribute 'dim_varying' must hold True for each spatial dimension ({n_dims}; every "
+                     f"field varies along every axis), got {dv!r}")
         tv = attrs["time_varying"]
         if tv is not None and not isinstance(tv, bool):
             self.err(f"{where}: attribute 'time_varying' must be a bool, got {tv!r}")
@@ -368,6 +369,8 @@ class _Validator:
             if d.shape != (n,) or d.dtype.kind != kind:
                 self.err(f"/trajectories/{name}: expected shape ({n},) of kind {kind!r}, got {d.dtype} {d.shape}")
                 continue
+            if name == "seed" and d.dtype != np.uint64:  # a narrower type would have cut the 64-bit seeds
+                self.err(f"/trajectories/seed: expected uint64, got {d.dtype}")
             if name == "index" and not np.array_equal(d[()], np.arange(n)):
                 self.err("/trajectories/index: expected 0 .. n_trajectories-1 in order")
             if name == "wall_time" and not np.all(np.isfinite(d[()]) & (d[()] >= 0)):
