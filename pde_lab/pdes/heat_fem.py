@@ -94,7 +94,7 @@ class HeatFEM(MeshPDE):
 
         Returns:
             ``SolveResult`` with ``a`` ``(B, N)`` and ``u`` ``(B, T, N)`` float64 (frame 0 the given
-            initial state), ``times`` ``(T,)``, ``steps`` ``(B,)``, per sample ``dt`` and ``factorized``.
+            initial state with its Dirichlet nodes set to 0, as the boundary condition holds), ``times`` ``(T,)``, ``steps`` ``(B,)``, per sample ``dt`` and ``factorized``.
         """
         space = self.space(grid)
         inp = self._inputs(instances, grid, ("a", "u"))
