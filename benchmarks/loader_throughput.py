@@ -114,15 +114,16 @@ def loader_run(path: Path, workers: int, items: int, batch: int, cold: bool, see
     loader = DataLoader(ds, batch_size=batch, sampler=order, num_workers=workers)
     it = iter(loader)
     pids = worker_pids(it)
-    main_rss, work_rss, nbytes = [], [], 0
+    main_rss, work_rss, nbytes, n_items = [], [], 0, 0
     t0 = time.perf_counter()
     for x, y in it:
         nbytes += x.numel() * 4 + y.numel() * 4
+        n_items += x.shape[0]  # fewer than ``items`` when the file holds fewer windows
         main_rss.append(rss_mb())
         work_rss.extend(rss_mb(p) for p in pids)
     dt = time.perf_counter() - t0
     return {"workers": workers, "cache": "cold" if cold else "warm", "preload_s": t_load if preload else None,
-            "items_s": items / dt, "MB_s": nbytes / MB / dt,
+            "items": n_items, "items_s": n_items / dt, "MB_s": nbytes / MB / dt,
             "rss_start": rss0, "rss_max": max(main_rss), "rss_end": main_rss[-1],
             "worker_rss_max": max(work_rss) if work_rss else None}
 

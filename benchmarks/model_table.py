@@ -213,12 +213,15 @@ def main(argv=None) -> None:
     p.add_argument("--runs", default="bench_runs/model_table")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--minutes", type=float, default=None, help="optional wall-time limit per training run")
-    p.add_argument("--only", nargs="*", help="dataset keys to use (default: all)")
+    p.add_argument("--only", nargs="*", choices=list(DATASETS), help="dataset keys to use (default: all)")
     p.add_argument("--models", nargs="*", help="models to train (default: all)")
     p.add_argument("--json", help="also write the rows to this JSON file")
     a = p.parse_args(argv)
     pin_threads(a.threads)
     a.device = checked_device(p, a.device)
+    unknown = [m for m in a.models or [] if m not in operators()]
+    if unknown:  # else they were skipped silently and the table came out empty
+        p.error(f"--models: unknown {', '.join(unknown)}; allowed: {', '.join(operators())}")
     if a.what == "_one":
         print(json.dumps(measure_one(a.name, a.size, a.batch, a.reps, a.device)))
         return

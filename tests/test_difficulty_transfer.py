@@ -50,6 +50,33 @@ def test_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     assert [r["err_hard"] for r in again["rows"]] == [r["err_hard"] for r in res["rows"]]
 
 
+def test_a_finished_run_with_other_settings_is_refused_not_reused(tmp_path):
+    """A run with a metrics.json is skipped and read back: one trained with another --epochs or model
+    size must not be reported under this call's settings."""
+    from pde_lab.operators import build_model
+    from pde_lab.training import TrainConfig
+
+    mod = _load()
+    scale = mod.SCALES["cpu"]
+    easy, medium, hard = mod.AXES["geometry"]
+    run = tmp_path / "runs" / "geometry" / "fno-count-a0.5"
+    run.mkdir(parents=True)
+    args = build_model("fno", in_channels=6, out_channels=3, n_dims=2, **scale.model_args["fno"]).spec()["args"]
+    TrainConfig(model="fno", model_args=args, epochs=scale.epochs, lr=scale.lr,
+                batch_size=scale.batch_size).to_yaml(run / "config.yaml")
+    (run / "data.json").write_text(json.dumps({"selection": {"per_level": {easy: {"n": 8, "compute_s": 10.0},
+                                                                           hard: {"n": 8, "compute_s": 15.0}}}}))
+    (run / "metrics.json").write_text(json.dumps({"levels": {lv: {"relative_l2": {"mean": 0.3}}
+                                                             for lv in (easy, medium, hard)}}))
+    same = mod.run_one(scale, "geometry", tmp_path / "data", "fno", "count", 0.5, 1.0, run, scale.epochs)
+    assert (same["n_easy"], same["n_hard"], same["err_hard"], same["gen_seconds"]) == (8, 8, 0.3, 25.0)
+    with pytest.raises(mod.UserError, match=rf"epochs {scale.epochs} \(now 30\)"):
+        mod.run_one(scale, "geometry", tmp_path / "data", "fno", "count", 0.5, 1.0, run, 30)
+    wide = dataclasses.replace(scale, model_args={**scale.model_args, "fno": {**scale.model_args["fno"], "width": 32}})
+    with pytest.raises(mod.UserError, match=r"model_args.width 16 \(now 32\)"):
+        mod.run_one(wide, "geometry", tmp_path / "data", "fno", "count", 0.5, 1.0, run, scale.epochs)
+
+
 def test_bad_axis_is_a_user_error(capsys):
     mod = _load()
     assert mod.main(["--axes", "diagonal"]) == 2

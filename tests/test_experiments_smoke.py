@@ -289,3 +289,56 @@ def test_benchmarks_refuse_an_unknown_device_before_any_work(script):
     out = subprocess.run([sys.executable, str(path), *script[1:], "--device", "gpu"], capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "--device: unknown device 'gpu'; allowed: auto, cpu, cuda, cuda:N, mps" in out.stderr
+
+
+# ---- argument checks of the other scripts -----------------------------------------------------------------
+def test_teng_refuses_bad_seeds_with_one_line(tmp_path, capsys):
+    mod = load_experiment("teng/run.py")
+    assert mod.main(["--out", str(tmp_path / "t"), "--seeds", "0,x", "--only", "heat"]) == 2
+    assert "--seeds must be non-negative integers separated by commas, got '0,x'" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--parts", "2,x", "--parts must be positive integers separated by commas, got '2,x'"),
+    ("--overlap", "-0.5", "--overlap must be a non-negative fraction of a subdomain width, got -0.5")])
+def test_hard_constraints_refuses_bad_partition_flags_before_any_solve(tmp_path, capsys, flag, value, message):
+    """A usage error (exit 2), not a traceback: --parts used to fail in int(), --overlap only when the
+    MoE partition was built, after the ground-truth solves."""
+    mod = load_experiment("hard_constraints/run.py")
+    with pytest.raises(SystemExit) as err:
+        mod.main(["navier_stokes", "--steps", "1", "--out", str(tmp_path / "hc"), flag, value])
+    assert err.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "hc").exists()
+
+
+def _benchmark(name: str):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    sys.path.insert(0, str(path.parent))  # the scripts import _common from their folder
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_loader_throughput_counts_the_items_it_read(tmp_path):
+    """Asked for more items than the file's 9 windows, items/s is the 9 read over the time taken: MB/s
+    over items/s is the size of one item (two 8x8 float32 frames)."""
+    lt = _benchmark("loader_throughput")
+    path = tmp_path / "small.h5"
+    lt.make_file(path, gb=3 * 4 * 8 * 8 * 4 / 1e9, res=8, frames=4)  # 3 trajectories x 3 windows
+    r = lt.loader_run(path, 0, 1000, 4, cold=False)
+    assert r["items"] == 9
+    assert r["MB_s"] / r["items_s"] * lt.MB == pytest.approx(2 * 8 * 8 * 4, rel=1e-9)
+
+
+@pytest.mark.parametrize("args, message", [(["--only", "burger"], "argument --only: invalid choice: 'burger'"),
+                                           (["--models", "fnoo"], "--models: unknown fnoo; allowed:")])
+def test_model_table_refuses_unknown_datasets_and_models(tmp_path, args, message):
+    """They used to be skipped silently, leaving an empty table."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "model_table.py"
+    out = subprocess.run([sys.executable, str(path), "train", "--data", str(tmp_path / "d"), "--runs",
+                          str(tmp_path / "r"), *args], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and message in out.stderr

@@ -52,6 +52,32 @@ def test_toy_run_trains_and_saves_what_it_reports(tmp_path):
     assert saved["epochs_done"] == 6 and (out / "rollout.png").stat().st_size > 0
 
 
+def test_log_records_the_learning_rate_each_epoch_trained_with(tmp_path):
+    """Halving every epoch: epoch 1 trains at --lr, epoch 2 at half of it (the row is not the rate
+    that sched.step() set for the next epoch)."""
+    mod = _load()
+    out = tmp_path / "run"
+    mod.main(["--out", str(out), "--level", "easy", "--resolution", "16", "--n-train", "4", "--n-test", "2",
+              "--gen-batch", "6", "--epochs", "2", "--step-size", "1", "--batch-size", "2", "--lr", "1e-2",
+              "--width", "8", "--modes", "4", "--device", "cpu", "--quiet"])
+    assert [float(r["lr"]) for r in csv.DictReader(open(out / "log.csv"))] == [1e-2, 5e-3]
+
+
+@pytest.mark.parametrize("flag, value, message", [("--lr", "0", "--lr must be a positive number, got 0.0"),
+                                                   ("--lr", "-0.001", "--lr must be a positive number"),
+                                                   ("--weight-decay", "-1", "--weight-decay must be >= 0, got -1.0"),
+                                                   ("--time-limit", "-5", "--time-limit must be a positive number")])
+def test_bad_optimizer_settings_are_refused_before_any_work(tmp_path, capsys, flag, value, message):
+    """Refused with one line before any data are generated, not by Adam after it (a traceback), and
+    not accepted silently (--lr 0 would train nothing, a negative limit stop after one epoch)."""
+    mod = _load()
+    with pytest.raises(SystemExit) as err:
+        mod.main(["--out", str(tmp_path / "run"), "--level", "easy", "--resolution", "16", "--n-train", "4",
+                  "--n-test", "2", "--device", "cpu", "--batch-size", "2", flag, value])
+    assert err.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graph_training_matches_eager_training(tmp_path):

@@ -200,16 +200,18 @@ def run_one(scale: Scale, axis: str, data: Path, model: str, arm: str, alpha: fl
     """Train (or resume, or skip) one run and evaluate it; returns its row of the results."""
     easy, medium, hard = AXES[axis]
     metrics_path = run_dir / "metrics.json"
-    if not metrics_path.is_file():
+    mix = {easy: 1.0 - alpha, hard: alpha}
+    n_train = scale.n_train
+    if arm == "subset":  # the hard trajectories of the count arm's mix, without its easy ones
+        n_train = mix_counts(mix, scale.n_train)[hard]
+        mix = {easy: 0.0, hard: 1.0}
+        # as many optimizer steps as the count arm, so only the easy samples are missing
+        epochs = max(1, round(epochs * scale.n_train / n_train))
+    if metrics_path.is_file():
+        check_reused(run_dir, scale, model, epochs)
+    else:
         resume = (run_dir / "checkpoints" / "last.pt").is_file()
         by_count = arm == "count" or alpha == 1.0
-        mix = {easy: 1.0 - alpha, hard: alpha}
-        n_train = scale.n_train
-        if arm == "subset":  # the hard trajectories of the count arm's mix, without its easy ones
-            n_train = mix_counts(mix, scale.n_train)[hard]
-            mix = {easy: 0.0, hard: 1.0}
-            # as many optimizer steps as the count arm, so only the easy samples are missing
-            epochs = max(1, round(epochs * scale.n_train / n_train))
         cfg = TrainConfig(
             data=str(data), levels=[easy, hard], parameters=["reynolds"], task=Task("window", 1, 1),
             level_mix=mix,
@@ -229,6 +231,29 @@ def run_one(scale: Scale, axis: str, data: Path, model: str, arm: str, alpha: fl
         (run_dir / "timing.json").write_text(json.dumps({"train_eval_wall_s": time.perf_counter() - t0,
                                                          "train_wall_s": t_train}))
     return summarize_run(run_dir, axis, model, arm, alpha)
+
+
+def check_reused(run_dir: Path, scale: Scale, model: str, epochs: int) -> None:
+    """:class:`UserError` unless the finished run in ``run_dir`` was trained with the settings this call
+    would train it with: a run is skipped when its ``metrics.json`` exists, so a call with another
+    ``--epochs`` (or scale) into the same ``--out`` would otherwise report the old runs under the new
+    settings."""
+    import yaml
+
+    from pde_lab.operators import build_model
+
+    stored = yaml.safe_load((run_dir / "config.yaml").read_text())
+    want = {"model": model, "epochs": epochs, "lr": scale.lr, "batch_size": scale.batch_size}
+    differ = [f"{k} {stored.get(k)!r} (now {v!r})" for k, v in want.items() if stored.get(k) != v]
+    if not differ:
+        # The stored arguments are resolved (modes 8 -> [8, 8], defaults filled in): compare them with
+        # the scale's arguments resolved the same way, on the stored channel counts.
+        args = stored.get("model_args", {})
+        now = build_model(model, **{**args, **scale.model_args.get(model, {})}).spec()["args"]
+        differ = [f"model_args.{k} {args.get(k)!r} (now {v!r})" for k, v in now.items() if args.get(k) != v]
+    if differ:
+        raise UserError(f"the finished run {str(run_dir)!r} was trained with " + ", ".join(differ)
+                        + "; give another --out, or delete the run to train it again")
 
 
 def summarize_run(run_dir: Path, axis: str, model: str, arm: str, alpha: float) -> dict:
@@ -422,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
                             # of one order per level, so this run would train on exactly that set again.
                             # (select_by_budget would also refuse it: the hard level runs out with the
                             # budget's rounding margin unspent.)
+                            check_reused(twin, scale, model, epochs)
                             row = dict(summarize_run(twin, axis, model, "count", alpha), arm=arm, same_as=str(twin))
                         else:
                             row = run_one(scale, axis, data_dirs[axis], model, arm, alpha, budget, run_dir, epochs)

@@ -205,6 +205,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                  "batch_size", "eval_every"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
+    # Checked here, not by Adam after the data are generated (a traceback), nor accepted silently
+    # (--lr 0 trains nothing; a limit <= 0 stops after one epoch).
+    if not a.lr > 0 or not np.isfinite(a.lr):
+        p.error(f"--lr must be a positive number, got {a.lr}")
+    if not a.weight_decay >= 0 or not np.isfinite(a.weight_decay):
+        p.error(f"--weight-decay must be >= 0, got {a.weight_decay}")
+    if a.time_limit is not None and not (a.time_limit > 0 and np.isfinite(a.time_limit)):
+        p.error(f"--time-limit must be a positive number of minutes, got {a.time_limit}")
     return a
 
 
@@ -264,6 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
     for epoch in range(start + 1, a.epochs + 1):
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
+        epoch_lr = float(opt.param_groups[0]["lr"])  # the rate this epoch trains with (sched.step() below halves it)
         t0 = time.perf_counter()
         perm = torch.randperm(len(train), generator=order_gen).to(dev)
         step_sum, full_sum = torch.zeros((), device=dev), torch.zeros((), device=dev)
@@ -288,7 +297,7 @@ def main(argv: list[str] | None = None) -> dict:
                   f"learning rate halved every {sched.step_size}", flush=True)
             a.epochs, a.step_size = fitted, sched.step_size
         n_seen = (len(train) // a.batch_size) * a.batch_size
-        row = {"epoch": epoch, "lr": float(opt.param_groups[0]["lr"]), "train_l2_step": step_sum / n_seen / n_steps,
+        row = {"epoch": epoch, "lr": epoch_lr, "train_l2_step": step_sum / n_seen / n_steps,
                "train_l2_full": full_sum / n_seen, "test_l2_full": "", "seconds": seconds}
         timed = epoch >= min(2, a.epochs) or not a.fit_schedule  # --fit-schedule times the second epoch
         stop = epoch == a.epochs or (timed and budget is not None and train_seconds + train_seconds / done > budget)

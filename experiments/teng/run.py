@@ -279,7 +279,13 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=",".join(PARTS))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0:
+        print(f"--seeds must be non-negative integers separated by commas, got {args.seeds!r}", file=sys.stderr)
+        return 2
     parts = [p for p in args.only.split(",") if p]
     bad = [p for p in parts if p not in PARTS]
     if bad:
