@@ -44,6 +44,10 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the raw numbers here")
     args = ap.parse_args()
     pde = FlowObstacles()
+    unknown = [lv for lv in args.levels.split(",") if lv not in pde.levels]
+    if unknown or args.n < 1 or args.resolution < 8:
+        ap.error(f"need known --levels (unknown: {', '.join(unknown) or 'none'}; allowed: {', '.join(pde.levels)}), "
+                 f"--n >= 1 and --resolution >= 8, got --n {args.n}, --resolution {args.resolution}")
     grid = pde.grid(args.resolution)
     rows, raw = [], {}
     for level in args.levels.split(","):

@@ -304,6 +304,9 @@ def main(argv=None) -> None:
             s.add_argument("--epochs", type=int, default=500)
             s.add_argument("--seeds", type=int, nargs="+", default=[0])
     a = p.parse_args(argv)
+    counts = {k: getattr(a, k) for k in ("steps", "rounds", "warmup", "epochs") if hasattr(a, k)}
+    if any(v < (0 if k == "warmup" else 1) for k, v in counts.items()):
+        p.error(f"--steps, --rounds and --epochs must be >= 1 and --warmup >= 0, got {counts}")
     pin_threads(a.threads)
     a.device = checked_device(p, a.device)
     {"step": cmd_step, "profile": cmd_profile, "accuracy": cmd_accuracy}[a.cmd](a)

@@ -217,6 +217,9 @@ def main(argv=None) -> None:
     p.add_argument("--models", nargs="*", help="models to train (default: all)")
     p.add_argument("--json", help="also write the rows to this JSON file")
     a = p.parse_args(argv)
+    if a.reps < 1 or a.epochs < 1 or a.size < 8 or a.batch < 1:
+        p.error(f"--reps, --epochs and --batch must be >= 1 and --size >= 8, got {a.reps}, {a.epochs}, {a.batch}, "
+                f"{a.size}")
     pin_threads(a.threads)
     a.device = checked_device(p, a.device)
     unknown = [m for m in a.models or [] if m not in operators()]

@@ -342,3 +342,14 @@ def test_model_table_refuses_unknown_datasets_and_models(tmp_path, args, message
     out = subprocess.run([sys.executable, str(path), "train", "--data", str(tmp_path / "d"), "--runs",
                           str(tmp_path / "r"), *args], capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr and message in out.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fno_step.py", "step", "--steps", "0"], "--steps, --rounds and --epochs must be >= 1"),
+    (["model_table.py", "cost", "--reps", "0"], "--reps, --epochs and --batch must be >= 1"),
+    (["flow_obstacles_cost.py", "--levels", "nope"], "need known --levels (unknown: nope;"),
+])
+def test_benchmarks_refuse_counts_and_levels_that_would_end_in_a_traceback(argv, message):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / argv[0]
+    out = subprocess.run([sys.executable, str(path), *argv[1:]], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and message in out.stderr

@@ -185,7 +185,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "when five or more epochs fit")
     p.add_argument("--eval-every", type=int, default=25, help="epochs between test evaluations")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weights and the sample order (the data always use dataset seed 0, so every "
+                        "run trains and tests on the same trajectories)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="capture one training step as a CUDA graph and replay it (GPU; removes launch overhead)")
     p.add_argument("--resume", action="store_true",
