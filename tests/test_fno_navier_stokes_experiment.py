@@ -63,10 +63,13 @@ def test_log_records_the_learning_rate_each_epoch_trained_with(tmp_path):
     assert [float(r["lr"]) for r in csv.DictReader(open(out / "log.csv"))] == [1e-2, 5e-3]
 
 
-@pytest.mark.parametrize("flag, value, message", [("--lr", "0", "--lr must be a positive number, got 0.0"),
-                                                   ("--lr", "-0.001", "--lr must be a positive number"),
-                                                   ("--weight-decay", "-1", "--weight-decay must be >= 0, got -1.0"),
-                                                   ("--time-limit", "-5", "--time-limit must be a positive number")])
+@pytest.mark.parametrize("flag, value, message", [
+    ("--lr", "0", "--lr must be a finite positive number, got 0.0"),
+    ("--lr", "-0.001", "--lr must be a finite positive number"),
+    ("--lr", "nan", "--lr must be a finite positive number, got nan"),
+    ("--weight-decay", "-1", "--weight-decay must be a finite number >= 0, got -1.0"),
+    ("--weight-decay", "inf", "--weight-decay must be a finite number >= 0, got inf"),
+    ("--time-limit", "-5", "--time-limit must be a finite positive number of minutes")])
 def test_bad_optimizer_settings_are_refused_before_any_work(tmp_path, capsys, flag, value, message):
     """Refused with one line before any data are generated, not by Adam after it (a traceback), and
     not accepted silently (--lr 0 would train nothing, a negative limit stop after one epoch)."""

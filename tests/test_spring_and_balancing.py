@@ -110,7 +110,8 @@ def test_multiadam_with_one_term_is_adam():
     with pytest.raises(UserError, match="2 loss terms"):
         MultiAdam([theta], n_terms=2).step(lambda: [closure()[0]])
     for bad in (dict(lr=math.nan), dict(lr=math.inf), dict(eps=math.nan)):  # NaN passed `lr <= 0`, `eps < 0`
-        with pytest.raises(UserError, match="MultiAdam needs lr > 0"):
+        (name, value), = bad.items()
+        with pytest.raises(UserError, match=rf"MultiAdam needs a finite lr > 0, a finite eps >= 0 .*{name}={value!r}"):
             MultiAdam([theta], n_terms=1, **bad)
 
 

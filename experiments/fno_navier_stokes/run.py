@@ -210,11 +210,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # Checked here, not by Adam after the data are generated (a traceback), nor accepted silently
     # (--lr 0 trains nothing; a limit <= 0 stops after one epoch).
     if not a.lr > 0 or not np.isfinite(a.lr):
-        p.error(f"--lr must be a positive number, got {a.lr}")
+        p.error(f"--lr must be a finite positive number, got {a.lr}")
     if not a.weight_decay >= 0 or not np.isfinite(a.weight_decay):
-        p.error(f"--weight-decay must be >= 0, got {a.weight_decay}")
+        p.error(f"--weight-decay must be a finite number >= 0, got {a.weight_decay}")
     if a.time_limit is not None and not (a.time_limit > 0 and np.isfinite(a.time_limit)):
-        p.error(f"--time-limit must be a positive number of minutes, got {a.time_limit}")
+        p.error(f"--time-limit must be a finite positive number of minutes, got {a.time_limit}")
     return a
 
 

@@ -674,12 +674,15 @@ def main(argv=None):
             ap.error(f"--timing-points must be positive integers separated by commas, got {args.timing_points!r}")
         timing(args.scale, out, args.device, name=args.timing_pde, points=points)
     else:
+        # Checked here, else refused by Partition only after the ground-truth solves.
         try:
             parts = [int(v) for v in args.parts.split(",") if v] if args.parts else None
         except ValueError:
+            parts = []
+        if parts is not None and (not parts or min(parts) < 1):
             ap.error(f"--parts must be positive integers separated by commas, got {args.parts!r}")
-        if args.overlap is not None and not args.overlap >= 0:  # else refused by Partition after the ground truth
-            ap.error(f"--overlap must be a non-negative fraction of a subdomain width, got {args.overlap}")
+        if args.overlap is not None and not 0 <= args.overlap < math.inf:
+            ap.error(f"--overlap must be a finite non-negative fraction of a subdomain width, got {args.overlap}")
         try:
             seeds = tuple(int(v) for v in args.seeds.split(",") if v)
         except ValueError:

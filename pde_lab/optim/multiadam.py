@@ -38,7 +38,8 @@ class MultiAdam(torch.optim.Optimizer):
         if int(n_terms) < 1:
             raise UserError(f"MultiAdam needs n_terms >= 1, got {n_terms!r}")
         if not (math.isfinite(lr) and lr > 0 and math.isfinite(eps) and eps >= 0) or not all(0.0 <= b < 1.0 for b in betas):
-            raise UserError(f"MultiAdam needs lr > 0, eps >= 0 and betas in [0, 1), got {lr!r}, {eps!r}, {betas!r}")
+            raise UserError(f"MultiAdam needs a finite lr > 0, a finite eps >= 0 and betas in [0, 1), got lr={lr!r}, "
+                            f"eps={eps!r}, betas={betas!r}")
         super().__init__(params, dict(lr=float(lr), betas=tuple(betas), eps=float(eps)))
         self.n_terms = int(n_terms)
 

@@ -318,8 +318,7 @@ class Burgers(SpaceTimePINN, PDE):
         for i, inst in enumerate(instances):
             u0 = inst.field("u", (n,), i)
             nu = float(inst.params["nu"])
-            if not (nu > 0 and math.isfinite(nu)):
-                raise UserError(f"instance {i}: nu must be positive and finite, got {nu!r}")
+            check_positive(f"instance {i}: nu", nu)
             if float(inst.params["t_final"]) != t_final:
                 raise UserError(f"instances of one solve must share t_final: instance {i} has "
                                 f"{inst.params['t_final']!r}, instance 0 has {t_final!r}")

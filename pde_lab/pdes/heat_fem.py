@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, check_positive
 from ..meshes import TriangleMesh
 from ..solvers import fem
 from . import PDES
@@ -103,8 +103,7 @@ class HeatFEM(MeshPDE):
             if float(inst.params.get("t_final", first)) != first:
                 raise UserError(f"instances of one solve must share t_final: instance {i} has "
                                 f"{inst.params['t_final']!r}, instance 0 has {first!r}")
-        if not (first > 0 and np.isfinite(first)):
-            raise UserError(f"t_final must be positive and finite, got {first!r}")
+        check_positive("t_final", first)
         times = self.output_times({"t_final": first})
         tags = self.dirichlet(grid)
         B = len(instances)

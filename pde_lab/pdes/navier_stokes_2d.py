@@ -217,8 +217,7 @@ class NavierStokes2D(PDE):
         for i, inst in enumerate(instances):
             w0 = inst.field("vorticity", (n, n), i)
             nu = float(inst.params["nu"])
-            if not (nu > 0 and math.isfinite(nu)):
-                raise UserError(f"instance {i}: nu must be positive and finite, got {nu!r}")
+            check_positive(f"instance {i}: nu", nu)
             t_i = float(inst.params["t_final"])
             if t_i != t_final:
                 raise UserError(f"instances of one solve must share t_final: instance {i} has {t_i!r}, "

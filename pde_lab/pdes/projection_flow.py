@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import UserError, check_integer
+from ..errors import UserError, check_integer, check_positive
 from ..grids import CartesianGrid
 from ..solvers import projection as proj
 from .base import PDE, Instance
@@ -41,8 +41,7 @@ class ProjectionFlowPDE(PDE):
         if len(t_finals) != 1:
             raise UserError(f"instances solved together need one t_final, got {sorted(t_finals)}")
         t_final = t_finals.pop()
-        if not (t_final > 0 and np.isfinite(t_final)):
-            raise UserError(f"t_final must be positive and finite, got {t_final}")
+        check_positive("t_final", t_final)
         return np.linspace(0.0, t_final, self.n_snapshots)
 
     def run_samples(self, instances: Sequence[Instance], grid: CartesianGrid, times: np.ndarray,
