@@ -186,8 +186,9 @@ def test_partition_sampling_stays_in_expanded_boxes():
     assert bool(((x >= boxes[:, None, :, 0]) & (x <= boxes[:, None, :, 1])).all())
     # Expert 1 of 4 with overlap 1/4 of its width: [0.25 - 0.0625, 0.5 + 0.0625].
     assert torch.allclose(boxes[1, 0], torch.tensor([0.1875, 0.5625], dtype=f64))
-    with pytest.raises(UserError, match="overlap"):
-        Partition(((0.0, 1.0),), (4,), overlap=-0.1)
+    for bad in (-0.1, float("inf"), float("nan")):
+        with pytest.raises(UserError, match="overlap must be a finite non-negative"):
+            Partition(((0.0, 1.0),), (4,), overlap=bad)
     with pytest.raises(UserError, match="parts"):
         Partition(((0.0, 1.0),), (0,))
 

@@ -49,8 +49,9 @@ class Partition:
             raise UserError(f"partition parts must be positive integers, got {list(parts)}")
         if any(not hi > lo for lo, hi in self.bounds):
             raise UserError(f"partition bounds need lo < hi on every axis, got {self.bounds}")
-        if not float(overlap) >= 0:
-            raise UserError(f"partition overlap must be a non-negative fraction of a subdomain width, got {overlap!r}")
+        if not 0 <= float(overlap) < float("inf"):  # an infinite widening samples nowhere
+            raise UserError(f"partition overlap must be a finite non-negative fraction of a subdomain width, "
+                            f"got {overlap!r}")
         self.overlap = float(overlap)
 
     @property
