@@ -230,6 +230,8 @@ def test_bad_input_fails_early():
         proj.ProjectionSolver(grid, 0.1, {**cavity_bcs(), "x_lo": proj.velocity_inlet(np.ones(5))})
     with pytest.raises(UserError, match="pe_max"):
         proj.ProjectionSolver(grid, 0.1, cavity_bcs(), pe_max=1.0)
+    with pytest.raises(UserError, match="divergence_tol must be"):  # else every step failed as a blow-up
+        proj.ProjectionSolver(grid, 0.1, cavity_bcs(), divergence_tol=-1e-8)
     with pytest.raises(ValueError, match="bounded 2D"):
         proj.ProjectionSolver(CartesianGrid(((0.0, 1.0),), (8,), (False,)), 0.1, cavity_bcs())
 

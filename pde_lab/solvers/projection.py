@@ -237,7 +237,8 @@ class ProjectionSolver:
         self.nu = float(nu)
         self.cfl, self.diffusion_number = float(cfl), float(diffusion_number)
         self.pe_max, self.max_courant = float(pe_max), float(max_courant)
-        self.divergence_tol = float(divergence_tol)
+        # a negative tolerance would fail every step as a "blow-up"
+        self.divergence_tol = float(check_positive("divergence_tol", divergence_tol))
         self.max_speed = float(max_speed)
         self.bcs = dict(bcs)
         for side, bc in self.bcs.items():
