@@ -124,6 +124,14 @@ def test_non_finite_lr_or_damping_is_refused_not_written_into_the_parameters(kw)
     with pytest.raises(UserError, match=f"{name}={kw[name]!r}"):
         ENGD([theta], **kw)
 
+
+@pytest.mark.parametrize("bounds", [(1e-6, math.inf), (math.nan, 1.0), (0.0, 1.0), (1.0, 0.5)])
+def test_adaptive_damping_range_must_be_finite_and_ordered(bounds):
+    """An infinite upper bound is no bound: ``μ`` grew ×10 per poor step without limit, shrinking the
+    steps towards nothing instead of stopping at the documented ceiling."""
+    with pytest.raises(UserError, match="damping_range"):
+        ENGD([torch.tensor([1.4], dtype=D)], adaptive_damping=True, line_search="grid", damping_range=bounds)
+
 def _poisson_config(**kw) -> PINNConfig:
     base = dict(pde="poisson", model_args={"widths": [32], "init": "normal", "init_scale": 0.1}, n_interior=900,
                 n_boundary=120, sampler="grid", optimizer="engd", eval_every=50, progress=False)

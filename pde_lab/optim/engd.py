@@ -99,8 +99,8 @@ class ENGD(torch.optim.Optimizer):
             raise UserError(f"ENGD needs a finite damping >= 0, a finite lr > 0 and max_halvings >= 0, got "
                             f"damping={damping!r}, lr={lr!r}, max_halvings={max_halvings!r}")
         low, high = (float(v) for v in damping_range)
-        if adaptive_damping and not 0 < low <= high:
-            raise UserError(f"ENGD damping_range must be 0 < low <= high, got {damping_range!r}")
+        if adaptive_damping and not (0 < low <= high and math.isfinite(high)):  # inf is no ceiling for μ
+            raise UserError(f"ENGD damping_range must be finite with 0 < low <= high, got {damping_range!r}")
         if adaptive_damping and line_search == "none":
             raise UserError("adaptive_damping is steered by the line search; it needs line_search grid or descending")
         defaults = dict(solver=solver, damping=float(damping), rcond=rcond, line_search=line_search,
