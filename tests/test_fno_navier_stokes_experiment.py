@@ -135,6 +135,10 @@ def test_fit_schedule_shrinks_the_epochs_to_the_time_limit(tmp_path):
     assert res["epochs_done"] == 2
     assert res["config"]["epochs"] == 2 and res["config"]["step_size"] == 1
     assert len(list(csv.DictReader(open(out / "log.csv")))) == 2
+    # halved every epoch, the rate after two epochs is a quarter (it stayed at --lr when the
+    # interval changed after the scheduler's second step)
+    state = torch.load(out / mod.CHECKPOINT, weights_only=False)
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 / 4)
 
 
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path):

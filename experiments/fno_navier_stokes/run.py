@@ -298,6 +298,14 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"schedule fitted to {a.time_limit} min: {fitted} epochs (of {a.epochs}), "
                   f"learning rate halved every {sched.step_size}", flush=True)
             a.epochs, a.step_size = fitted, sched.step_size
+            # StepLR halves only at multiples of the new interval from here on: apply the halvings
+            # the first epochs would have had under it (an interval of 1 or 2 has some)
+            refit_lr = a.lr * 0.5 ** (epoch // sched.step_size)
+            for group in opt.param_groups:
+                if torch.is_tensor(group["lr"]):  # the CUDA graph reads this tensor: change it in place
+                    group["lr"].fill_(refit_lr)
+                else:
+                    group["lr"] = refit_lr
         n_seen = (len(train) // a.batch_size) * a.batch_size
         row = {"epoch": epoch, "lr": epoch_lr, "train_l2_step": step_sum / n_seen / n_steps,
                "train_l2_full": full_sum / n_seen, "test_l2_full": "", "seconds": seconds}
