@@ -313,7 +313,8 @@ def _evaluate(a) -> None:
     res = evaluate(a.run, data, split=a.split, levels=a.levels, device=a.device, batch_size=a.batch_size,
                    out=a.out, checkpoint=a.checkpoint)
     print(json.dumps(res, indent=2) if a.json else format_metrics(res))
-    print(f"wrote {Path(a.out or a.run) / 'metrics.json'}")
+    # with --json, stdout holds the JSON alone so that it pipes into a parser
+    print(f"wrote {Path(a.out or a.run) / 'metrics.json'}", file=sys.stderr if a.json else sys.stdout)
 
 
 def _list(a) -> None:

@@ -35,9 +35,10 @@ def test_generate_info_validate_train_evaluate(capsys, toy_data, tmp_path):
                          str(run_dir), "--quiet", "--set", "model_args.modes=3", "--set", "model_args.width=8")
     assert code == 0, err
     assert (run_dir / "checkpoints" / "best.pt").is_file()
-    code, out, err = run(capsys, "evaluate", "--run", str(run_dir), "--device", "cpu")
+    code, out, err = run(capsys, "evaluate", "--run", str(run_dir), "--device", "cpu", "--json")
     assert code == 0, err
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert json.loads(out) == metrics  # stdout is the JSON alone; 'wrote ...' goes to stderr
     assert metrics["levels"]["easy"]["n"] == 4 and len(metrics["levels"]["easy"]["per_sample"]["relative_l2"]) == 4
     assert metrics["overall"]["solver_seconds"] > 0 and metrics["overall"]["model_seconds"] > 0
     with h5py.File(run_dir / "predictions_test.h5") as f:

@@ -271,7 +271,7 @@ def resolve_device(name: str | torch.device) -> torch.device:
     except (RuntimeError, TypeError):  # torch's message for "gpu" is a list of every backend it knows
         raise UserError(f"unknown device {name!r}; allowed: auto, cpu, cuda, cuda:N, mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {str(name)!r} asked for but CUDA is not available; use device=cpu or auto")
+        raise UserError(f"device {str(name)!r} asked for but CUDA is not available; use cpu or auto")
     return device
 
 
