@@ -338,11 +338,21 @@ def test_cli_exports_a_sample_and_a_whole_file_to_the_well(tmp_path, capsys):
         assert f.attrs["n_trajectories"] == 1
         np.testing.assert_array_equal(f["t0_fields/u"][0], s["t0_fields/u"][2])
         assert f["scalars/k"][0] == np.float32(s["scalars/k"][2])
-    # the periodic axis stays periodic, at the same points (it came back bounded, half a cell shifted)
-    back = import_well(one, tmp_path / "back.h5")
-    with h5py.File(back) as b, h5py.File(src) as s:
-        assert list(b["dimensions"].attrs["periodic"]) == list(s["dimensions"].attrs["periodic"]) == [True]
-        np.testing.assert_allclose(b["dimensions/x"][()], s["dimensions/x"][()], rtol=0, atol=1e-12)
+    # the periodic axis stays periodic, at the same points (it came back bounded, half a cell shifted),
+    # also for a reader of The Well's own groups alone, which learns periodicity from its boundary conditions
+    with h5py.File(one) as f:
+        assert list(f["boundary_conditions"]) == ["x_periodic"]
+        assert f["boundary_conditions/x_periodic"].attrs["bc_type"] == "periodic"
+        assert list(f["boundary_conditions/x_periodic"].attrs["associated_fields"]) == list(f["t0_fields"].attrs["field_names"])
+    bare = tmp_path / "bare.hdf5"  # without the pde_lab group: The Well's groups alone
+    bare.write_bytes(one.read_bytes())
+    with h5py.File(bare, "a") as f:
+        del f["pde_lab"]
+    for name, path in (("back", one), ("back_bare", bare)):
+        back = import_well(path, tmp_path / f"{name}.h5")
+        with h5py.File(back) as b, h5py.File(src) as s:
+            assert list(b["dimensions"].attrs["periodic"]) == list(s["dimensions"].attrs["periodic"]) == [True]
+            np.testing.assert_allclose(b["dimensions/x"][()], s["dimensions/x"][()], rtol=0, atol=1e-12)
     whole = tmp_path / "whole.hdf5"
     assert main(["export-well", str(src), str(whole)]) == 0
     assert check_well_file(whole) == []

@@ -186,7 +186,8 @@ def export_sample_well(sample: Sample, out: Path) -> list[Path]:
     """One trajectory, as read by :func:`pde_lab.datasets.export.read_sample`, as a Well file of one
     trajectory at ``out`` (the ``the_well`` entry of ``pde_lab.datasets.export.EXPORTERS``).
 
-    A sample carries no roles or boundary conditions beyond its periodic axes: time-varying fields
+    A sample carries no roles or boundary conditions beyond its periodic axes (one ``PERIODIC``
+    condition on them, e.g. ``x_periodic``, for all fields): time-varying fields
     are written as solution fields, static ones as inputs, and parameters and dimensionless numbers
     all go to ``scalars/``.
     For a whole file with all its metadata use :func:`export_well`.
@@ -213,6 +214,11 @@ def export_sample_well(sample: Sample, out: Path) -> list[Path]:
                     b.write(name, 0, flat.reshape(*lead, *sample.grid_shape, *comp))
             for name, value in sample.scalars.items():
                 b.add_scalar(name, value)
+            # The Well knows periodicity only as a boundary condition, not from the coordinates
+            wrapped = [ax for ax, per in zip(sample.spatial_dims, sample.periodic) if per]
+            if wrapped:
+                b.add_boundary_condition("".join(wrapped) + "_periodic", "PERIODIC", wrapped,
+                                         [*sample.frames, *sample.static])
             src = b.close()
         except BaseException:
             b.abort()
