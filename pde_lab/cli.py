@@ -292,6 +292,7 @@ def _train_pinn(a) -> None:
 def _train(a) -> None:
     from .errors import UserError
     from .training import train
+    from .training.distributed import env_rank
 
     if a.pde is not None:
         return _train_pinn(a)
@@ -300,7 +301,8 @@ def _train(a) -> None:
         if not getattr(cfg, key):
             raise UserError(f"train needs --{key} (or '{key}' in --config)")
     run = train(cfg)
-    print(f"run directory: {run}")
+    if env_rank() == 0:  # under torchrun every rank returns here: one line, from the one that wrote the run
+        print(f"run directory: {run}")
 
 
 def _evaluate(a) -> None:

@@ -23,6 +23,18 @@ def toy_data(tmp_path_factory):
     return out
 
 
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_only_rank_0_names_the_run_directory(capsys, tmp_path, monkeypatch, rank):
+    """Under torchrun every rank returns from train(); the line came once per process."""
+    import pde_lab.training
+
+    monkeypatch.setattr(pde_lab.training, "train", lambda cfg: tmp_path / "run")
+    monkeypatch.setenv("RANK", rank)
+    code, out, err = run(capsys, "train", "--data", str(tmp_path), "--model", "fno", "--out", str(tmp_path / "run"))
+    assert code == 0, err
+    assert out == (f"run directory: {tmp_path / 'run'}\n" if rank == "0" else "")
+
+
 def test_generate_info_validate_train_evaluate(capsys, toy_data, tmp_path):
     code, out, _ = run(capsys, "info", str(toy_data))
     assert code == 0 and "PDE toy_scale" in out and "level easy: train 12, valid 4, test 4" in out

@@ -165,7 +165,7 @@ def test_pinn_mlp_shapes_dtype_and_registry():
     (dict(fourier_features=4, fourier_scale=float("inf")), "pinn_mlp fourier_scale must be positive and finite, got inf"),
     (dict(periodic=[0], periods=[float("nan")]), "pinn_mlp periods needs one positive period"),
     # a saved config holds widths; a width given on top of it used to be ignored silently
-    (dict(widths=[32], width=64), r"pinn_mlp takes widths=\[32\] or width=64/depth=None, not both"),
+    (dict(widths=[32], width=64), r"pinn_mlp takes widths or width/depth, not both; got widths=\[32\] and width=64$"),
 ])
 def test_pinn_mlp_refuses_bad_arguments(args, message):
     with pytest.raises(UserError, match=message):

@@ -96,7 +96,8 @@ class PINNMLP(Operator):
                  init: str = "default", init_scale: float = 0.1, dtype: str = "float64"):
         super().__init__()
         if widths is not None and (width is not None or depth is not None):
-            raise UserError(f"pinn_mlp takes widths={list(widths)!r} or width={width!r}/depth={depth!r}, not both")
+            given = ", ".join(f"{k}={v!r}" for k, v in (("width", width), ("depth", depth)) if v is not None)
+            raise UserError(f"pinn_mlp takes widths or width/depth, not both; got widths={list(widths)!r} and {given}")
         if widths is None:
             width, depth = 32 if width is None else width, 1 if depth is None else depth
             check_counts("pinn_mlp", width=width)
