@@ -119,3 +119,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     fmt = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([fmt(cells[0]), sep] + [fmt(r) for r in cells[1:]])
+
+
+def ratio_txt(r: float) -> str:
+    """A speed ratio with two significant digits below 10 (``0.46x``, ``3.1x``), whole numbers above."""
+    return f"{r:.0f}x" if r >= 10 else f"{r:.2g}x"

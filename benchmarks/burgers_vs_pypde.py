@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Clock, machine_lines, median, pin_threads, table  # noqa: E402
+from _common import Clock, machine_lines, median, pin_threads, ratio_txt, table  # noqa: E402
 
 N_STORED = 256
 CASES = {
@@ -252,7 +252,7 @@ def cmd_compare(a) -> None:
                 pp_sec = est[1] if est else None
             pl_txt = (f"{best_pl['setting']}: {1e3 * best_pl['sec']:.1f} ms (max error {best_pl['err']:.1e})"
                       if best_pl else "not reached")
-            ratio = (f"{pp_sec / best_pl['sec']:.0f}x" + (" (extrapolated)" if best_pp is None else "")
+            ratio = (ratio_txt(pp_sec / best_pl['sec']) + (" (extrapolated)" if best_pp is None else "")
                      if best_pl and pp_sec else "-")
             rows_eq.append([f"{target:.2e}" + (" (pde_lab default)" if target == default_err else ""), pl_txt,
                             pp_txt, ratio])
@@ -313,6 +313,9 @@ def main(argv=None) -> None:
     for x in (c, s, q):
         x.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
+    if a.cmd == "pypde-set" and (a.N < N_STORED or a.N % N_STORED):
+        # The solution is read back on the stored points by striding, so N must refine them exactly.
+        p.error(f"--N must be a multiple of the {N_STORED} stored points of case {a.case!r}, got {a.N}")
     a._full = {}
     pin_threads(a.threads)
     {"compare": cmd_compare, "pdelab-set": cmd_pdelab_set, "pypde-set": cmd_pypde_set}[a.cmd](a)

@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Clock, machine_lines, median, pin_threads, table  # noqa: E402
+from _common import Clock, machine_lines, median, pin_threads, ratio_txt, table  # noqa: E402
 from burgers_vs_pypde import _extrapolate, rel_err, trig_upsample  # noqa: E402
 
 
@@ -391,8 +391,8 @@ def cmd_compare(a) -> None:
                              if f else f" (max {best_pp['err']:.1e})"))
             ratio = "-"
             if best_pl is not None and pp_sec:
-                ratio = f"{pp_sec / best_pl['sec']:.0f}x" + (" (extrapolated)" if best_pp is None else "")
-            whole = f"{pp_total / pl_total:.0f}x" if pp_total and pl_total else "-"
+                ratio = ratio_txt(pp_sec / best_pl['sec']) + (" (extrapolated)" if best_pp is None else "")
+            whole = ratio_txt(pp_total / pl_total) if pp_total and pl_total else "-"
             rows.append([f"{target:.2e}" + (" (pde_lab default)" if target == default_err else ""), pl_txt, pp_txt,
                          ratio, whole])
         print(f"\nequal accuracy ({name}): for each target, the cheapest setting whose worst error over the "
@@ -429,6 +429,9 @@ def main(argv=None) -> None:
     for x in (c, s, q):
         x.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
+    if a.cmd == "pypde-set" and (a.N < CASES[a.case].n_stored or a.N % CASES[a.case].n_stored):
+        # The solution is read back on the stored points by striding, so N must refine them exactly.
+        p.error(f"--N must be a multiple of the {CASES[a.case].n_stored} stored points of case {a.case!r}, got {a.N}")
     pin_threads(a.threads)
     {"compare": cmd_compare, "pdelab-set": cmd_pdelab_set, "pypde-set": cmd_pypde_set}[a.cmd](a)
 
