@@ -463,7 +463,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"(budget and subset arms: {', '.join(budget_models)}).")
         (out / "results.md").write_text(markdown(rows, findings, costs, header))
         (out / "results.json").write_text(json.dumps(
-            {"scale": args.scale, "settings": {k: v for k, v in scale.__dict__.items()}, "epochs": epochs,
+            {"scale": args.scale, "models": models, "arms": arms,
+             # the scale as this call ran it: flags override its axes, budget models, epochs and workers
+             "settings": {**scale.__dict__, "axes": axes, "budget_models": budget_models, "epochs": epochs,
+                          "workers": workers}, "epochs": epochs,
              "axes": axes, "level_costs": costs, "rows": rows, "findings": findings,
              "paper_compute_saving_at_10pct": PAPER_SAVING,
              "total_wall_s": time.perf_counter() - t_start}, indent=2, default=list))
