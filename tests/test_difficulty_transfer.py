@@ -19,8 +19,8 @@ def _load():
 def test_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     mod = _load()
     tiny = dataclasses.replace(mod.SCALES["cpu"], resolution=32, n_train=4, easy_factor=3, n_valid=1, n_test=2,
-                               epochs=1, workers=1, axes=("physics", "geometry"), model_args={"fno": {"width": 4, "modes": 4, "proj_width": 8},
-                                                                "unet": {"widths": [4, 8]}})
+                               epochs=1, workers=1, axes=("physics", "geometry"),  # --axes picks one below
+                               model_args={"fno": {"width": 4, "modes": 4, "proj_width": 8}, "unet": {"widths": [4, 8]}})
     monkeypatch.setitem(mod.SCALES, "cpu", tiny)
     monkeypatch.setattr(mod, "ALPHAS", (0.0, 0.5, 1.0))
     out = tmp_path / "out"

@@ -132,6 +132,7 @@ def test_adaptive_damping_range_must_be_finite_and_ordered(bounds):
     with pytest.raises(UserError, match="damping_range"):
         ENGD([torch.tensor([1.4], dtype=D)], adaptive_damping=True, line_search="grid", damping_range=bounds)
 
+
 def _poisson_config(**kw) -> PINNConfig:
     base = dict(pde="poisson", model_args={"widths": [32], "init": "normal", "init_scale": 0.1}, n_interior=900,
                 n_boundary=120, sampler="grid", optimizer="engd", eval_every=50, progress=False)
