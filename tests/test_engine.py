@@ -286,7 +286,7 @@ CHECKSUM_VIOLATIONS = {
                        "checksum_u: expected uint32 of shape (5,), got float64"),
     "algorithm": (lambda f: f["trajectories"].attrs.__setitem__("checksum_algorithm", "md5"),
                   "'checksum_algorithm' is 'md5', expected 'crc32'"),
-    "constant": (lambda f: f["t0_fields/u"].__setitem__(4, 0.0), "trajectory 4 is constant in every frame"),
+    "constant": (lambda f: f["t0_fields/u"].__setitem__(4, 0.0), "trajectory 4 is one constant value at every point and time"),
     "nan in two": (lambda f: (f["t0_fields/u"].__setitem__((0, 1, 1), np.inf), f["t0_fields/u"].__setitem__((2, 0, 0), np.nan)),
                    "trajectories 0, 2 hold NaN or inf"),
 }
@@ -298,6 +298,18 @@ def test_validator_names_damage(one_file, kind):
     _edit(one_file, fn)
     errors = validate_file(one_file)
     assert any(message in e for e in errors), errors
+
+
+def test_a_uniform_state_that_changes_in_time_is_physics_not_a_fill_value(one_file):
+    """Every frame spatially constant but the value moving (a uniform state relaxing) was reported
+    like a never-written slot; only one value at every point and time is."""
+    def uniform_in_space(f):
+        u = f["t0_fields/u"]
+        u[0] = np.broadcast_to(np.arange(u.shape[1], dtype=np.float32)[:, None], u.shape[1:])
+        f["trajectories/checksum_u"][0] = trajectory_checksums(u[0][None])[0]
+
+    _edit(one_file, uniform_in_space)
+    assert validate_file(one_file) == []
 
 
 def test_a_single_constant_frame_is_not_damage(one_file):

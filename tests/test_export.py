@@ -10,6 +10,7 @@ import xarray as xr
 from pde_lab.cli import main
 from pde_lab.datasets import validate_file
 from pde_lab.datasets.export import EXPORTERS, export_sample
+from pde_lab.datasets.parts import trajectory_checksums
 from pde_lab.datasets.writer import attr_value
 
 
@@ -102,6 +103,22 @@ def test_validator_mesh_checks(mesh_data, tmp_path):
     assert any("'geometry_params' is not valid JSON" in e for e in _corrupt(
         src, tmp_path / "g.h5", lambda f: f["mesh"].attrs.__setitem__("geometry_params", "{")))
     assert any("mask_outer: expected bool of shape" in e for e in _corrupt(src, tmp_path / "h.h5", short_mask))
+
+
+def test_a_vector_field_on_a_mesh_has_one_component_per_spatial_dimension(mesh_data, tmp_path):
+    """``spatial_resolution`` of a mesh file is ``(n_nodes,)``: the component axis was sized by it (1)
+    instead of by ``n_spatial_dims`` (2), so a velocity on a mesh was refused."""
+    def add_velocity(f):
+        n, n_nodes = f["t0_fields/a"].shape
+        v = np.random.default_rng(0).standard_normal((n, n_nodes, 2)).astype(np.float32)
+        d = f["t1_fields"].create_dataset("v", data=v, chunks=(1, n_nodes, 2))
+        for key, value in f["t0_fields/a"].attrs.items():
+            d.attrs[key] = value
+        d.attrs["role"] = "solution"
+        f["t1_fields"].attrs["field_names"] = ["v"]
+        f["trajectories"].create_dataset("checksum_v", data=trajectory_checksums(v))
+
+    assert _corrupt(mesh_data / "poisson_fem/train/hard.h5", tmp_path / "v.h5", add_velocity) == []
 
 
 @pytest.mark.parametrize("pde, suffix", [("heat_fem", ".pvd"), ("poisson_fem", ".vtu")])

@@ -286,7 +286,9 @@ class _Validator:
             self.err(f"{where}: time-varying field but /dimensions/time is missing")
             return
         lead = (n, n_time) if tv else (n,)
-        expected = (*lead, *res) + ((len(res),) * rank)
+        # a component axis has one entry per spatial dimension: on a mesh, res is (n_nodes,) but a
+        # vector still has n_spatial_dims components
+        expected = (*lead, *res) + ((n_dims if n_dims is not None else len(res),) * rank)
         if d.shape != expected:
             self.err(f"{where}: shape {d.shape}, expected {expected}")
             return
@@ -294,19 +296,21 @@ class _Validator:
         if d.chunks != frame:
             self.err(f"{where}: chunks {d.chunks}, expected one chunk per frame {frame}")
         if self.check_values:
-            self.check_values_of(d, n, attrs["role"], bool(tv))
+            self.check_values_of(d, n, attrs["role"])
 
-    def check_values_of(self, d: h5py.Dataset, n: int, role, time_varying: bool) -> None:
-        """Per trajectory: finite values, the stored checksum, and a solution that is not constant in
-        every frame (what a solver returning a fill value, or a never-written slot, looks like). A
-        single constant frame is allowed: a fluid at rest or a saturated front is physics."""
+    def check_values_of(self, d: h5py.Dataset, n: int, role) -> None:
+        """Per trajectory: finite values, the stored checksum, and a solution that is not one value at
+        every point and time (what a solver returning a fill value, or a never-written slot, looks
+        like). A constant frame is allowed, and so is a spatially uniform state that changes in time:
+        a fluid at rest, a saturated front, or a uniform state relaxing are physics."""
         where, name = d.name, d.name.rsplit("/", 1)[-1]
         sums = self.f["trajectories"].get(schema.checksum_name(name))
         sums = sums[()] if isinstance(sums, h5py.Dataset) and sums.shape == (n,) and sums.dtype.kind == "u" else None
         problems = {"nan": ("holds NaN or inf", "hold NaN or inf"),
                     "sum": ("does not match its checksum (damaged or edited after writing)",
                             "do not match their checksums (damaged or edited after writing)"),
-                    "constant": ("is constant in every frame", "are constant in every frame")}
+                    "constant": ("is one constant value at every point and time",
+                                 "are each one constant value at every point and time")}
         bad: dict[str, list[int]] = {}
         self.bar.total += n
         self.bar.refresh()
@@ -317,8 +321,7 @@ class _Validator:
                 bad.setdefault("nan", []).append(i)
             if sums is not None and trajectory_checksums(block[None])[0] != sums[i]:
                 bad.setdefault("sum", []).append(i)
-            frames = block.reshape(block.shape[0], -1) if time_varying else block.reshape(1, -1)
-            if role == "solution" and np.all(frames.min(axis=1) == frames.max(axis=1)):
+            if role == "solution" and block.min() == block.max():
                 bad.setdefault("constant", []).append(i)
         for kind, idx in bad.items():
             one, many = problems[kind]
