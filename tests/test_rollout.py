@@ -214,7 +214,7 @@ def test_rollout_in_2d_has_the_persistence_error(tmp_path):
 
 def test_a_run_trained_at_one_resolution_evaluates_at_others(heat_data, tmp_path):
     """Multi-resolution evaluation: an FNO trained on 32-point heat data is evaluated on 64 and 128
-    points (same seeds, so the same initial states, sampled finer); the error stays of the same size."""
+    points (same seeds: the same parameters, new initial-state draws); the error stays of the same size."""
     from pde_lab.evaluation.evaluate import evaluate
     from pde_lab.training import TrainConfig, train
 
