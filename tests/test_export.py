@@ -188,6 +188,7 @@ def test_cartesian_exports(grid_data, tmp_path):
     export_sample(src, 1, "netcdf", tmp_path / "s.nc")
     with xr.open_dataset(tmp_path / "s.nc", engine="h5netcdf") as ds:
         assert ds["u"].dims == ("x", "y") and np.array_equal(ds["u"].values, u)
+        assert ds["u"].dtype == ds["v"].dtype == np.float32  # as stored, not widened to float64
     src = grid_data / "toy_decay/train/easy.h5"  # 1D, time-dependent
     export_sample(src, 0, "xdmf", tmp_path / "d.xdmf")
     with h5py.File(src) as f:

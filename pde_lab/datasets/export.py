@@ -274,7 +274,8 @@ def export_netcdf(s: Sample, out: Path) -> list[Path]:
         # One dimension per component axis: a vector has one, a rank-2 tensor two.
         n_comp = v.ndim - len(lead) - 1
         comp = [f"{name}_component"] if n_comp == 1 else [f"{name}_component{i}" for i in range(n_comp)]
-        arr = v.reshape(*v.shape[: len(lead)], *s.grid_shape, *v.shape[len(lead) + 1:])
+        # the format stores float32 (read_sample widens it for the mesh writers): keep the source's size
+        arr = v.reshape(*v.shape[: len(lead)], *s.grid_shape, *v.shape[len(lead) + 1:]).astype(np.float32)
         data_vars[name] = (lead + list(s.spatial_dims) + comp, arr)
     if mesh:
         data_vars["cells"] = (("cell", "vertex"), s.coords["cells"])
