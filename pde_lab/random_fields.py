@@ -28,6 +28,40 @@ def _laplacian_eigenvalues(grid: CartesianGrid, periodic: bool) -> np.ndarray:
     return lam
 
 
+def nested_normals(rng: np.random.Generator, modes: list[np.ndarray], n_per_mode: int = 1) -> np.ndarray:
+    """Standard normals for a grid of modes, the same for a mode whatever the grid's size.
+
+    The modes of all grids form one cube of integer indices; its numbers are drawn shell by shell
+    (shell ``m``: the modes with ``max_i |k_i| = m``, lexicographic in ``k`` within a shell), so the
+    ``j``-th draw always lands on the same mode. A finer grid from the same ``rng`` state therefore
+    keeps every coarse mode's number and adds new ones for its extra modes: the same field, resolved
+    further.
+
+    Args:
+        rng: the only source of randomness.
+        modes: integer mode indices along each axis (``fftfreq(n) * n``, or ``0 … n-1`` for cosines).
+        n_per_mode: numbers per mode (2 for the real and imaginary parts of a complex one).
+
+    Returns:
+        ``(*[len(k) for k in modes], n_per_mode)`` float64 array.
+    """
+    top = max(int(np.abs(k).max()) for k in modes)
+    lo = -top if any(int(k.min()) < 0 for k in modes) else 0
+    side = np.arange(lo, top + 1)
+    dim = len(modes)
+    shell = np.zeros((side.size,) * dim, dtype=np.int64)
+    for i in range(dim):
+        shape = [1] * dim
+        shape[i] = side.size
+        shell = np.maximum(shell, np.abs(side).reshape(shape))
+    # a stable sort of the C-ordered cube keeps the lexicographic order of k within each shell
+    order = np.argsort(shell.ravel(), kind="stable")
+    cube = np.empty((shell.size, n_per_mode))
+    cube[order] = rng.standard_normal((shell.size, n_per_mode))
+    cube = cube.reshape(*shell.shape, n_per_mode)
+    return cube[np.ix_(*[np.asarray(k, dtype=np.int64) - lo for k in modes])]
+
+
 def gaussian_random_field(
     rng: np.random.Generator,
     grid: CartesianGrid,
@@ -45,7 +79,9 @@ def gaussian_random_field(
         zero_mean: drop the constant mode, as the FNO benchmark generators do.
 
     Returns:
-        ``(*grid.shape)`` float64 array.
+        ``(*grid.shape)`` float64 array. The mode coefficients come from :func:`nested_normals`, so
+        the same ``rng`` state on a finer grid gives the same field with its finer modes added:
+        datasets generated with one seed at several resolutions hold the same initial states.
     """
     if len(set(grid.periodic)) != 1:
         raise ValueError("gaussian_random_field needs all axes periodic or all bounded")
@@ -58,10 +94,11 @@ def gaussian_random_field(
     n_points = int(np.prod(grid.shape))
     if periodic:
         # sqrt(2) Re(Σ c_k Z_k e^{ik·x}) with standard complex Z_k has covariance Σ c_k² cos(k·(x−y)).
-        z = (rng.standard_normal(grid.shape) + 1j * rng.standard_normal(grid.shape)) / np.sqrt(2.0)
+        pairs = nested_normals(rng, [np.round(np.fft.fftfreq(n, d=1.0 / n)).astype(np.int64) for n in grid.shape], 2)
+        z = (pairs[..., 0] + 1j * pairs[..., 1]) / np.sqrt(2.0)
         coeff = sqrt_eig * z / np.sqrt(volume)
         return np.sqrt(2.0) * np.real(np.fft.ifftn(coeff)) * n_points
-    xi = rng.standard_normal(grid.shape)
+    xi = nested_normals(rng, [np.arange(n) for n in grid.shape])[..., 0]
     coeff = sqrt_eig * xi
     # Orthonormal cosines: sqrt(2/L) for k > 0, sqrt(1/L) for k = 0, per axis. DCT-III at the cell
     # centres computes x_0 + 2 Σ_{k≥1} x_k cos(πk(2j+1)/2n), so mode k ≥ 1 enters with half weight.

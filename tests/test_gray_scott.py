@@ -157,7 +157,7 @@ def test_residual_and_bad_input():
 
 def test_time_stepping_converges_at_fourth_order():
     """ETDRK4 on the spots regime: halving dt divides the error (against dt/16) by 16, the order the
-    page claims (measured ratios 15.9 and 16.0 from dt = 0.3125 to 0.078)."""
+    page claims (measured ratios 15.8 and 16.0 from dt = 0.3125 to 0.078)."""
     def solve(steps_per_interval):
         pde = ShortGS(min_steps_per_interval=steps_per_interval)
         g = pde.grid(32)
