@@ -289,6 +289,12 @@ def test_unsupported_uses_of_the_parameters_are_refused():
         KFAC(res.params).step(res)
     with pytest.raises(UserError, match="KFAC approximation"):
         KFAC(res.params, kfac_approx="diagonal")
+    # adaptive damping is KFAC's default: the fix for a fixed step is to turn it off, which ENGD's
+    # message (no `auto`, nothing about the default) did not say
+    with pytest.raises(UserError, match="KFAC adaptive_damping .on by default.*auto, grid or descending.*"
+                                        "adaptive_damping false and a damping > 0"):
+        KFAC(res.params, line_search="none")
+    KFAC(res.params, line_search="none", adaptive_damping=False, damping=1e-3)
 
 
 @pytest.mark.parametrize("args", [{}, {"line_search": "descending", "ema": 0.0, "update_every": 3}])

@@ -102,7 +102,8 @@ class ENGD(torch.optim.Optimizer):
         if adaptive_damping and not (0 < low <= high and math.isfinite(high)):  # inf is no ceiling for μ
             raise UserError(f"ENGD damping_range must be finite with 0 < low <= high, got {damping_range!r}")
         if adaptive_damping and line_search == "none":
-            raise UserError("adaptive_damping is steered by the line search; it needs line_search grid or descending")
+            raise UserError("adaptive_damping is steered by the line search: use line_search grid or descending, "
+                            "or line_search none with adaptive_damping false")
         defaults = dict(solver=solver, damping=float(damping), rcond=rcond, line_search=line_search,
                         max_halvings=int(max_halvings), lr=float(lr), adaptive_damping=bool(adaptive_damping),
                         damping_range=(low, high), jacobian_mode=jacobian_mode, accept_worse=bool(accept_worse))

@@ -260,6 +260,10 @@ class KFAC(ENGD):
             raise UserError(f"KFAC needs 0 <= ema < 1 and update_every >= 1, got {ema!r} and {update_every!r}")
         if not adaptive_damping and damping <= 0:
             raise UserError("KFAC without adaptive damping needs damping > 0 (the factors are often singular)")
+        if adaptive_damping and line_search == "none":  # before ENGD's message, which knows no `auto`
+            raise UserError("KFAC adaptive_damping (on by default) is steered by the step size: use line_search "
+                            "auto, grid or descending, or line_search none with adaptive_damping false and a "
+                            "damping > 0")
         if not 0.0 <= float(momentum) < 1.0:
             raise UserError(f"KFAC momentum must be in [0, 1), got {momentum!r}")
         if momentum and line_search == "auto":
