@@ -59,6 +59,33 @@ def test_spring_solves_an_underdetermined_linear_system():
     assert float((A @ theta - b).norm()) < 1e-10
 
 
+def test_restart_drops_a_huge_first_direction_that_adaptive_damping_would_pin():
+    """A 2-16-1 Poisson PINN from a normal initialisation: the first SPRING direction is huge, the line
+    search cuts it short, the adaptive damping raises λ, and a large λ keeps φ ≈ μ φ_prev, so without
+    the restart the loss never leaves its initial value; with it the next direction is ENGD's."""
+    cfg = PINNConfig(optimizer="spring", n_interior=400, n_boundary=80, eval_points=400,
+                     model_args={"widths": [16], "init": "normal"}, progress=False)
+    losses = {}
+    for restart in (False, True):
+        problem = build_problem(cfg)
+        opt = SPRING(problem.residual.params, adaptive_damping=True, line_search="descending", restart=restart)
+        for _ in range(25):
+            opt.step(problem.residual)
+        losses[restart] = (float(opt.last["loss"]), opt.last["new_loss"])
+    first = float(0.5 * build_problem(cfg).residual().square().sum())
+    assert losses[False][1] > 0.99 * first  # the plateau (48.7 throughout)
+    assert losses[True][1] < 1e-2 * first, (first, losses)
+
+
+def test_spring_restart_needs_a_line_search():
+    """With a fixed step nothing judges the step, so the momentum is kept (the papers' SPRING)."""
+    A, b = _linear_problem()
+    theta = torch.zeros(15, dtype=D)
+    opt = SPRING([theta], momentum=0.5, damping=1e-3, line_search="none", lr=1e-3)
+    opt.step(lambda th: A @ th[0] - b)
+    assert not opt.last["restarted"] and "phi" in opt.state[theta]
+
+
 def test_spring_rejects_bad_arguments():
     t = torch.zeros(2, dtype=D)
     with pytest.raises(UserError, match="momentum"):

@@ -14,6 +14,13 @@ The optimality condition, which the tests check, is ``(JᵀJ + λ I) φ_k = Jᵀ
 
 The step size comes from ENGD's line search (the grid of ``2^−k``), or is fixed with
 ``line_search="none"``; the stored ``φ`` is the direction, not the step ``η φ``, as in the papers.
+
+Restart (ours, on by default with a line search): after a step the line search cut to ``η ≤ 2^−5``
+or one that did not lower the loss, ``φ_{k−1}`` is dropped, so the next direction is damped ENGD's.
+Without it a huge first direction can persist: a short step makes the adaptive damping raise ``λ``,
+and a large ``λ`` pins ``φ_k`` to ``μ φ_{k−1}`` (the proximity term dominates), so the direction is
+never shortened and the loss stays where it started (the restart test). This is the function-value
+restart of accelerated methods (O'Donoghue & Candès 2015) applied to SPRING's momentum.
 """
 from __future__ import annotations
 
@@ -36,6 +43,8 @@ class SPRING(ENGD):
             value, as in :class:`~pde_lab.optim.engd.ENGD`).
         solver: how the regularised least-squares problem is solved; ``kernel`` (default) is the
             Woodbury form above.
+        restart: drop the momentum after a short (``η ≤ 2^−5``) or non-improving step; only with a
+            line search (see the module docstring). ``False`` is the papers' SPRING.
         line_search, max_halvings, lr, adaptive_damping, damping_range, rcond, jacobian_mode: as for
             :class:`~pde_lab.optim.engd.ENGD`.
 
@@ -45,7 +54,7 @@ class SPRING(ENGD):
     def __init__(self, params: Iterable[torch.Tensor], momentum: float = 0.9, damping: float = 1e-6,
                  solver: DirectionSolver = "kernel", line_search: LineSearch = "grid", max_halvings: int = 30,
                  lr: float = 1.0, adaptive_damping: bool = False, damping_range: tuple[float, float] = (1e-15, 1e3),
-                 rcond: float | None = None, jacobian_mode: str = "auto"):
+                 rcond: float | None = None, jacobian_mode: str = "auto", restart: bool = True):
         if not 0.0 <= momentum < 1.0:
             raise UserError(f"SPRING momentum must be in [0, 1), got {momentum!r}")
         if damping <= 0:
@@ -54,6 +63,7 @@ class SPRING(ENGD):
                          max_halvings=max_halvings, lr=lr, adaptive_damping=adaptive_damping,
                          damping_range=damping_range, jacobian_mode=jacobian_mode)
         self.param_groups[0]["momentum"] = float(momentum)
+        self.param_groups[0]["restart"] = bool(restart)
 
     def direction(self, res: ResidualFunction) -> tuple[torch.Tensor, torch.Tensor]:
         """``(r, φ)``: the residual ``(m,)`` and the SPRING direction ``(p,)`` (descent is ``−φ``)."""
@@ -75,4 +85,10 @@ class SPRING(ENGD):
         """One SPRING step; returns the loss ``½‖r‖²`` before it."""
         loss = super().step(closure)
         self.last["momentum_norm"] = getattr(self, "last_momentum_norm", 0.0)
+        g = self.param_groups[0]
+        short = self.last["eta"] <= 2.0 ** -5 or not self.last["improved"]
+        # absent from checkpoints written before the option existed
+        self.last["restarted"] = g.get("restart", True) and g["line_search"] != "none" and short
+        if self.last["restarted"]:
+            self.state[self._params[0]].pop("phi", None)
         return loss
