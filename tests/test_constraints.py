@@ -83,6 +83,19 @@ def test_linear_solution_matches_normal_equations():
     assert info.iterations < 30 and bool(info.converged.all())
 
 
+def test_a_stall_at_a_kink_stops_the_solve_but_is_not_reported_as_converged():
+    """r(ω) = ω + 1 for ω ≥ 0, 1 − 2ω below, started at the kink ω = 0: autograd's slope (+1) sends every
+    step to ω < 0, where the cost rises, so each is rejected until λ makes them negligibly short. The
+    solve stops there (nothing more can change) but ∇f = 1 ≠ 0: it used to report convergence."""
+    def kinked(w, c):
+        return torch.where(w >= 0, w + c, c - 2.0 * w)
+
+    omega, info = hard_constraint_solve(kinked, (torch.ones(1, 1, dtype=f64),), 1,
+                                        LMSettings(max_iter=200, tol=1e-8, ridge=0.0))
+    assert float(omega.abs().max()) == 0.0 and info.iterations < 200
+    assert not bool(info.converged.any()) and float(info.grad_norm.max()) == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("hessian", ["gauss_newton", "exact"])
 def test_linear_implicit_gradient_matches_finite_differences(hessian):
     # Linear residual: the Gauss–Newton matrix is the exact Hessian, both options are exact.

@@ -303,7 +303,9 @@ def test_teng_refuses_bad_seeds_with_one_line(tmp_path, capsys):
     ("--parts", "2,x", "--parts must be positive integers separated by commas, got '2,x'"),
     ("--parts", "2,0", "--parts must be positive integers separated by commas, got '2,0'"),
     ("--overlap", "-0.5", "--overlap must be a finite non-negative fraction of a subdomain width, got -0.5"),
-    ("--overlap", "inf", "--overlap must be a finite non-negative fraction of a subdomain width, got inf")])
+    ("--overlap", "inf", "--overlap must be a finite non-negative fraction of a subdomain width, got inf"),
+    # Navier-Stokes draws each expert's points from its own grid nodes: an overlap was accepted and ignored
+    ("--overlap", "0.25", "--overlap applies to diffusion_sorption only")])
 def test_hard_constraints_refuses_bad_partition_flags_before_any_solve(tmp_path, capsys, flag, value, message):
     """A usage error (exit 2), not a traceback: --parts used to fail in int(), --overlap only when the
     MoE partition was built, after the ground-truth solves."""

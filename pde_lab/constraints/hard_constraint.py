@@ -56,8 +56,9 @@ class LMSettings:
 
     Attributes:
         max_iter: iteration budget (Jacobian evaluations) per solve.
-        tol: a problem has converged when ``‖∇f‖∞ ≤ tol · (1 + f)`` or a step (accepted or not) is
-            shorter than ``tol · (1 + ‖ω‖)``.
+        tol: a problem has converged when ``‖∇f‖∞ ≤ tol · (1 + f)`` or an accepted step is shorter
+            than ``tol · (1 + ‖ω‖)``; a rejected step that short also stops it (λ has grown until no
+            step lowers the cost), but it is reported as not converged.
         ridge: ``μ`` in ``½‖r‖² + ½μ‖ω‖²`` (≥ 0; > 0 keeps a rank-deficient basis solvable).
         damping: initial LM damping ``λ``; the step solves ``(JᵀJ + μI + λ diag(JᵀJ + μI)) δ = −∇f``.
         damping_down, damping_up: ``λ`` is divided by ``damping_down`` after an accepted step and
@@ -133,14 +134,16 @@ def lm_solve(fn: ResidualFn, omega0: torch.Tensor, data: Sequence[torch.Tensor],
     K, N = omega.shape
     eye = torch.eye(N, dtype=omega.dtype, device=omega.device)
     lam = torch.full((K,), float(s.damping), dtype=omega.dtype, device=omega.device)
-    done = torch.zeros(K, dtype=torch.bool, device=omega.device)
+    converged = torch.zeros(K, dtype=torch.bool, device=omega.device)
+    done = converged.clone()  # converged, or stalled: kept as is from here on
     it = 0
     for it in range(1, int(s.max_iter) + 1):
         r, J = _residual_and_jacobian(fn, omega, data)
         cost = 0.5 * (r.pow(2).sum(-1) + s.ridge * omega.pow(2).sum(-1))
         grad = torch.einsum("kmn,km->kn", J, r) + s.ridge * omega
         gnorm = grad.abs().amax(-1)
-        done = done | (gnorm <= s.tol * (1.0 + cost))
+        converged = converged | (gnorm <= s.tol * (1.0 + cost))
+        done = done | converged
         if bool(done.all()):
             break
         A = torch.einsum("kmn,kmp->knp", J, J) + s.ridge * eye
@@ -155,15 +158,18 @@ def lm_solve(fn: ResidualFn, omega0: torch.Tensor, data: Sequence[torch.Tensor],
         slack = 4.0 * torch.finfo(cost.dtype).eps * cost
         accept = (new_cost <= cost + slack) & ~done
         omega = torch.where(accept[:, None], trial, omega)
-        # A step this short, accepted or not, cannot change ω any more (rejected steps shrink as λ grows).
+        # A step this short cannot change ω any more (rejected steps only shrink as λ grows): stop. Only an
+        # accepted one means convergence; a rejected one is a stall away from a stationary point.
         small = step.norm(dim=-1) <= s.tol * (1.0 + omega.norm(dim=-1))
+        converged = converged | (small & accept)
         done = done | small
         lam = torch.where(accept, lam / s.damping_down, lam * s.damping_up)
     r = vmap(fn)(omega, *data)
     cost = 0.5 * (r.pow(2).sum(-1) + s.ridge * omega.pow(2).sum(-1))
     r_, J = _residual_and_jacobian(fn, omega, data)
     grad = torch.einsum("kmn,km->kn", J, r_) + s.ridge * omega
-    return omega, LMInfo(iterations=it, cost=cost.detach(), converged=done.detach(),
+    converged = converged | (grad.abs().amax(-1) <= s.tol * (1.0 + cost))  # the budget's last step may have got there
+    return omega, LMInfo(iterations=it, cost=cost.detach(), converged=converged.detach(),
                          grad_norm=grad.abs().amax(-1).detach())
 
 
