@@ -1,7 +1,9 @@
 """The ``pde-lab`` command: parses arguments, then calls the library.
 
 Bad input raises :class:`~pde_lab.errors.UserError` somewhere in the library; here it becomes one
-line on stderr and exit status 2, with no traceback.
+line on stderr and exit status 2, with no traceback. A solve that fails on valid input
+(:class:`~pde_lab.errors.SolverFailure`: a blow-up, naming the instance's parameters) is one line and
+exit status 1.
 """
 from __future__ import annotations
 
@@ -339,7 +341,7 @@ def _demo(a) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``pde-lab``; returns the exit status."""
-    from .errors import UserError
+    from .errors import SolverFailure, UserError
 
     args = _parser().parse_args(argv)
     # One thread per process: on few cores, threads fighting over them make every FFT several times slower.
@@ -363,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"pde-lab {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except SolverFailure as e:  # valid input the solver cannot handle at this setting: the message names the draw
+        print(f"pde-lab {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # the reader of our output went away (`pde-lab list | head`): not an error
         # Python would report the pipe again when flushing stdout at exit; point it at /dev/null.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -1,7 +1,7 @@
-"""Errors that describe bad user input.
+"""Errors that describe bad user input, and failed solves of valid input.
 
-The CLI prints a :class:`UserError` as one line and exits non-zero; any other exception is a bug and
-keeps its traceback.
+The CLI prints a :class:`UserError` (exit 2) or a :class:`SolverFailure` (exit 1) as one line; any
+other exception is a bug and keeps its traceback.
 """
 import difflib
 import math
@@ -10,6 +10,12 @@ from typing import Any, Iterable
 
 class UserError(ValueError):
     """Bad input from a user: the message names the bad value and what is allowed."""
+
+
+class SolverFailure(RuntimeError):
+    """A classical solve of valid input failed: the state blew up (NaN/inf, a Courant or speed limit)
+    or needed more steps than allowed. Solvers raise subclasses; the PDE modules re-raise with the
+    instance's index and parameters, so a user can see which draw of a level the setting cannot solve."""
 
 
 def check_choice(kind: str, value: str, allowed: Iterable[str]) -> str:

@@ -23,6 +23,18 @@ def toy_data(tmp_path_factory):
     return out
 
 
+def test_a_blow_up_during_generate_is_one_line_naming_the_trajectories(capsys, tmp_path):
+    """Fisher-KPP's hard fronts stored on 16 points: the interpolated initial state undershoots 0 and
+    the logistic term drives it to -inf. That is valid input the solver cannot handle at this setting:
+    exit 1 with the split, level, trajectories and parameters, not a traceback, and nothing written."""
+    code, _, err = run(capsys, "generate", "--pde", "fisher_kpp_1d", "--levels", "hard", "--n-train", "4",
+                       "--n-valid", "0", "--n-test", "0", "--resolution", "16", "--seed", "0",
+                       "--out", str(tmp_path / "fk"), "--quiet")
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith("pde-lab generate: error: train/hard, trajectories 0-3") and "blew up" in err and "'D':" in err
+    assert not (tmp_path / "fk").exists()
+
+
 @pytest.mark.parametrize("rank", ["0", "1"])
 def test_only_rank_0_names_the_run_directory(capsys, tmp_path, monkeypatch, rank):
     """Under torchrun every rank returns from train(); the line came once per process."""

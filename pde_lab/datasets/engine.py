@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import UserError
+from ..errors import SolverFailure, UserError
 from ..pdes.base import PDE
 from . import schema
 from .parts import Batch, PartError, fsync_dir, read_part
@@ -115,7 +115,11 @@ def solve_unit(pde: PDE, grid: Any, unit: Unit, dataset_seed: int, device: str) 
     seeds = [sample_seed(dataset_seed, unit.level, unit.split, i) for i in range(unit.start, unit.stop)]
     instances = [pde.sample(unit.level, np.random.default_rng(s), grid) for s in seeds]
     t0 = time.perf_counter()
-    result = pde.solve(instances, grid, device=device)
+    try:
+        result = pde.solve(instances, grid, device=device)
+    except SolverFailure as err:  # the solver counts instances within the unit; the user knows trajectories
+        raise SolverFailure(f"{unit.split}/{unit.level}, trajectories {unit.start}-{unit.stop - 1} (instance i is "
+                            f"trajectory {unit.start} + i): {err}") from err
     return Batch.from_solve(pde, instances, result, seeds, time.perf_counter() - t0)
 
 

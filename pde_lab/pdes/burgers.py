@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..errors import UserError, check_integer, check_positive
+from ..errors import SolverFailure, UserError, check_integer, check_positive
 from ..grids import CartesianGrid
 from ..random_fields import gaussian_random_field
 from ..solvers.spectral import (NonFiniteError, dealias_mask, etdrk4_solve, imaginary_factor, multiply_imaginary,
@@ -341,7 +341,7 @@ class Burgers(SpaceTimePINN, PDE):
                 u, u_hat, _ = burgers_etdrk4(torch.from_numpy(fine0).to(dev), nu, t_final, n_int, spi, 1.0, self.n_contour)
             except NonFiniteError as err:
                 i = members[err.members[0]]
-                raise RuntimeError(
+                raise SolverFailure(
                     f"Burgers solve blew up (NaN/inf by step {err.step}) for instance {i} with parameters "
                     f"{instances[i].params}; solver resolution {n_solver}, dt = {t_final / (n_int * spi):.3e}"
                 ) from err

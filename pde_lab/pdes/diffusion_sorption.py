@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..errors import UserError, check_positive
+from ..errors import SolverFailure, UserError, check_positive
 from ..grids import CartesianGrid
 from ..solvers.method_of_lines import RobinBoundary, solve_diffusion_mol
 from . import PDES
@@ -191,8 +191,8 @@ class DiffusionSorption(PDE):
                     u0, times, 1.0, p["D"], lambda u, p=p: retardation(u, p),
                     lambda u, p=p: retardation_derivative(u, p), RobinBoundary(1.0), RobinBoundary(0.0, p["D"]),
                     rtol=self.rtol, atol=self.atol)
-            except RuntimeError as err:
-                raise RuntimeError(f"diffusion-sorption solve failed for instance {i} with parameters {p}: {err}") from err
+            except SolverFailure as err:
+                raise SolverFailure(f"diffusion-sorption solve failed for instance {i} with parameters {p}: {err}") from err
             out[i] = sol.u
             steps[i], nfev[i], nlu[i] = sol.steps, sol.nfev, sol.nlu
             mass = h * sorbed_mass(sol.u, p).sum(axis=-1)

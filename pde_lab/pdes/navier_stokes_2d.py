@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..errors import UserError, check_integer, check_positive
+from ..errors import SolverFailure, UserError, check_integer, check_positive
 from ..grids import CartesianGrid
 from ..random_fields import gaussian_random_field
 from ..solvers.spectral import wavenumbers
@@ -241,7 +241,7 @@ class NavierStokes2D(PDE):
                 output_stride=self.solver_factor, n_contour=self.n_contour)
         except BlowUpError as err:
             i = err.members[0]
-            raise RuntimeError(
+            raise SolverFailure(
                 f"Navier-Stokes solve blew up ({err.reason}) for instance {i} with parameters {instances[i].params} "
                 f"in the interval starting at t = {err.time:g}; solver resolution {ns}, cfl = {self.cfl}"
             ) from err

@@ -36,6 +36,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.integrate import BDF
 
+from ..errors import SolverFailure
+
 __all__ = ["RobinBoundary", "MOLSolution", "boundary_weights", "flux_divergence", "solve_diffusion_mol"]
 
 
@@ -190,10 +192,10 @@ def solve_diffusion_mol(
     while k < t.size:
         message = solver.step()
         if solver.status == "failed":
-            raise RuntimeError(f"BDF failed at t = {solver.t:g}: {message}")
+            raise SolverFailure(f"BDF failed at t = {solver.t:g}: {message}")
         steps += 1
         if not np.all(np.isfinite(solver.y)):
-            raise RuntimeError(f"BDF produced non-finite values at t = {solver.t:g}")
+            raise SolverFailure(f"BDF produced non-finite values at t = {solver.t:g}")
         if k < t.size and t[k] <= solver.t:
             dense = solver.dense_output()
             while k < t.size and t[k] <= solver.t:

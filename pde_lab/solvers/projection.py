@@ -67,7 +67,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy import ndimage
 
-from ..errors import UserError, check_positive
+from ..errors import SolverFailure, UserError, check_positive
 from ..grids import CartesianGrid
 from .immersed_boundary import ImmersedBoundary
 
@@ -81,7 +81,7 @@ LINEAR_SOLVER = ("scipy.sparse.linalg.splu (SuperLU), MMD_AT_PLUS_A ordering, sy
                  "once per geometry, two triangular solves per step")
 
 
-class FlowBlowUpError(RuntimeError):
+class FlowBlowUpError(SolverFailure):
     """The flow solution became non-finite or exceeded the allowed Courant number."""
 
 

@@ -35,6 +35,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..errors import SolverFailure
+
 __all__ = [
     "wavenumbers",
     "dealias_mask",
@@ -302,7 +304,7 @@ def etdrk4_step(
     return _scale_add(out, m["f3"], nc, real)
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(SolverFailure):
     """The state became NaN or infinite.
 
     Attributes:

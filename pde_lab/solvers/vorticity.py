@@ -45,6 +45,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ..errors import SolverFailure
 from .spectral import (ETDRK4Coefficients, NonFiniteError, dealias_mask, etdrk4_coefficients, etdrk4_solve,
                        imaginary_factor, multiply_imaginary, wavenumbers)
 
@@ -59,7 +60,7 @@ __all__ = [
 ]
 
 
-class BlowUpError(RuntimeError):
+class BlowUpError(SolverFailure):
     """A batch member's state became NaN/inf or needed more steps than allowed.
 
     Attributes:
