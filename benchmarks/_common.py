@@ -124,3 +124,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 def ratio_txt(r: float) -> str:
     """A speed ratio with two significant digits below 10 (``0.46x``, ``3.1x``), whole numbers above."""
     return f"{r:.0f}x" if r >= 10 else f"{r:.2g}x"
+
+
+def check_refines(parser, n: int, n_stored: int, case: str) -> None:
+    """Refuse (``parser.error``, exit 2) a py-pde grid ``n`` that is not a multiple of the stored grid:
+    the solution is read back on the stored points by striding, so ``n`` must refine them exactly."""
+    if n < n_stored or n % n_stored:
+        parser.error(f"--N must be a multiple of the {n_stored} stored points of case {case!r}, got {n}")

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Clock, machine_lines, median, pin_threads, ratio_txt, table  # noqa: E402
+from _common import Clock, check_refines, machine_lines, median, pin_threads, ratio_txt, table  # noqa: E402
 
 N_STORED = 256
 CASES = {
@@ -313,9 +313,8 @@ def main(argv=None) -> None:
     for x in (c, s, q):
         x.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
-    if a.cmd == "pypde-set" and (a.N < N_STORED or a.N % N_STORED):
-        # The solution is read back on the stored points by striding, so N must refine them exactly.
-        p.error(f"--N must be a multiple of the {N_STORED} stored points of case {a.case!r}, got {a.N}")
+    if a.cmd == "pypde-set":
+        check_refines(p, a.N, N_STORED, a.case)
     a._full = {}
     pin_threads(a.threads)
     {"compare": cmd_compare, "pdelab-set": cmd_pdelab_set, "pypde-set": cmd_pypde_set}[a.cmd](a)

@@ -16,11 +16,17 @@ import scipy.fft
 from .grids import CartesianGrid
 
 
+def _mode_indices(grid: CartesianGrid, periodic: bool) -> list[np.ndarray]:
+    """Integer mode index per axis, in the order of the transform's coefficients: Fourier
+    (``0, 1, …, −1``, as ``fftfreq``) on periodic axes, cosine (``0 … n−1``) on bounded ones."""
+    return [np.round(np.fft.fftfreq(n, d=1.0 / n)).astype(np.int64) if periodic else np.arange(n)
+            for n in grid.shape]
+
+
 def _laplacian_eigenvalues(grid: CartesianGrid, periodic: bool) -> np.ndarray:
     """Eigenvalues of −Δ for each retained mode, shape ``grid.shape``."""
     lam = np.zeros(grid.shape)
-    for i, (n, L) in enumerate(zip(grid.shape, grid.lengths)):
-        k = np.fft.fftfreq(n, d=1.0 / n) if periodic else np.arange(n)
+    for i, (k, n, L) in enumerate(zip(_mode_indices(grid, periodic), grid.shape, grid.lengths)):
         omega = (2.0 if periodic else 1.0) * np.pi * k / L
         shape = [1] * grid.dim
         shape[i] = n
@@ -94,11 +100,11 @@ def gaussian_random_field(
     n_points = int(np.prod(grid.shape))
     if periodic:
         # sqrt(2) Re(Σ c_k Z_k e^{ik·x}) with standard complex Z_k has covariance Σ c_k² cos(k·(x−y)).
-        pairs = nested_normals(rng, [np.round(np.fft.fftfreq(n, d=1.0 / n)).astype(np.int64) for n in grid.shape], 2)
+        pairs = nested_normals(rng, _mode_indices(grid, periodic), 2)
         z = (pairs[..., 0] + 1j * pairs[..., 1]) / np.sqrt(2.0)
         coeff = sqrt_eig * z / np.sqrt(volume)
         return np.sqrt(2.0) * np.real(np.fft.ifftn(coeff)) * n_points
-    xi = nested_normals(rng, [np.arange(n) for n in grid.shape])[..., 0]
+    xi = nested_normals(rng, _mode_indices(grid, periodic))[..., 0]
     coeff = sqrt_eig * xi
     # Orthonormal cosines: sqrt(2/L) for k > 0, sqrt(1/L) for k = 0, per axis. DCT-III at the cell
     # centres computes x_0 + 2 Σ_{k≥1} x_k cos(πk(2j+1)/2n), so mode k ≥ 1 enters with half weight.

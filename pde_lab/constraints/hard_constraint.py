@@ -107,6 +107,15 @@ def _residual_and_jacobian(fn: ResidualFn, omega: torch.Tensor, data: Sequence[t
     return r, J
 
 
+def _state(fn: ResidualFn, omega: torch.Tensor, data: Sequence[torch.Tensor], s: LMSettings):
+    """``(J (K, M, N), cost (K,), grad (K, N), stationary (K,))`` at ``omega``: one Jacobian, and the
+    gradient test of convergence."""
+    r, J = _residual_and_jacobian(fn, omega, data)
+    cost = 0.5 * (r.pow(2).sum(-1) + s.ridge * omega.pow(2).sum(-1))
+    grad = torch.einsum("kmn,km->kn", J, r) + s.ridge * omega
+    return J, cost, grad, grad.abs().amax(-1) <= s.tol * (1.0 + cost)
+
+
 def _cost(fn: ResidualFn, omega: torch.Tensor, data: Sequence[torch.Tensor], ridge: float) -> torch.Tensor:
     r = vmap(fn)(omega, *data)
     return 0.5 * (r.pow(2).sum(-1) + ridge * omega.pow(2).sum(-1))
@@ -138,11 +147,8 @@ def lm_solve(fn: ResidualFn, omega0: torch.Tensor, data: Sequence[torch.Tensor],
     done = converged.clone()  # converged, or stalled: kept as is from here on
     it = 0
     for it in range(1, int(s.max_iter) + 1):
-        r, J = _residual_and_jacobian(fn, omega, data)
-        cost = 0.5 * (r.pow(2).sum(-1) + s.ridge * omega.pow(2).sum(-1))
-        grad = torch.einsum("kmn,km->kn", J, r) + s.ridge * omega
-        gnorm = grad.abs().amax(-1)
-        converged = converged | (gnorm <= s.tol * (1.0 + cost))
+        J, cost, grad, stationary = _state(fn, omega, data, s)
+        converged = converged | stationary
         done = done | converged
         if bool(done.all()):
             break
@@ -164,11 +170,8 @@ def lm_solve(fn: ResidualFn, omega0: torch.Tensor, data: Sequence[torch.Tensor],
         converged = converged | (small & accept)
         done = done | small
         lam = torch.where(accept, lam / s.damping_down, lam * s.damping_up)
-    r = vmap(fn)(omega, *data)
-    cost = 0.5 * (r.pow(2).sum(-1) + s.ridge * omega.pow(2).sum(-1))
-    r_, J = _residual_and_jacobian(fn, omega, data)
-    grad = torch.einsum("kmn,km->kn", J, r_) + s.ridge * omega
-    converged = converged | (grad.abs().amax(-1) <= s.tol * (1.0 + cost))  # the budget's last step may have got there
+    _, cost, grad, stationary = _state(fn, omega, data, s)
+    converged = converged | stationary  # the budget's last step may have got there
     return omega, LMInfo(iterations=it, cost=cost.detach(), converged=converged.detach(),
                          grad_norm=grad.abs().amax(-1).detach())
 

@@ -54,6 +54,9 @@ from .residual import (SOLVERS, DirectionSolver, Params, ResidualFunction, as_re
 
 LineSearch = Literal["grid", "descending", "none"]
 LINE_SEARCHES = ("grid", "descending", "none")
+#: A step the line search cut to at most this: the Gauss-Newton model is not trusted there (the adaptive
+#: damping grows; SPRING restarts its momentum).
+SHORT_STEP = 2.0 ** -5
 
 
 class ENGD(torch.optim.Optimizer):
@@ -143,7 +146,7 @@ class ENGD(torch.optim.Optimizer):
         mu = state.get("mu", g["damping"] or 1e-3)
         if eta >= 0.25:
             mu /= 10.0
-        elif eta <= 2.0 ** -5:
+        elif eta <= SHORT_STEP:
             mu *= 10.0
         low, high = g["damping_range"]
         state["mu"] = min(max(mu, low), high)

@@ -29,7 +29,7 @@ from typing import Callable, Iterable
 import torch
 
 from ..errors import UserError
-from .engd import ENGD, LineSearch
+from .engd import ENGD, SHORT_STEP, LineSearch
 from .residual import DirectionSolver, Params, ResidualFunction, gauss_newton_direction
 
 
@@ -86,7 +86,7 @@ class SPRING(ENGD):
         loss = super().step(closure)
         self.last["momentum_norm"] = getattr(self, "last_momentum_norm", 0.0)
         g = self.param_groups[0]
-        short = self.last["eta"] <= 2.0 ** -5 or not self.last["improved"]
+        short = self.last["eta"] <= SHORT_STEP or not self.last["improved"]
         # absent from checkpoints written before the option existed
         self.last["restarted"] = g.get("restart", True) and g["line_search"] != "none" and short
         if self.last["restarted"]:
