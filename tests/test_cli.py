@@ -24,15 +24,16 @@ def toy_data(tmp_path_factory):
 
 
 def test_a_blow_up_during_generate_is_one_line_naming_the_trajectories(capsys, tmp_path):
-    """Fisher-KPP's hard fronts stored on 16 points: the interpolated initial state undershoots 0 and
-    the logistic term drives it to -inf. That is valid input the solver cannot handle at this setting:
-    exit 1 with the split, level, trajectories and parameters, not a traceback, and nothing written."""
-    code, _, err = run(capsys, "generate", "--pde", "fisher_kpp_1d", "--levels", "hard", "--n-train", "4",
-                       "--n-valid", "0", "--n-test", "0", "--resolution", "16", "--seed", "0",
-                       "--out", str(tmp_path / "fk"), "--quiet")
+    """Kuramoto-Sivashinsky with its advective step limit loosened 100x and one step per output
+    interval (dt = 25): valid input the solver cannot handle at these settings. Exit 1 with the
+    split, level, trajectories and parameters, not a traceback, and nothing written."""
+    code, _, err = run(capsys, "generate", "--pde", "kuramoto_sivashinsky_1d", "--levels", "hard", "--n-train", "4",
+                       "--n-valid", "0", "--n-test", "0", "--resolution", "32", "--seed", "0",
+                       "--solver-option", "advection_number=100", "--solver-option", "min_steps_per_interval=1",
+                       "--out", str(tmp_path / "ks"), "--quiet")
     assert code == 1 and err.count("\n") == 1, err
-    assert err.startswith("pde-lab generate: error: train/hard, trajectories 0-3") and "blew up" in err and "'D':" in err
-    assert not (tmp_path / "fk").exists()
+    assert err.startswith("pde-lab generate: error: train/hard, trajectories 0-3") and "blew up" in err and "'L':" in err
+    assert not (tmp_path / "ks").exists()
 
 
 @pytest.mark.parametrize("rank", ["0", "1"])

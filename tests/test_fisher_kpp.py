@@ -8,6 +8,7 @@ import pytest
 from pde_lab.errors import UserError
 from pde_lab.pdes import Instance
 from pde_lab.pdes.fisher_kpp import FisherKPP1D, ablowitz_zeppetella
+from pde_lab.solvers.semilinear import fourier_resample
 
 LENGTH = 200.0  # physical period; on the stored unit interval D = 1/LENGTH², r = 1
 
@@ -98,8 +99,44 @@ def test_resolution_rule_keeps_the_needed_wavenumber(D):
     rounded up before it is turned into points (``n_s ≥ 3x + 1`` kept only ``⌊x⌋`` modes, e.g. 768
     points for D = 1.333e-5, κ_max 1602 < 1606)."""
     pde = FisherKPP1D()
-    ns = pde.solver_resolution({"D": D, "r": 1.0}, None, 256)
+    ns = pde.solver_resolution({"D": D, "r": 1.0}, np.full((1, 256), 0.5), 256)
     assert 2 * math.pi * ((ns - 1) // 3) >= math.log(1.0 / pde.spectral_tol) / (math.pi * math.sqrt(D))
+
+
+def test_solver_grid_initial_state_is_the_formula_with_g_interpolated():
+    """A state ``(1 + tanh z)/2`` with band-limited ``z`` on 16 points reaches the solver grid as the
+    same formula with ``z`` interpolated (to the digits atanh keeps near saturation), inside (0, 1) and through the stored points;
+    ``u``'s own interpolant dips below 0 (to −0.36 here). A state above capacity is interpolated as is."""
+    pde = FisherKPP1D()
+    rng = np.random.default_rng(8)
+    x16, x256 = np.arange(16) / 16, np.arange(256) / 256
+    k = np.arange(1, 8)
+    a, b = rng.normal(size=7), rng.normal(size=7)  # |z| <= 10.2: no clipping
+    z = lambda x: np.cos(2 * np.pi * np.outer(x, k)) @ a + np.sin(2 * np.pi * np.outer(x, k)) @ b  # noqa: E731
+    u16 = 0.5 * (1 + np.tanh(z(x16)))[None]
+    fine = pde.solver_initial_state(u16, (256,))
+    # atanh of a nearly saturated u loses digits (u = 1e-9 keeps ~7 of z's): measured 4.2e-11
+    assert np.abs(fine - 0.5 * (1 + np.tanh(z(x256)))).max() < 1e-9
+    assert np.abs(fine[:, ::16] - u16).max() < 1e-14 and fine.min() > 0 and fine.max() < 1
+    assert fourier_resample(u16, (256,)).min() < -0.1
+    over = u16 + 0.3
+    assert np.array_equal(pde.solver_initial_state(over, (256,)), fourier_resample(over, (256,)))
+
+
+def test_coarse_stored_grids_stay_positive_and_resolved():
+    """Hard draws stored on 16 points: patch edges the stored grid cannot resolve. Every solve stays
+    positive and meets the spectral tolerance, the solver grid refined past the front rule where
+    the initial transitions need it (interpolating ``u`` itself, one of these blew up at t ≈ 2.3 and
+    the front rule alone left tails up to 2e-5)."""
+    pde = FisherKPP1D()
+    g = pde.grid(16)
+    insts = [pde.sample("hard", np.random.default_rng([5, s]), g) for s in range(40)]
+    r = pde.solve(insts, g)
+    assert r.fields["u"].min() > 0 and r.fields["u"].max() < 1
+    assert r.per_sample["spectral_tail"].max() < pde.spectral_tol
+    front_rule = [FisherKPP1D(max_solver_resolution=4).solver_resolution(i.params, i.inputs["u"][None], 16)
+                  for i in insts]
+    assert np.any(r.per_sample["solver_resolution"] > front_rule)
 
 
 def test_levels():

@@ -8,15 +8,21 @@ grows) and the patchiness of the initial population (GRF correlation length ``1/
 is autoregressive (``window`` 1 → 1), as for PDEBench's 1D reaction–diffusion data.
 
 Initial state: ``u0 = (1 + tanh(s (g − θ)))/2`` with ``g`` a unit-RMS Gaussian random field, so
-``0 < u0 < 1``: occupied patches where ``g > θ``, with transitions of steepness ``s``.
+``0 < u0 < 1``: occupied patches where ``g > θ``, with transitions of steepness ``s``. The solver
+grid gets that same formula with ``g`` interpolated, i.e. ``atanh(2u0 − 1)`` interpolated and mapped
+back (:meth:`FisherKPP1D.solver_initial_state`): ``u0``'s own trigonometric interpolant undershoots 0
+where the stored grid does not resolve a patch edge, and logistic growth amplifies a negative
+population (to blow-up on 16 points).
 
 Solver (:mod:`pde_lab.solvers.semilinear`): ``L = −D κ² + r`` exactly, ``N(u) = −r u²`` explicit and
 2/3-dealiased. Per instance:
 
 * solver resolution ``n_s = n · m``, ``m ∈ {2, 3, 4, 6, 8, …}``, the smallest with
-  ``2π⌊(n_s − 1)/3⌋ ≥ ln(1/tol) / (π w)``, ``w = √(D/r)``: a front's Fourier coefficients decay like
-  ``exp(−c w|κ|)`` with ``c ≥ π`` for the waves of this equation (``π√6`` for the
-  Ablowitz–Zeppetella wave, whose nearest complex singularity is ``π√6 w`` off the real axis);
+  ``2π⌊(n_s − 1)/3⌋ ≥ ln(1/tol) / (π w)``, ``w = √(D/r)`` (a front's Fourier coefficients decay like
+  ``exp(−c w|κ|)`` with ``c ≥ π`` for the waves of this equation: ``π√6`` for the
+  Ablowitz–Zeppetella wave, whose nearest complex singularity is ``π√6 w`` off the real axis) and
+  with the initial state's spectral tail on that grid at most ``tol`` (the initial transitions of
+  the harder levels are sharper than their fronts);
 * step ``dt = Δt_out / 2^p``, the largest with ``dt · r max(1, |1 − 2 max u0|, |1 − 2 min u0|) ≤
   reaction_number`` (the explicit term's rate ``|r (1 − 2u)|``; ``0 ≤ u ≤ max(1, max u0)`` by the
   maximum principle) and ``dt ≤ Δt_out / min_steps_per_interval``.
@@ -33,7 +39,7 @@ import torch
 
 from ..errors import check_positive
 from ..grids import CartesianGrid
-from ..solvers.semilinear import NonlinearTerm, PeriodicBox, solver_size
+from ..solvers.semilinear import NonlinearTerm, PeriodicBox, fourier_resample, solver_size, spectral_tail
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
 from .periodic_semilinear import PeriodicSemilinearPDE, normalized_grf
@@ -114,6 +120,22 @@ class FisherKPP1D(PeriodicSemilinearPDE):
         g = normalized_grf(rng, grid, params["ic_alpha"], params["ic_tau"], 1.0)
         return {"u": 0.5 * (1.0 + np.tanh(params["ic_steepness"] * (g - params["ic_threshold"])))}
 
+    def solver_initial_state(self, u0: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+        """``u0`` ``(1, n)`` on the solver grid ``(1, shape[0])``, in ``[0, 1]`` wherever ``u0`` is.
+
+        A state in ``[0, 1]`` is interpolated through ``z = atanh(2u0 − 1)``: for the drawn states
+        ``z = s (g − θ)`` is affine in the band-limited ``g``, so this evaluates the defining formula on
+        the finer grid, up to the digits atanh loses near saturation (``z`` keeps ~7 at ``u = 1e-9``,
+        4e-11 in ``u`` in the test). ``z`` is clipped where ``u0`` rounds to 0 or 1 (there ``|z| ≳ 18.4``,
+        and the stored value is still reproduced). A state outside ``[0, 1]`` (a user's population
+        above capacity) is interpolated as it is.
+        """
+        if u0.min() < 0.0 or u0.max() > 1.0:
+            return fourier_resample(u0, shape)
+        edge = 1.0 - np.finfo(np.float64).eps
+        z = np.arctanh(np.clip(2.0 * u0 - 1.0, -edge, edge))
+        return 0.5 * (1.0 + np.tanh(fourier_resample(z, shape)))
+
     def dimensionless(self, params: Mapping[str, float], inputs: Mapping[str, np.ndarray]) -> dict[str, float]:
         """Damköhler number ``Da = r L² / D`` (``L = 1``): reaction over diffusion rate at the domain scale."""
         return {"Da": float(params["r"] / params["D"])}
@@ -123,7 +145,17 @@ class FisherKPP1D(PeriodicSemilinearPDE):
         kappa_needed = math.log(1.0 / self.spectral_tol) / (math.pi * w)
         # The retained modes |m| <= ⌊(n_s − 1)/3⌋ must reach the mode κ/2π: round it up first.
         mode = math.ceil(kappa_needed / (2.0 * math.pi) * (1.0 - 1e-12))
-        return solver_size(n, 3.0 * mode + 1.0)
+        n_s = solver_size(n, 3.0 * mode + 1.0)
+        # The initial transitions can be sharper than the fronts (harder levels, coarse stored grids):
+        # refine until the initial state's tail meets the same tolerance.
+        while n_s <= self.max_solver_resolution and self._initial_tail(u0, n_s) > self.spectral_tol:
+            n_s = solver_size(n, n_s + 1)
+        return n_s
+
+    def _initial_tail(self, u0: np.ndarray, n_s: int) -> float:
+        box = PeriodicBox((n_s,), (1.0,))
+        v = box.dealias(box.to_spectral(torch.from_numpy(self.solver_initial_state(u0, (n_s,)))[None]))
+        return float(spectral_tail(v, box)[0])
 
     def linear_operator(self, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return p["r"] - p["D"] * box.k2
@@ -152,6 +184,9 @@ class FisherKPP1D(PeriodicSemilinearPDE):
         return {
             "reaction_number": self.reaction_number,
             "resolution_rule": ("n_solver = n m, m in {2, 3, 4, 6, 8, ...}, smallest with "
-                                "2 pi floor((n_solver-1)/3) >= ln(1/spectral_tol)/(pi sqrt(D/r))"),
+                                "2 pi floor((n_solver-1)/3) >= ln(1/spectral_tol)/(pi sqrt(D/r)) and the "
+                                "initial state's spectral tail <= spectral_tol"),
+            "initial_state": ("in [0, 1]: (1 + tanh z)/2 with z = atanh(2 u0 - 1) interpolated onto the solver "
+                              "grid; otherwise u0 interpolated"),
             "step_limits": "reaction_number: dt * r max(1, |1 - 2 max u0|, |1 - 2 min u0|)",
         }

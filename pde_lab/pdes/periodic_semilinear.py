@@ -131,6 +131,15 @@ class PeriodicSemilinearPDE(PDE):
         """Points per axis of the solver grid for one instance (``u0``: ``(C, *space)``)."""
         return n
 
+    def solver_initial_state(self, u0: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+        """The initial state on the solver grid from the stored one: ``(C, *space)`` → ``(C, *shape)``.
+
+        Default: trigonometric interpolation (:func:`fourier_resample`), exact for a state drawn on
+        the stored grid as a band-limited field. A family whose initial state is a nonlinear map of
+        such a field overrides this to interpolate the field instead (see ``fisher_kpp.py``); either
+        way the stored points are reproduced."""
+        return fourier_resample(u0, shape)
+
     def linear_operator(self, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Diagonal of ``L``: ``(b, C, *box.spectral_shape)`` from parameter tensors ``p[name]`` of
         shape ``(b, 1, *[1]*dim)``; real (float64) or complex128."""
@@ -236,7 +245,7 @@ class PeriodicSemilinearPDE(PDE):
             members = [i for i in range(B) if n_solver[i] == ns]
             box = PeriodicBox((ns,) * self.dim, lengths, dev)
             # Instance by instance: a resampled state must not depend on its batch-mates.
-            u0 = np.stack([fourier_resample(u0s[i], box.shape) for i in members])
+            u0 = np.stack([self.solver_initial_state(u0s[i], box.shape) for i in members])
             mp = [params[i] for i in members]
             p = self._param_tensors(mp, 2 + self.dim, dev)
             lin = self.linear_operator(box, p)
