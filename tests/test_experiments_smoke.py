@@ -305,10 +305,14 @@ def test_teng_refuses_bad_seeds_with_one_line(tmp_path, capsys):
     ("--overlap", "-0.5", "--overlap must be a finite non-negative fraction of a subdomain width, got -0.5"),
     ("--overlap", "inf", "--overlap must be a finite non-negative fraction of a subdomain width, got inf"),
     # Navier-Stokes draws each expert's points from its own grid nodes: an overlap was accepted and ignored
-    ("--overlap", "0.25", "--overlap applies to diffusion_sorption only")])
+    ("--overlap", "0.25", "--overlap applies to diffusion_sorption only"),
+    ("--lm", "max_iter=0", "--lm: LM max_iter must be a positive integer, got 0"),
+    ("--lm", "max_iter=2.5", "--lm 'max_iter=2.5': '2.5' is not an integer"),
+    ("--lm", "ridge=-1", "--lm: LM ridge must be non-negative, got -1.0"),
+    ("--lm", "lr=1", "--lm 'lr=1': not KEY=VALUE with KEY one of max_iter, tol, ridge, damping")])
 def test_hard_constraints_refuses_bad_partition_flags_before_any_solve(tmp_path, capsys, flag, value, message):
     """A usage error (exit 2), not a traceback: --parts used to fail in int(), --overlap only when the
-    MoE partition was built, after the ground-truth solves."""
+    MoE partition was built, after the ground-truth solves; --lm values are checked by LMSettings first."""
     mod = load_experiment("hard_constraints/run.py")
     with pytest.raises(SystemExit) as err:
         mod.main(["navier_stokes", "--steps", "1", "--out", str(tmp_path / "hc"), flag, value])

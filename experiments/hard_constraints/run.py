@@ -91,7 +91,7 @@ SCALES = {
     "diffusion_sorption": {
         "cpu": Config(n_basis=24, steps=250, batch=1, n_interior=512, n_face=32, parts=(4, 1), face_scope="global",
                       model=dict(widths=[48, 48, 48], activation="tanh"), resolution=128, n_test=4,
-                      lm=dict(max_iter=12, tol=1e-8, ridge=1e-6, damping=1e-3, hessian="exact"),
+                      lm=dict(max_iter=100, tol=1e-8, ridge=1e-6, damping=1e-3, hessian="exact"),
                       extra=dict(loss_grid=(64, 51))),
         "gpu": Config(n_basis=64, steps=5000, batch=8, n_interior=20000, n_face=512, parts=(4, 1), face_scope="global",
                       model=dict(widths=[128, 128, 128, 128], activation="tanh"), resolution=1024, n_test=16,
@@ -652,6 +652,9 @@ def main(argv=None):
                     help="moe PDE points: n_interior shared out among experts, or n_interior per expert")
     ap.add_argument("--hessian", choices=["gauss_newton", "exact"], default=None,
                     help="matrix of the layer's adjoint solve (default: the scale's setting)")
+    ap.add_argument("--lm", action="append", default=[], metavar="KEY=VALUE",
+                    help="override an LM setting of the scale (max_iter, tol, ridge, damping; repeatable); the "
+                         "log's lm_conv says how many solves met the tolerance")
     ap.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1,2: errors are averaged over them")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override an entry of the scale's 'extra' settings, e.g. loss_grid=128,51 (repeatable)")
@@ -670,6 +673,21 @@ def main(argv=None):
     bad = [m for m in methods if m not in ("moe", "global", "soft")]
     if bad:
         sys.exit(f"unknown method(s) {bad}; allowed: moe, global, soft")
+    lm = {}
+    for item in args.lm:
+        key, sep, value = item.partition("=")
+        if not sep or key not in ("max_iter", "tol", "ridge", "damping"):
+            ap.error(f"--lm {item!r}: not KEY=VALUE with KEY one of max_iter, tol, ridge, damping")
+        try:
+            lm[key] = int(value) if key == "max_iter" else float(value)
+        except ValueError:
+            ap.error(f"--lm {item!r}: {value!r} is not {'an integer' if key == 'max_iter' else 'a number'}")
+    cfg = SCALES[args.timing_pde if args.what == "timing" else args.what][args.scale]
+    try:
+        LMSettings(**{**cfg.lm, **lm})
+    except UserError as err:
+        ap.error(f"--lm: {err}")
+    cfg.lm = {**cfg.lm, **lm}  # the scale's settings, as timing() and accuracy() read them
     if args.what == "timing":
         try:
             points = tuple(int(v) for v in args.timing_points.split(","))
