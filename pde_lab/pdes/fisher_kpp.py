@@ -42,7 +42,7 @@ from ..grids import CartesianGrid
 from ..solvers.semilinear import NonlinearTerm, PeriodicBox, fourier_resample, solver_size, spectral_tail
 from . import PDES
 from .base import BoundaryCondition, FieldSpec, Level, Parameter, Task
-from .periodic_semilinear import PeriodicSemilinearPDE, normalized_grf
+from .periodic_semilinear import PeriodicSemilinearPDE, normalized_grf, resample_tanh_profile
 
 __all__ = ["FisherKPP1D", "ablowitz_zeppetella"]
 
@@ -123,18 +123,14 @@ class FisherKPP1D(PeriodicSemilinearPDE):
     def solver_initial_state(self, u0: np.ndarray, shape: Sequence[int]) -> np.ndarray:
         """``u0`` ``(1, n)`` on the solver grid ``(1, shape[0])``, in ``[0, 1]`` wherever ``u0`` is.
 
-        A state in ``[0, 1]`` is interpolated through ``z = atanh(2u0 − 1)``: for the drawn states
-        ``z = s (g − θ)`` is affine in the band-limited ``g``, so this evaluates the defining formula on
-        the finer grid, up to the digits atanh loses near saturation (``z`` keeps ~7 at ``u = 1e-9``,
-        4e-11 in ``u`` in the test). ``z`` is clipped where ``u0`` rounds to 0 or 1 (there ``|z| ≳ 18.4``,
-        and the stored value is still reproduced). A state outside ``[0, 1]`` (a user's population
-        above capacity) is interpolated as it is.
+        A state in ``[0, 1]`` goes through :func:`resample_tanh_profile` (the drawn states are
+        ``(1 + tanh z)/2`` with ``z = s (g − θ)``: the defining formula on the finer grid, 4e-11 from
+        it in the test). A state outside ``[0, 1]`` (a user's population above capacity) is
+        interpolated as it is.
         """
         if u0.min() < 0.0 or u0.max() > 1.0:
             return fourier_resample(u0, shape)
-        edge = 1.0 - np.finfo(np.float64).eps
-        z = np.arctanh(np.clip(2.0 * u0 - 1.0, -edge, edge))
-        return 0.5 * (1.0 + np.tanh(fourier_resample(z, shape)))
+        return resample_tanh_profile(u0, shape)
 
     def dimensionless(self, params: Mapping[str, float], inputs: Mapping[str, np.ndarray]) -> dict[str, float]:
         """Damköhler number ``Da = r L² / D`` (``L = 1``): reaction over diffusion rate at the domain scale."""

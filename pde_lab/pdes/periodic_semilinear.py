@@ -20,7 +20,7 @@ from ..solvers.semilinear import (BlowUpError, NonlinearTerm, PeriodicBox, fouri
                                   time_derivative)
 from .base import PDE, Instance, SolveResult, check_resolution
 
-__all__ = ["PeriodicSemilinearPDE", "normalized_grf"]
+__all__ = ["PeriodicSemilinearPDE", "normalized_grf", "resample_tanh_profile"]
 
 
 def normalized_grf(rng: np.random.Generator, grid: CartesianGrid, alpha: float, tau: float,
@@ -35,6 +35,28 @@ def normalized_grf(rng: np.random.Generator, grid: CartesianGrid, alpha: float, 
     """
     g = gaussian_random_field(rng, grid, alpha=alpha, tau=tau, sigma=1.0)
     return amplitude * g / np.sqrt(np.mean(g**2))
+
+
+def resample_tanh_profile(s: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """A profile ``s = (1 + tanh z)/2`` in ``[0, 1]`` on another grid, through ``z`` interpolated.
+
+    Initial patches drawn as ``(1 + tanh(σ (g − θ)))/2`` of a band-limited field ``g`` have ``z``
+    affine in ``g``, so this evaluates their defining formula on the new grid (up to the digits
+    ``atanh`` loses near saturation: ``z`` keeps ~7 at ``s = 1e-9``) and stays in ``[0, 1]``, where
+    the trigonometric interpolant of ``s`` itself overshoots wherever the old grid does not resolve
+    a patch edge. ``z`` is clipped where ``s`` rounds to 0 or 1 (``|z| ≳ 18.4``); the old points are
+    reproduced either way.
+
+    Args:
+        s: ``(..., *old)`` values in ``[0, 1]`` over the last ``len(shape)`` axes.
+        shape: new points per axis.
+
+    Returns:
+        ``(..., *shape)`` float64 in ``[0, 1]``.
+    """
+    edge = 1.0 - np.finfo(np.float64).eps
+    z = np.arctanh(np.clip(2.0 * np.asarray(s, dtype=np.float64) - 1.0, -edge, edge))
+    return 0.5 * (1.0 + np.tanh(fourier_resample(z, shape)))
 
 
 class PeriodicSemilinearPDE(PDE):
@@ -136,8 +158,8 @@ class PeriodicSemilinearPDE(PDE):
 
         Default: trigonometric interpolation (:func:`fourier_resample`), exact for a state drawn on
         the stored grid as a band-limited field. A family whose initial state is a nonlinear map of
-        such a field overrides this to interpolate the field instead (see ``fisher_kpp.py``); either
-        way the stored points are reproduced."""
+        such a field overrides this to interpolate the field instead (:func:`resample_tanh_profile`,
+        used by ``fisher_kpp.py``); either way the stored points are reproduced."""
         return fourier_resample(u0, shape)
 
     def linear_operator(self, box: PeriodicBox, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
