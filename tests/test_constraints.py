@@ -96,6 +96,16 @@ def test_a_stall_at_a_kink_stops_the_solve_but_is_not_reported_as_converged():
     assert not bool(info.converged.any()) and float(info.grad_norm.max()) == pytest.approx(1.0)
 
 
+def test_a_short_step_under_heavy_damping_is_not_reported_as_converged():
+    """Damping 1e12 makes the first step of a linear problem descend but by ~1e-12: the solve stops
+    there (the step is below tol), far from the solution. It used to count as converged."""
+    A, b = problem()
+    omega, info = hard_constraint_solve(linear_residual, (A, b), 4, LMSettings(ridge=1e-3, tol=1e-8, damping=1e12))
+    assert info.iterations <= 2 and not bool(info.converged.any()) and float(info.grad_norm.min()) > 1e-3
+    _, info = hard_constraint_solve(linear_residual, (A, b), 4, LMSettings(ridge=1e-3, tol=1e-8))
+    assert bool(info.converged.all())
+
+
 @pytest.mark.parametrize("hessian", ["gauss_newton", "exact"])
 def test_linear_implicit_gradient_matches_finite_differences(hessian):
     # Linear residual: the Gauss–Newton matrix is the exact Hessian, both options are exact.
