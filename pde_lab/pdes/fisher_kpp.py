@@ -121,12 +121,14 @@ class FisherKPP1D(PeriodicSemilinearPDE):
         return {"u": 0.5 * (1.0 + np.tanh(params["ic_steepness"] * (g - params["ic_threshold"])))}
 
     def solver_initial_state(self, u0: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-        """``u0`` ``(1, n)`` on the solver grid ``(1, shape[0])``, in ``[0, 1]`` wherever ``u0`` is.
+        """``u0`` ``(1, n)`` on the solver grid ``(1, shape[0])``, in ``[0, 1]`` whenever ``u0`` is.
 
-        A state in ``[0, 1]`` goes through :func:`resample_tanh_profile` (the drawn states are
-        ``(1 + tanh z)/2`` with ``z = s (g − θ)``: the defining formula on the finer grid, 4e-11 from
-        it in the test). A state outside ``[0, 1]`` (a user's population above capacity) is
-        interpolated as it is.
+        A state in ``[0, 1]`` goes through :func:`resample_tanh_profile`: for the drawn states,
+        ``(1 + tanh z)/2`` with ``z = s (g − θ)``, that is the defining formula on the finer grid (4e-11
+        from it in the test); any other state in ``[0, 1]`` (a user's step, say) gets a smooth
+        interpolant through the same points that stays in ``[0, 1]``, which a band-limited state's
+        trigonometric interpolant would match only to ~1e-8. A state outside ``[0, 1]`` (a population
+        above capacity) is interpolated as it is.
         """
         if u0.min() < 0.0 or u0.max() > 1.0:
             return fourier_resample(u0, shape)
@@ -137,16 +139,24 @@ class FisherKPP1D(PeriodicSemilinearPDE):
         return {"Da": float(params["r"] / params["D"])}
 
     def solver_resolution(self, params: Mapping[str, float], u0: np.ndarray, n: int) -> int:
+        n_s = self.front_resolution(params, n)
+        # The initial transitions can be sharper than the fronts (harder levels, coarse stored grids):
+        # refine until the initial state's tail meets the same tolerance. A state no grid resolves
+        # (a step) stops at max_solver_resolution: its tail is a diagnostic, as the solution's is.
+        while n_s <= self.max_solver_resolution and self._initial_tail(u0, n_s) > self.spectral_tol:
+            finer = solver_size(n, n_s + 1)
+            if finer > self.max_solver_resolution:
+                break
+            n_s = finer
+        return n_s
+
+    def front_resolution(self, params: Mapping[str, float], n: int) -> int:
+        """The front rule alone: the smallest ``n · m`` with ``2π⌊(n_s − 1)/3⌋ ≥ ln(1/tol) / (π √(D/r))``."""
         w = math.sqrt(params["D"] / params["r"])
         kappa_needed = math.log(1.0 / self.spectral_tol) / (math.pi * w)
         # The retained modes |m| <= ⌊(n_s − 1)/3⌋ must reach the mode κ/2π: round it up first.
         mode = math.ceil(kappa_needed / (2.0 * math.pi) * (1.0 - 1e-12))
-        n_s = solver_size(n, 3.0 * mode + 1.0)
-        # The initial transitions can be sharper than the fronts (harder levels, coarse stored grids):
-        # refine until the initial state's tail meets the same tolerance.
-        while n_s <= self.max_solver_resolution and self._initial_tail(u0, n_s) > self.spectral_tol:
-            n_s = solver_size(n, n_s + 1)
-        return n_s
+        return solver_size(n, 3.0 * mode + 1.0)
 
     def _initial_tail(self, u0: np.ndarray, n_s: int) -> float:
         box = PeriodicBox((n_s,), (1.0,))

@@ -44,7 +44,8 @@ def resample_tanh_profile(s: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     affine in ``g``, so this evaluates their defining formula on the new grid (up to the digits
     ``atanh`` loses near saturation: ``z`` keeps ~7 at ``s = 1e-9``) and stays in ``[0, 1]``, where
     the trigonometric interpolant of ``s`` itself overshoots wherever the old grid does not resolve
-    a patch edge. ``z`` is clipped where ``s`` rounds to 0 or 1 (``|z| ≳ 18.4``); the old points are
+    a patch edge. ``z`` is clipped where ``s`` rounds to 0 or 1 (``|z| ≳ 18.4``), and points where the
+    interpolated ``z`` reaches the clip get exactly 0 or 1 (so ``s ≡ 0`` stays 0); the old points are
     reproduced either way.
 
     Args:
@@ -55,8 +56,12 @@ def resample_tanh_profile(s: np.ndarray, shape: Sequence[int]) -> np.ndarray:
         ``(..., *shape)`` float64 in ``[0, 1]``.
     """
     edge = 1.0 - np.finfo(np.float64).eps
-    z = np.arctanh(np.clip(2.0 * np.asarray(s, dtype=np.float64) - 1.0, -edge, edge))
-    return 0.5 * (1.0 + np.tanh(fourier_resample(z, shape)))
+    z_max = float(np.arctanh(edge))
+    z = fourier_resample(np.arctanh(np.clip(2.0 * np.asarray(s, dtype=np.float64) - 1.0, -edge, edge)), shape)
+    out = 0.5 * (1.0 + np.tanh(z))
+    # Clipped plateaus come back as exact 0 and 1, not 1e-16 (an empty region would grow from it).
+    saturated = np.abs(z) >= z_max * (1.0 - 1e-12)
+    return np.where(saturated, (z > 0).astype(np.float64), out)
 
 
 class PeriodicSemilinearPDE(PDE):
@@ -64,7 +69,8 @@ class PeriodicSemilinearPDE(PDE):
 
     Subclasses set the class attributes below and implement the hooks :meth:`initial_state`,
     :meth:`linear_operator`, :meth:`rhs` and, for nonlinear problems, :meth:`nonlinear`,
-    :meth:`step_limits` and :meth:`solver_resolution`.
+    :meth:`step_limits` and :meth:`solver_resolution`; :meth:`solver_initial_state` when the
+    initial state is a nonlinear map of a band-limited field.
 
     Class attributes:
         dim: number of space dimensions (1 or 2).
