@@ -106,6 +106,27 @@ def test_a_short_step_under_heavy_damping_is_not_reported_as_converged():
     assert bool(info.converged.all())
 
 
+def test_newton_steps_converge_where_gauss_newton_crawls():
+    """r(ω) = Aω + (Cω)² − b with b of unit size: the residual stays large at the minimum, so
+    Gauss–Newton converges linearly and stalls above a 1e-10 gradient (measured 1.7e-7 after 200
+    iterations); the damped Newton step meets it in 18 iterations, at the same minimum."""
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(3, 12, 4, generator=g, dtype=f64) / 12**0.5
+    C = torch.randn(3, 12, 4, generator=g, dtype=f64) / 12**0.5
+    b = torch.randn(3, 12, generator=g, dtype=f64)
+
+    def quadratic(w, A, C, b):
+        return A @ w + (C @ w) ** 2 - b
+    start = torch.zeros(3, 4, dtype=f64)
+    w_gn, gn = lm_solve(quadratic, start, (A, C, b), LMSettings(max_iter=200, tol=1e-10, ridge=0.0))
+    w_nt, nt = lm_solve(quadratic, start, (A, C, b), LMSettings(max_iter=200, tol=1e-10, ridge=0.0, step="newton"))
+    assert not bool(gn.converged.any()) and gn.iterations == 200
+    assert bool(nt.converged.all()) and nt.iterations < 30
+    assert torch.allclose(nt.cost, gn.cost, rtol=1e-12) and torch.allclose(w_nt, w_gn, atol=1e-5)
+    with pytest.raises(UserError, match="unknown LM step .exact.; allowed: gauss_newton, newton"):
+        LMSettings(step="exact")
+
+
 @pytest.mark.parametrize("hessian", ["gauss_newton", "exact"])
 def test_linear_implicit_gradient_matches_finite_differences(hessian):
     # Linear residual: the Gauss–Newton matrix is the exact Hessian, both options are exact.
@@ -169,6 +190,9 @@ def test_bad_settings_raise_user_error():
         LMSettings(max_iter=0)
     with pytest.raises(UserError, match="hessian"):
         LMSettings(hessian="newton")
+    for bad in (dict(ridge=float("inf")), dict(tol=float("nan")), dict(damping_up=float("inf"))):
+        with pytest.raises(UserError, match="finite"):
+            LMSettings(**bad)
     A, b = problem()
     with pytest.raises(UserError, match="leading"):
         hard_constraint_solve(linear_residual, (A, b[:2]), 4)

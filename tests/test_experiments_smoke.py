@@ -308,8 +308,10 @@ def test_teng_refuses_bad_seeds_with_one_line(tmp_path, capsys):
     ("--overlap", "0.25", "--overlap applies to diffusion_sorption only"),
     ("--lm", "max_iter=0", "--lm: LM max_iter must be a positive integer, got 0"),
     ("--lm", "max_iter=2.5", "--lm 'max_iter=2.5': '2.5' is not an integer"),
-    ("--lm", "ridge=-1", "--lm: LM ridge must be non-negative, got -1.0"),
-    ("--lm", "lr=1", "--lm 'lr=1': not KEY=VALUE with KEY one of max_iter, tol, ridge, damping")])
+    ("--lm", "ridge=-1", "--lm: LM ridge must be non-negative and finite, got -1.0"),
+    ("--lm", "ridge=inf", "--lm: LM ridge must be non-negative and finite, got inf"),
+    ("--lm", "lr=1", "--lm 'lr=1': not KEY=VALUE with KEY one of max_iter, tol, ridge, damping, step"),
+    ("--lm", "step=exact", "--lm: unknown LM step 'exact'; allowed: gauss_newton, newton")])
 def test_hard_constraints_refuses_bad_partition_flags_before_any_solve(tmp_path, capsys, flag, value, message):
     """A usage error (exit 2), not a traceback: --parts used to fail in int(), --overlap only when the
     MoE partition was built, after the ground-truth solves; --lm values are checked by LMSettings first."""

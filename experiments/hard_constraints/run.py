@@ -23,7 +23,9 @@ Usage (one thread):
 
 Options: ``--methods moe,global,soft``, ``--steps N``, ``--lr X`` and ``--n-interior N`` (overrides), ``--parts 2,1``, ``--overlap 0.25``,
 ``--face-scope own|global`` and ``--interior-split total|per_expert`` (the MoE partition), ``--seeds 0,1,2``
-(errors averaged over training seeds), ``--hessian gauss_newton|exact`` (the adjoint), ``--out DIR`` (default
+(errors averaged over training seeds), ``--hessian gauss_newton|exact`` (the adjoint), ``--lm KEY=VALUE`` (an LM
+setting: ``max_iter``, ``tol``, ``ridge``, ``damping``, ``step``), ``--set KEY=VALUE`` (a problem setting such as
+``loss_grid``), ``--out DIR`` (default
 ``experiments_out/hard_constraints``), ``--device cpu|cuda``. Each command writes ``results_<name>.json``,
 a Markdown table ``table_<name>.md`` and PNG plots into ``OUT``.
 """
@@ -653,7 +655,7 @@ def main(argv=None):
     ap.add_argument("--hessian", choices=["gauss_newton", "exact"], default=None,
                     help="matrix of the layer's adjoint solve (default: the scale's setting)")
     ap.add_argument("--lm", action="append", default=[], metavar="KEY=VALUE",
-                    help="override an LM setting of the scale (max_iter, tol, ridge, damping; repeatable); the "
+                    help="override an LM setting of the scale (max_iter, tol, ridge, damping, step; repeatable); the "
                          "log's lm_conv says how many solves met the tolerance")
     ap.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1,2: errors are averaged over them")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -676,10 +678,10 @@ def main(argv=None):
     lm = {}
     for item in args.lm:
         key, sep, value = item.partition("=")
-        if not sep or key not in ("max_iter", "tol", "ridge", "damping"):
-            ap.error(f"--lm {item!r}: not KEY=VALUE with KEY one of max_iter, tol, ridge, damping")
+        if not sep or key not in ("max_iter", "tol", "ridge", "damping", "step"):
+            ap.error(f"--lm {item!r}: not KEY=VALUE with KEY one of max_iter, tol, ridge, damping, step")
         try:
-            lm[key] = int(value) if key == "max_iter" else float(value)
+            lm[key] = value if key == "step" else int(value) if key == "max_iter" else float(value)
         except ValueError:
             ap.error(f"--lm {item!r}: {value!r} is not {'an integer' if key == 'max_iter' else 'a number'}")
     cfg = SCALES[args.timing_pde if args.what == "timing" else args.what][args.scale]

@@ -12,9 +12,9 @@ sample of a batch) are solved together, each with its own data, by vectorising t
 residual with :func:`torch.func.vmap`.
 
 Forward: damped Gauss–Newton (Levenberg–Marquardt) in float64 with a fixed iteration budget and a
-tolerance. All problems advance in lock step; a problem that has converged keeps its iterate (masked
-update), so one batched solve costs ``max_iter`` Jacobians at most and stops early when every
-problem has converged.
+tolerance. All problems advance in lock step; a problem that has converged, or stopped on a step too
+short to matter, keeps its iterate (masked update), so one batched solve costs ``max_iter``
+Jacobians at most and stops early when every problem has stopped.
 
 Backward: implicit differentiation at the solution, not unrolling. With ``F(ω, θ) = Jᵀr + μω``,
 ``F(ω*, θ) = 0`` gives ``dω*/dθ = −H⁻¹ ∂F/∂θ`` with ``H = ∂F/∂ω``. For an upstream gradient ``g`` one
@@ -34,6 +34,7 @@ carry their own tensor wrappers and are heavy dependencies for these ~150 lines)
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -48,6 +49,7 @@ __all__ = ["LMSettings", "LMInfo", "lm_solve", "hard_constraint_solve", "Residua
 ResidualFn = Callable[..., torch.Tensor]
 
 HESSIANS = ("gauss_newton", "exact")
+STEPS = ("gauss_newton", "newton")
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,17 @@ class LMSettings:
             converged only if the gradient test holds there: a short step also comes from a large
             damping λ (slow progress on an ill-conditioned problem, or every step rejected at a kink).
         ridge: ``μ`` in ``½‖r‖² + ½μ‖ω‖²`` (≥ 0; > 0 keeps a rank-deficient basis solvable).
-        damping: initial LM damping ``λ``; the step solves ``(JᵀJ + μI + λ diag(JᵀJ + μI)) δ = −∇f``.
+        damping: initial LM damping ``λ``; the step solves ``(G + λ diag(JᵀJ + μI)) δ = −∇f`` with
+            ``G`` the matrix of ``step``.
         damping_down, damping_up: ``λ`` is divided by ``damping_down`` after an accepted step and
             multiplied by ``damping_up`` after a rejected one.
         hessian: ``"gauss_newton"`` or ``"exact"``: the matrix of the adjoint solve (module docstring).
+        step: ``"gauss_newton"`` (``G = JᵀJ + μI``) or ``"newton"`` (``G`` = the exact Hessian of the
+            objective, ``JᵀJ + Σ r_i ∇²r_i + μI``). Gauss–Newton converges only linearly when the
+            residual stays large at the solution (an inconsistent constraint), the slower the nearer
+            ``JᵀJ`` is to singular; Newton's step keeps the curvature of the residual and converges
+            quadratically near a minimum, at the cost of a Hessian per iteration. A step that does
+            not descend (``G + λD`` indefinite) is rejected, which raises ``λ`` until it does.
     """
 
     max_iter: int = 30
@@ -74,17 +83,20 @@ class LMSettings:
     damping_down: float = 3.0
     damping_up: float = 8.0
     hessian: str = "gauss_newton"
+    step: str = "gauss_newton"
 
     def __post_init__(self):
         if int(self.max_iter) != self.max_iter or self.max_iter < 1:
             raise UserError(f"LM max_iter must be a positive integer, got {self.max_iter!r}")
+        # Finite too: ridge = inf makes every cost NaN, tol = inf reports ω = 0 as converged.
         for name in ("tol", "ridge", "damping"):
-            if not getattr(self, name) >= 0:
-                raise UserError(f"LM {name} must be non-negative, got {getattr(self, name)!r}")
+            if not 0 <= getattr(self, name) < math.inf:
+                raise UserError(f"LM {name} must be non-negative and finite, got {getattr(self, name)!r}")
         for name in ("damping_down", "damping_up"):
-            if not getattr(self, name) > 1:
-                raise UserError(f"LM {name} must be > 1, got {getattr(self, name)!r}")
+            if not 1 < getattr(self, name) < math.inf:
+                raise UserError(f"LM {name} must be > 1 and finite, got {getattr(self, name)!r}")
         check_choice("LM hessian", self.hessian, HESSIANS)
+        check_choice("LM step", self.step, STEPS)
 
 
 @dataclass
@@ -157,13 +169,14 @@ def lm_solve(fn: ResidualFn, omega0: torch.Tensor, data: Sequence[torch.Tensor],
         # Marquardt's scaling: damping proportional to the diagonal makes the step invariant to the
         # scale of each basis function; the tiny floor keeps a zero column (dead basis) solvable.
         diag = torch.diagonal(A, dim1=-2, dim2=-1).clamp_min(1e-12 * (1.0 + A.diagonal(dim1=-2, dim2=-1).amax(-1, keepdim=True)))
-        step = torch.linalg.solve(A + torch.diag_embed(lam[:, None] * diag), -grad[..., None])[..., 0]
+        G = A if s.step == "gauss_newton" else _exact_hessian(fn, omega, data, s.ridge)
+        step = torch.linalg.solve(G + torch.diag_embed(lam[:, None] * diag), -grad[..., None])[..., 0]
         trial = omega + step
         new_cost = _cost(fn, trial, data, s.ridge)
         # Accept ties up to rounding: cost is quadratic in the error, so a strict decrease test
         # would stall at sqrt(machine epsilon) relative accuracy of ω.
         slack = 4.0 * torch.finfo(cost.dtype).eps * cost
-        accept = (new_cost <= cost + slack) & ~done
+        accept = (new_cost <= cost + slack) & ((step * grad).sum(-1) < 0) & ~done
         omega = torch.where(accept[:, None], trial, omega)
         # A step this short hardly changes ω: stop. Whether that is convergence is the gradient's call
         # (below): a heavily damped step is short far from a stationary point too.
@@ -183,11 +196,15 @@ def _adjoint_matrix(fn: ResidualFn, omega: torch.Tensor, data: Sequence[torch.Te
     if s.hessian == "gauss_newton":
         _, J = _residual_and_jacobian(fn, omega, data)
         return torch.einsum("kmn,kmp->knp", J, J) + s.ridge * eye
+    return _exact_hessian(fn, omega, data, s.ridge)
 
+
+def _exact_hessian(fn: ResidualFn, omega: torch.Tensor, data: Sequence[torch.Tensor], ridge: float) -> torch.Tensor:
+    """``(K, N, N)`` Hessian of ``½‖r‖² + ½μ‖ω‖²``: forward-over-reverse, one ``jvp`` per coefficient."""
     def half_sq(w, *d):
         return 0.5 * fn(w, *d).pow(2).sum()
-    hess = vmap(jacfwd(torch.func.grad(half_sq)))(omega, *data)
-    return hess + s.ridge * eye
+    eye = torch.eye(omega.shape[-1], dtype=omega.dtype, device=omega.device)
+    return vmap(jacfwd(torch.func.grad(half_sq)))(omega, *data) + ridge * eye
 
 
 class _HardConstraint(torch.autograd.Function):
