@@ -12,7 +12,8 @@ sample of a batch) are solved together, each with its own data, by vectorising t
 residual with :func:`torch.func.vmap`.
 
 Forward: damped Gauss–Newton (Levenberg–Marquardt) in float64 with a fixed iteration budget and a
-tolerance. All problems advance in lock step; a problem that has converged, or stopped on a step too
+tolerance, or damped Newton steps with the objective's exact Hessian (``LMSettings.step``) for
+constraints whose residual stays large at the solution. All problems advance in lock step; a problem that has converged, or stopped on a step too
 short to matter, keeps its iterate (masked update), so one batched solve costs ``max_iter``
 Jacobians at most and stops early when every problem has stopped.
 
