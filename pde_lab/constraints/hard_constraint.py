@@ -13,9 +13,10 @@ residual with :func:`torch.func.vmap`.
 
 Forward: damped Gauss–Newton (Levenberg–Marquardt) in float64 with a fixed iteration budget and a
 tolerance, or damped Newton steps with the objective's exact Hessian (``LMSettings.step``) for
-constraints whose residual stays large at the solution. All problems advance in lock step; a problem that has converged, or stopped on a step too
-short to matter, keeps its iterate (masked update), so one batched solve costs ``max_iter``
-Jacobians at most and stops early when every problem has stopped.
+constraints whose residual stays large at the solution. All problems advance in lock step; a
+problem that has converged, or stopped on a step too short to matter, keeps its iterate (masked
+update), so one batched solve costs ``max_iter`` Jacobians at most and stops early when every
+problem has stopped.
 
 Backward: implicit differentiation at the solution, not unrolling. With ``F(ω, θ) = Jᵀr + μω``,
 ``F(ω*, θ) = 0`` gives ``dω*/dθ = −H⁻¹ ∂F/∂θ`` with ``H = ∂F/∂ω``. For an upstream gradient ``g`` one

@@ -151,7 +151,8 @@ class FisherKPP1D(PeriodicSemilinearPDE):
         return n_s
 
     def front_resolution(self, params: Mapping[str, float], n: int) -> int:
-        """The front rule alone: the smallest ``n · m`` with ``2π⌊(n_s − 1)/3⌋ ≥ ln(1/tol) / (π √(D/r))``."""
+        """The front rule alone: the smallest solver size ``n_s = n · m`` with
+        ``2π⌊(n_s − 1)/3⌋ ≥ ln(1/tol) / (π √(D/r))``."""
         w = math.sqrt(params["D"] / params["r"])
         kappa_needed = math.log(1.0 / self.spectral_tol) / (math.pi * w)
         # The retained modes |m| <= ⌊(n_s − 1)/3⌋ must reach the mode κ/2π: round it up first.
