@@ -468,6 +468,26 @@ def parse_extra(items) -> dict:
     return out
 
 
+#: The LM settings ``--lm`` may override, each with the type its value is read as.
+LM_KEYS = {"max_iter": int, "tol": float, "ridge": float, "damping": float, "step": str}
+
+
+def parse_lm(items) -> dict:
+    """``KEY=VALUE`` items -> LM settings; ``ValueError`` naming an unknown key or an unreadable value.
+    The values' ranges are :class:`LMSettings`'s to check."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in LM_KEYS:
+            raise ValueError(f"--lm {item!r}: not KEY=VALUE with KEY one of {', '.join(LM_KEYS)}")
+        try:
+            out[key] = LM_KEYS[key](value)
+        except ValueError:
+            raise ValueError(f"--lm {item!r}: {value!r} is not {'an integer' if key == 'max_iter' else 'a number'}") \
+                from None
+    return out
+
+
 def accuracy(name: str, scale: str, methods, steps, out: Path, device: str, parts=None, overlap=None, extra=None,
              face_scope=None, interior_split=None, seeds=(0,), hessian=None, lr=None, n_interior=None):
     cfg = SCALES[name][scale]
@@ -675,16 +695,11 @@ def main(argv=None):
     bad = [m for m in methods if m not in ("moe", "global", "soft")]
     if bad:
         sys.exit(f"unknown method(s) {bad}; allowed: moe, global, soft")
-    lm = {}
-    for item in args.lm:
-        key, sep, value = item.partition("=")
-        if not sep or key not in ("max_iter", "tol", "ridge", "damping", "step"):
-            ap.error(f"--lm {item!r}: not KEY=VALUE with KEY one of max_iter, tol, ridge, damping, step")
-        try:
-            lm[key] = value if key == "step" else int(value) if key == "max_iter" else float(value)
-        except ValueError:
-            ap.error(f"--lm {item!r}: {value!r} is not {'an integer' if key == 'max_iter' else 'a number'}")
     cfg = SCALES[args.timing_pde if args.what == "timing" else args.what][args.scale]
+    try:
+        lm = parse_lm(args.lm)
+    except ValueError as err:
+        ap.error(str(err))
     try:
         LMSettings(**{**cfg.lm, **lm})
     except UserError as err:
