@@ -354,9 +354,35 @@ def test_model_table_refuses_unknown_datasets_and_models(tmp_path, args, message
     assert out.returncode == 2 and "Traceback" not in out.stderr and message in out.stderr
 
 
+def test_model_table_copy_baseline_is_persistence_of_the_stored_frames(tmp_path):
+    """For a window task of 2 input frames it is the mean over test windows of |u(t_{k+1}) - u(t_{k+2})| /
+    |u(t_{k+2})|, computed here from the stored frames; a one-shot task has no such baseline."""
+    import h5py
+    import numpy as np
+
+    from pde_lab.datasets import GenerateConfig, generate
+    from pde_lab.pdes.base import Task
+    from pde_lab.training import train
+
+    mt = _benchmark("model_table")
+    data = tmp_path / "data"
+    generate(GenerateConfig(pde="advection_1d", levels=["easy"], resolution=32, n_train=2, n_valid=1, n_test=2,
+                            out=str(data), progress=False))
+    u = h5py.File(data / "test" / "easy.h5")["t0_fields/u"][:].astype(np.float64)  # (trajectory, time, x)
+    ratios = np.linalg.norm(u[:, :-1] - u[:, 1:], axis=-1) / np.linalg.norm(u[:, 1:], axis=-1)
+    errors = {}
+    for task in (Task("window", 2, 1), Task("one_shot", 1, 1)):
+        run = tmp_path / task.mode
+        train(TrainConfig(data=str(data), model="deeponet", model_args=mt.SMALL["deeponet"], epochs=1,
+                          task=task, out=str(run), progress=False, device="cpu"))
+        errors[task.mode] = mt.copy_input_error(run)
+    assert errors["window"] == pytest.approx(ratios[:, 1:].mean(), rel=1e-5) and errors["window"] > 0.01
+    assert errors["one_shot"] is None
+
+
 @pytest.mark.parametrize("argv, message", [
     (["fno_step.py", "step", "--steps", "0"], "--steps, --rounds and --epochs must be >= 1"),
-    (["model_table.py", "cost", "--reps", "0"], "--reps, --epochs and --batch must be >= 1"),
+    (["model_table.py", "cost", "--reps", "0"], "--reps, --epochs, --batch and --workers must be >= 1"),
     (["flow_obstacles_cost.py", "--levels", "nope"], "need known --levels (unknown: nope;"),
 ])
 def test_benchmarks_refuse_counts_and_levels_that_would_end_in_a_traceback(argv, message):
