@@ -218,16 +218,14 @@ def copy_input_error(run_dir: Path) -> float | None:
     """The same error for copying the last input frame's values of the target channels to every output
     frame (persistence), the baseline a time-stepping model must beat. ``None`` unless the run's task
     is ``window`` (outputs follow the inputs) and every target channel is also an input channel."""
-    from pde_lab.evaluation.rollout import feedback_channels
+    from pde_lab.evaluation.rollout import persistence, persistence_channels
     from pde_lab.training import load_run
 
     ds = _test_split(load_run(run_dir))
-    pairs = feedback_channels(ds)  # the channels a rollout would feed back
-    if ds.task.mode != "window" or len(pairs) != len(ds.target_channels):
+    channels = persistence_channels(ds)
+    if channels is None:
         return None
-    idx = [i for i, _ in sorted(pairs, key=lambda pair: pair[1])]
-    n_out = ds[0][1].shape[0]
-    return _mean_test_error(ds, lambda x: x[:, -1:, ..., idx].expand(-1, n_out, *x.shape[2:-1], -1))
+    return _mean_test_error(ds, lambda x: persistence(x, channels, ds.task.output_steps))
 
 
 def _seconds(value: float | None) -> str:

@@ -8,7 +8,7 @@ import torch
 
 from pde_lab.datasets import FieldDataset, GenerateConfig, generate
 from pde_lab.errors import UserError
-from pde_lab.evaluation.rollout import feedback_channels, rollout
+from pde_lab.evaluation.rollout import feedback_channels, persistence, persistence_channels, rollout
 from pde_lab.pdes.base import Task
 from pde_lab.pdes.heat import heat_solution
 
@@ -78,10 +78,20 @@ def test_rollout_needs_a_window_task(heat_data):
     ds = FieldDataset([heat_data / "test" / "easy.h5"], task=Task("one_shot", 1, 1))
     with pytest.raises(UserError, match="window"):
         rollout(_Persistence(1), ds)
+    assert persistence_channels(ds) is None  # nor is "nothing changes" a baseline of a one-shot map
+
+
+def test_persistence_copies_the_last_input_frame_of_each_target_channel(heat_data):
+    ds = FieldDataset([heat_data / "test" / "easy.h5"], task=Task("window", 2, 3), parameters=["log:kappa"])
+    assert ds.input_channels == ["u", "log:kappa"] and persistence_channels(ds) == [0]
+    x, y = ds[0]
+    base = persistence(x[None], persistence_channels(ds), 3)
+    assert base.shape == (1, *y.shape)
+    torch.testing.assert_close(base[0], x[-1:, :, :1].expand(3, -1, -1), rtol=0, atol=0)
 
 
 def test_evaluate_reports_rollouts_and_the_plot_draws_them(heat_data, tmp_path):
-    from pde_lab.evaluation.evaluate import evaluate
+    from pde_lab.evaluation.evaluate import evaluate, format_metrics
     from pde_lab.plotting import plot_rollout_error
     from pde_lab.training import TrainConfig, train
 
@@ -90,10 +100,20 @@ def test_evaluate_reports_rollouts_and_the_plot_draws_them(heat_data, tmp_path):
                       model_args=dict(width=8, modes=6, n_layers=2, proj_width=16), epochs=2, batch_size=8,
                       device="cpu", progress=False, out=str(run)))
     result = evaluate(run, heat_data, device="cpu")
+    copied = []
     for level in ("easy", "hard"):
         r = result["levels"][level]["error_vs_time"]
         assert r["kind"] == "rollout"
         assert len(r["times"]) == len(r["rel_l2_mean"]) == 10 and all(np.isfinite(r["rel_l2_max"]))
+        # the persistence baseline's one-step error, from the stored frames: |u(t+1) - u(t)| / |u(t+1)|
+        with h5py.File(heat_data / "test" / f"{level}.h5") as f:
+            u = f["t0_fields/u"][()].astype(np.float64)  # (trajectory, time, x)
+        ratios = np.linalg.norm(u[:, 1:] - u[:, :-1], axis=-1) / np.linalg.norm(u[:, 1:], axis=-1)
+        copied.append(ratios.ravel())
+        assert result["levels"][level]["persistence"]["relative_l2"]["mean"] == pytest.approx(ratios.mean(), rel=1e-5)
+    assert result["overall"]["persistence"]["relative_l2"]["median"] == pytest.approx(np.median(np.concatenate(copied)),
+                                                                                      rel=1e-5)
+    assert "persistence (every output frame = the last input frame), rel L2: easy" in format_metrics(result)
     fig = plot_rollout_error(run)
     assert len(fig.axes[0].lines) == 2
     with pytest.raises(UserError, match="no level"):

@@ -3,7 +3,9 @@
 Writes ``metrics.json`` (every metric of :mod:`pde_lab.evaluation.metrics`, per sample and
 summarised, per level and overall, plus the model's and the classical solver's time for the same
 samples; for a model trained on the ``window`` task also its autoregressive rollout error against
-time per level, for the ``time`` task its error per lead time, see :mod:`~pde_lab.evaluation.rollout`) and ``predictions_<split>.h5`` (predictions and truth, for plotting without re-running),
+time per level and the metrics of the persistence baseline (every output frame = the last input frame),
+for the ``time`` task its error per lead time, see :mod:`~pde_lab.evaluation.rollout`) and
+``predictions_<split>.h5`` (predictions and truth, for plotting without re-running),
 into the run directory or, with ``out``, a directory of their own: one per dataset when a model is
 evaluated at several resolutions, since each evaluation replaces the files of the last.
 """
@@ -25,7 +27,7 @@ from ..pdes.base import Task
 from ..training.checkpoint import load_run
 from ..training.config import resolve_device
 from .metrics import compute_metrics, summarize
-from .rollout import rollout, time_curve
+from .rollout import persistence, persistence_channels, rollout, time_curve
 
 
 def _sync(device: torch.device) -> None:
@@ -66,6 +68,7 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
     partial = pred_path.with_name(pred_path.name + ".partial")
     store = None
     all_metrics: dict[str, list[torch.Tensor]] = {}
+    all_persistence: dict[str, list[torch.Tensor]] = {}
     totals = {"model_seconds": 0.0, "solver_seconds": 0.0, "n": 0}
     try:
         # track_order: readers list the levels as evaluated and the coordinates in axis order (the
@@ -79,7 +82,8 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
                 # Maybe a transfer study, maybe a mistyped path: either way it must not pass unnoticed.
                 warnings.warn(f"{path} holds PDE {ds.pde_name!r}, the run was trained on {trained_on!r}", stacklevel=2)
             loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
-            preds, trues, model_s = [], [], 0.0
+            copy = persistence_channels(ds)
+            preds, trues, baseline, model_s = [], [], [], 0.0
             with torch.no_grad():
                 warm = next(iter(loader))[0].to(dev)
                 run.predict(warm)
@@ -92,6 +96,8 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
                     model_s += time.perf_counter() - t0
                     preds.append(p.float())
                     trues.append(y.to(dev))
+                    if copy is not None:
+                        baseline.append(persistence(x, copy, y.shape[1]).float())
             pred, true = torch.cat(preds), torch.cat(trues)
             per_sample = compute_metrics(pred, true)
             with h5py.File(path, "r") as f:
@@ -103,6 +109,11 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
                          per_sample={k: v.double().cpu().tolist() for k, v in per_sample.items()})
             # ds.task: the reader's, which is the PDE's default when the run recorded none (a run of
             # `fit` on in-memory data), where `task` is None
+            if baseline:
+                copied = compute_metrics(torch.cat(baseline), true)
+                entry["persistence"] = summarize(copied)
+                for k, v in copied.items():
+                    all_persistence.setdefault(k, []).append(v)
             if ds.task.mode == "window" and ds.n_times is not None:
                 entry["error_vs_time"] = rollout(run, ds, batch_size=batch_size).summary()
             elif ds.task.mode == "time":
@@ -127,6 +138,8 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
         overall = summarize({k: torch.cat(v) for k, v in all_metrics.items()})
         overall.update(totals)
         overall["speedup"] = totals["solver_seconds"] / totals["model_seconds"] if totals["model_seconds"] else None
+        if all_persistence and len(all_persistence["relative_l2"]) == len(files):
+            overall["persistence"] = summarize({k: torch.cat(v) for k, v in all_persistence.items()})
         result["overall"] = overall
         if store is not None:
             store.close()
@@ -156,4 +169,8 @@ def format_metrics(result: dict) -> str:
         rows.append(f"{name:<10} {m['n']:>5} {m['relative_l2']['mean']:>10.4g} {m['relative_l1']['mean']:>10.4g} "
                     f"{m['nrmse']['mean']:>10.4g} {m['max_error']['mean']:>10.4g} {m['model_seconds']:>9.3g} "
                     f"{m['solver_seconds']:>9.3g} {(f'{sp:.3g}x' if sp else '-'):>9}")
+    copied = [(name, m["persistence"]["relative_l2"]["mean"]) for name, m in items if "persistence" in m]
+    if copied:
+        rows.append("persistence (every output frame = the last input frame), rel L2: "
+                    + ", ".join(f"{name} {value:.4g}" for name, value in copied))
     return "\n".join(rows)

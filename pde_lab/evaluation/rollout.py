@@ -91,6 +91,34 @@ def feedback_channels(ds: FieldDataset) -> list[tuple[int, int]]:
     return [(i, target[name]) for i, name in enumerate(ds.input_channels) if name in target]
 
 
+def persistence_channels(ds: FieldDataset) -> list[int] | None:
+    """For each target channel, the input channel holding the same field: what the persistence
+    baseline copies. ``None`` unless the task is ``window`` (the outputs follow the inputs) and every
+    target channel is also an input channel."""
+    pairs = feedback_channels(ds)
+    if ds.task.mode != "window" or len(pairs) != len(ds.target_channels):
+        return None
+    return [i for i, _ in sorted(pairs, key=lambda pair: pair[1])]
+
+
+def persistence(x: torch.Tensor, channels: list[int], n_out: int) -> torch.Tensor:
+    """The baseline "nothing changes": every output frame is the last input frame.
+
+    A window model that does not beat it has learnt no dynamics; its error is
+    ``‖u(t) − u(t_last input)‖ / ‖u(t)‖`` per output frame.
+
+    Args:
+        x: ``(B, T_in, *space, C_in)`` inputs of a ``window`` task.
+        channels: :func:`persistence_channels` of their dataset.
+        n_out: output frames ``T_out``.
+
+    Returns:
+        ``(B, T_out, *space, C_out)``.
+    """
+    last = x[:, -1:, ..., channels]
+    return last.expand(-1, n_out, *last.shape[2:])
+
+
 def advance(x: torch.Tensor, y: torch.Tensor, pairs: list[tuple[int, int]]) -> torch.Tensor:
     """The next input of an autoregressive step.
 
