@@ -567,6 +567,7 @@ def plot_rollout_error(
     *,
     levels: Sequence[str] | None = None,
     log: bool = True,
+    baseline: bool = True,
     title: str | None = None,
     ax: Axes | None = None,
 ) -> Figure:
@@ -581,6 +582,8 @@ def plot_rollout_error(
         levels: which levels to draw (default: all, in the file's order).
         log: logarithmic error axis (errors typically grow by orders of magnitude along a rollout);
             linear when every error is zero.
+        baseline: also draw, dashed in the level's colour, the mean error of persistence (holding
+            the first input's last frame) where the metrics have it (``persistence_rel_l2_mean``).
         title: axes title.
         ax: Axes to draw into; a new figure when ``None``.
 
@@ -615,6 +618,8 @@ def plot_rollout_error(
         marker = "o" if len(t) <= 30 else None
         ax.plot(t, mean, color=f"C{i}", marker=marker, ms=4, label=f"{name} (mean)")
         ax.fill_between(t, r["rel_l2_median"], r["rel_l2_max"], color=f"C{i}", alpha=0.2, linewidth=0)
+        if baseline and "persistence_rel_l2_mean" in r:
+            ax.plot(t, r["persistence_rel_l2_mean"], color=f"C{i}", ls="--", lw=1, label=f"{name} (persistence)")
         positive = positive or bool((np.asarray(r["rel_l2_max"], dtype=float) > 0).any())
     ax.set_xlabel("t")
     ax.set_ylabel("relative L2 error")

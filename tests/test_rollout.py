@@ -70,8 +70,11 @@ def test_rollout_of_persistence_has_the_closed_form_error(heat_data):
         u = torch.cat([one_shot[b][0], one_shot[b][1]])[:, :, 0]  # (T, n) the whole trajectory
         expected = (u[2:] - u[1]).norm(dim=1) / u[2:].norm(dim=1)
         torch.testing.assert_close(roll.rel_l2[b], expected, rtol=1e-5, atol=1e-7)
+    # the rollout's own persistence baseline is this model's error
+    torch.testing.assert_close(roll.persistence_rel_l2, roll.rel_l2, rtol=1e-6, atol=0)
     summary = roll.summary()
     assert len(summary["rel_l2_mean"]) == ds.n_times - 2 and len(summary["rel_l2_per_sample"]) == 3
+    assert summary["persistence_rel_l2_mean"] == pytest.approx(summary["rel_l2_mean"], rel=1e-6)
 
 
 def test_rollout_needs_a_window_task(heat_data):
@@ -115,7 +118,9 @@ def test_evaluate_reports_rollouts_and_the_plot_draws_them(heat_data, tmp_path):
                                                                                       rel=1e-5)
     assert "persistence (every output frame = the last input frame), rel L2: easy" in format_metrics(result)
     fig = plot_rollout_error(run)
-    assert len(fig.axes[0].lines) == 2
+    labels = [line.get_label() for line in fig.axes[0].lines]
+    assert labels == ["easy (mean)", "easy (persistence)", "hard (mean)", "hard (persistence)"]
+    assert len(plot_rollout_error(run, baseline=False).axes[0].lines) == 2
     with pytest.raises(UserError, match="no level"):
         plot_rollout_error(result, levels=["medium"])
 

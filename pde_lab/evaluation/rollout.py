@@ -41,6 +41,8 @@ class Rollout:
         times: ``(T,)`` their physical times (``frames`` as floats when the file stores no time).
         prediction, truth: ``(B, T, *space, C_out)`` float32.
         rel_l2: ``(B, T)`` relative L2 error per trajectory and frame.
+        persistence_rel_l2: ``(B, T)`` the same error of holding the first input's last frame
+            (:func:`persistence`) over the whole rollout; ``None`` when a target channel is not an input.
     """
 
     frames: np.ndarray
@@ -48,10 +50,15 @@ class Rollout:
     prediction: torch.Tensor
     truth: torch.Tensor
     rel_l2: torch.Tensor
+    persistence_rel_l2: torch.Tensor | None = None
 
     def summary(self) -> dict:
-        """JSON-ready: frames, times, mean/median/max error per frame, and the per-trajectory curves."""
-        return _curve("rollout", self.frames, self.times, self.rel_l2)
+        """JSON-ready: frames, times, mean/median/max error per frame, the per-trajectory curves, and
+        the persistence baseline's mean error per frame (``persistence_rel_l2_mean``) when there is one."""
+        out = _curve("rollout", self.frames, self.times, self.rel_l2)
+        if self.persistence_rel_l2 is not None:
+            out["persistence_rel_l2_mean"] = self.persistence_rel_l2.double().mean(0).tolist()
+        return out
 
 
 def _curve(kind: str, frames: np.ndarray, times: np.ndarray, errors: torch.Tensor) -> dict:
@@ -160,10 +167,13 @@ def rollout(run: Run, ds: FieldDataset, batch_size: int = 32) -> Rollout:
     # the reader orders a trajectory's windows by start, so window s of the trajectory whose first
     # window is item i is item i + s
     first_items = [i for i in range(len(ds)) if ds.sample_index(i)[2] == 0]
-    preds, truths = [], []
+    copy = persistence_channels(ds)
+    preds, truths, held = [], [], []
     for chunk in range(0, len(first_items), batch_size):
         items = first_items[chunk:chunk + batch_size]
         x = torch.stack([ds[i][0] for i in items])
+        if copy is not None:
+            held.append(persistence(x, copy, n_blocks * t_out))
         blocks, true_blocks = [], []
         for b in range(n_blocks):
             y = run.predict(x)
@@ -173,13 +183,18 @@ def rollout(run: Run, ds: FieldDataset, batch_size: int = 32) -> Rollout:
         preds.append(torch.cat(blocks, dim=1))
         truths.append(torch.cat(true_blocks, dim=1))
     pred, truth = torch.cat(preds), torch.cat(truths)
-    dims = tuple(range(2, pred.dim()))
-    # vector_norm: Tensor.norm with three or more dims (2D fields: space x channels) raises
-    err = (torch.linalg.vector_norm(pred - truth, dim=dims)
-           / torch.linalg.vector_norm(truth, dim=dims).clamp_min(torch.finfo(truth.dtype).tiny))
     frames = np.arange(t_in, t_in + n_blocks * t_out)
     times = frames.astype(np.float64)
     with h5py.File(ds.files[0], "r") as f:
         if "time" in f["dimensions"]:
             times = np.asarray(f["dimensions/time"][()], dtype=np.float64)[frames]
-    return Rollout(frames, times, pred, truth, err)
+    return Rollout(frames, times, pred, truth, _frame_errors(pred, truth),
+                   _frame_errors(torch.cat(held), truth) if held else None)
+
+
+def _frame_errors(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """``(B, T)`` relative L2 error per trajectory and frame of ``(B, T, *space, C)`` fields."""
+    dims = tuple(range(2, pred.dim()))
+    # vector_norm: Tensor.norm with three or more dims (2D fields: space x channels) raises
+    return (torch.linalg.vector_norm(pred - truth, dim=dims)
+            / torch.linalg.vector_norm(truth, dim=dims).clamp_min(torch.finfo(truth.dtype).tiny))
