@@ -590,7 +590,7 @@ def plot_rollout_error(
     Returns:
         The figure: the mean relative L2 error per frame as a line (with a marker per frame for up
         to 30 frames, so a single frame shows), the band from the median to the maximum over
-        trajectories shaded.
+        trajectories shaded, and with ``baseline`` the persistence error dashed.
     """
     data = _read_metrics(metrics)
     entries = data.get("levels") if isinstance(data, Mapping) else None
@@ -619,7 +619,8 @@ def plot_rollout_error(
         ax.plot(t, mean, color=f"C{i}", marker=marker, ms=4, label=f"{name} (mean)")
         ax.fill_between(t, r["rel_l2_median"], r["rel_l2_max"], color=f"C{i}", alpha=0.2, linewidth=0)
         if baseline and "persistence_rel_l2_mean" in r:
-            ax.plot(t, r["persistence_rel_l2_mean"], color=f"C{i}", ls="--", lw=1, label=f"{name} (persistence)")
+            ax.plot(t, r["persistence_rel_l2_mean"], color=f"C{i}", ls="--", lw=1, marker=marker and "x", ms=4,
+                    label=f"{name} (persistence)")
         positive = positive or bool((np.asarray(r["rel_l2_max"], dtype=float) > 0).any())
     ax.set_xlabel("t")
     ax.set_ylabel("relative L2 error")

@@ -8,7 +8,8 @@ import torch
 
 from pde_lab.datasets import FieldDataset, GenerateConfig, generate
 from pde_lab.errors import UserError
-from pde_lab.evaluation.rollout import feedback_channels, persistence, persistence_channels, rollout
+from pde_lab.evaluation.rollout import (feedback_channels, persistence, persistence_channels, persistence_metrics,
+                                        rollout)
 from pde_lab.pdes.base import Task
 from pde_lab.pdes.heat import heat_solution
 
@@ -82,6 +83,8 @@ def test_rollout_needs_a_window_task(heat_data):
     with pytest.raises(UserError, match="window"):
         rollout(_Persistence(1), ds)
     assert persistence_channels(ds) is None  # nor is "nothing changes" a baseline of a one-shot map
+    with pytest.raises(UserError, match="no persistence baseline: the task is 'one_shot'"):
+        persistence_metrics(ds)
 
 
 def test_persistence_copies_the_last_input_frame_of_each_target_channel(heat_data):
@@ -91,6 +94,24 @@ def test_persistence_copies_the_last_input_frame_of_each_target_channel(heat_dat
     base = persistence(x[None], persistence_channels(ds), 3)
     assert base.shape == (1, *y.shape)
     torch.testing.assert_close(base[0], x[-1:, :, :1].expand(3, -1, -1), rtol=0, atol=0)
+
+
+def test_persistence_skips_static_inputs_and_keeps_several_fields_in_order(tmp_path):
+    """2D flow past obstacles: mask and distance are static inputs, pressure and velocity the targets."""
+    data = tmp_path / "obstacles"
+    generate(GenerateConfig(pde="navier_stokes_obstacles", out=str(data), levels=["easy"], n_train=1, n_valid=0,
+                            n_test=1, resolution=16, progress=False))
+    ds = FieldDataset([data / "test" / "easy.h5"], task=Task("window", 2, 3))
+    assert ds.input_channels == ["mask", "sdf", "pressure", "velocity_x", "velocity_y"]
+    assert ds.target_channels == ["pressure", "velocity_x", "velocity_y"] and persistence_channels(ds) == [2, 3, 4]
+    x, y = ds[0]
+    torch.testing.assert_close(persistence(x[None], [2, 3, 4], 3)[0], x[-1:, ..., 2:].expand(3, -1, -1, -1),
+                               rtol=0, atol=0)
+    errors = persistence_metrics(ds, ["relative_l2"])["relative_l2"]
+    assert errors.shape == (len(ds),)
+    x_last, y0 = ds[0][0][-1, ..., 2:], ds[0][1]
+    expected = (y0 - x_last).double().norm() / y0.double().norm()
+    assert float(errors[0]) == pytest.approx(float(expected), rel=1e-6) and float(expected) > 0
 
 
 def test_evaluate_reports_rollouts_and_the_plot_draws_them(heat_data, tmp_path):

@@ -61,8 +61,7 @@ from pde_lab.datasets.mixing import select_by_count, selection_summary
 from pde_lab.datasets.reader import FieldDataset, list_files
 from pde_lab.errors import UserError
 from pde_lab.evaluation.evaluate import evaluate
-from pde_lab.evaluation.metrics import compute_metrics
-from pde_lab.evaluation.rollout import persistence, persistence_channels
+from pde_lab.evaluation.rollout import persistence_metrics
 from pde_lab.pdes.base import Task
 from pde_lab.training import TrainConfig, train
 
@@ -180,14 +179,10 @@ def level_cost_table(data_dirs: dict[str, Path]) -> dict[str, dict]:
 def persistence_error(data: Path, level: str) -> float:
     """Mean one-step relative L2 error of predicting "next frame = current frame" on ``level``'s test
     trajectories: the floor a trained model must beat to have learnt any dynamics."""
-    files = list_files(data, "test", [level])
-    ds = FieldDataset(files, task=Task("window", 1, 1))
-    channels = persistence_channels(ds)
-    errs = []
-    for x, y in torch.utils.data.DataLoader(ds, batch_size=64):
-        errs.append(compute_metrics(persistence(x, channels, 1), y, ["relative_l2"])["relative_l2"])
+    ds = FieldDataset(list_files(data, "test", [level]), task=Task("window", 1, 1))
+    err = persistence_metrics(ds, ["relative_l2"])["relative_l2"]
     ds.close()
-    return float(torch.cat(errs).mean())
+    return float(err.mean())
 
 
 # ---- runs ------------------------------------------------------------------------------------------

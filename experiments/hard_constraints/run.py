@@ -483,7 +483,7 @@ def parse_lm(items) -> dict:
         try:
             out[key] = LM_KEYS[key](value)
         except ValueError:
-            raise ValueError(f"--lm {item!r}: {value!r} is not {'an integer' if key == 'max_iter' else 'a number'}") \
+            raise ValueError(f"--lm {item!r}: {value!r} is not {'an integer' if LM_KEYS[key] is int else 'a number'}") \
                 from None
     return out
 

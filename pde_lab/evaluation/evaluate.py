@@ -83,7 +83,8 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
                 warnings.warn(f"{path} holds PDE {ds.pde_name!r}, the run was trained on {trained_on!r}", stacklevel=2)
             loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
             copy = persistence_channels(ds)
-            preds, trues, baseline, model_s = [], [], [], 0.0
+            preds, trues, model_s = [], [], 0.0
+            baseline: dict[str, list[torch.Tensor]] = {}  # per-sample metrics, not fields: less memory
             with torch.no_grad():
                 warm = next(iter(loader))[0].to(dev)
                 run.predict(warm)
@@ -97,7 +98,8 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
                     preds.append(p.float())
                     trues.append(y.to(dev))
                     if copy is not None:
-                        baseline.append(persistence(x, copy, y.shape[1]).float())
+                        for k, v in compute_metrics(persistence(x, copy, y.shape[1]), y.to(dev)).items():
+                            baseline.setdefault(k, []).append(v)
             pred, true = torch.cat(preds), torch.cat(trues)
             per_sample = compute_metrics(pred, true)
             with h5py.File(path, "r") as f:
@@ -110,7 +112,7 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
             # ds.task: the reader's, which is the PDE's default when the run recorded none (a run of
             # `fit` on in-memory data), where `task` is None
             if baseline:
-                copied = compute_metrics(torch.cat(baseline), true)
+                copied = {k: torch.cat(v) for k, v in baseline.items()}
                 entry["persistence"] = summarize(copied)
                 for k, v in copied.items():
                     all_persistence.setdefault(k, []).append(v)

@@ -19,7 +19,7 @@ lead time; :func:`time_curve` reports the same ``e_b(t)`` for it, so both kinds 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import h5py
 import numpy as np
@@ -27,6 +27,7 @@ import torch
 
 from ..datasets.reader import FieldDataset
 from ..errors import UserError
+from .metrics import compute_metrics
 
 if TYPE_CHECKING:
     from ..training.checkpoint import Run
@@ -111,8 +112,8 @@ def persistence_channels(ds: FieldDataset) -> list[int] | None:
 def persistence(x: torch.Tensor, channels: list[int], n_out: int) -> torch.Tensor:
     """The baseline "nothing changes": every output frame is the last input frame.
 
-    A window model that does not beat it has learnt no dynamics; its error is
-    ``‖u(t) − u(t_last input)‖ / ‖u(t)‖`` per output frame.
+    A window model that does not beat it has learnt no dynamics; its error at an output frame ``t``
+    is ``‖u(t) − u(t_last input)‖ / ‖u(t)‖``.
 
     Args:
         x: ``(B, T_in, *space, C_in)`` inputs of a ``window`` task.
@@ -124,6 +125,29 @@ def persistence(x: torch.Tensor, channels: list[int], n_out: int) -> torch.Tenso
     """
     last = x[:, -1:, ..., channels]
     return last.expand(-1, n_out, *last.shape[2:])
+
+
+def persistence_metrics(ds: FieldDataset, names: Sequence[str] | None = None,
+                        batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """Per-item metrics of :func:`persistence` on every item of ``ds`` (a ``window`` dataset).
+
+    Args:
+        ds: the dataset; ``UserError`` when it has no persistence baseline (:func:`persistence_channels`).
+        names: metrics of :func:`~pde_lab.evaluation.metrics.compute_metrics` (default: all).
+        batch_size: items per batch.
+
+    Returns:
+        name -> ``(len(ds),)`` values.
+    """
+    channels = persistence_channels(ds)
+    if channels is None:
+        raise UserError(f"no persistence baseline: the task is {ds.task.mode!r} (needs 'window') or a target "
+                        f"channel of {ds.target_channels} is not among the inputs {ds.input_channels}")
+    parts: dict[str, list[torch.Tensor]] = {}
+    for x, y in torch.utils.data.DataLoader(ds, batch_size=batch_size):
+        for k, v in compute_metrics(persistence(x, channels, y.shape[1]), y, names).items():
+            parts.setdefault(k, []).append(v)
+    return {k: torch.cat(v) for k, v in parts.items()}
 
 
 def advance(x: torch.Tensor, y: torch.Tensor, pairs: list[tuple[int, int]]) -> torch.Tensor:
