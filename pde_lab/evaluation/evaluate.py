@@ -95,10 +95,11 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
                     p = run.predict(x)
                     _sync(dev)
                     model_s += time.perf_counter() - t0
+                    y = y.to(dev)
                     preds.append(p.float())
-                    trues.append(y.to(dev))
+                    trues.append(y)
                     if copy is not None:
-                        for k, v in compute_metrics(persistence(x, copy, y.shape[1]), y.to(dev)).items():
+                        for k, v in compute_metrics(persistence(x, copy, y.shape[1]), y).items():
                             baseline.setdefault(k, []).append(v)
             pred, true = torch.cat(preds), torch.cat(trues)
             per_sample = compute_metrics(pred, true)
