@@ -505,6 +505,7 @@ def plot_error_by_level(
     metric: str | Sequence[str] = "relative_l2",
     *,
     log: bool = False,
+    baseline: bool = True,
     title: str | None = None,
     ax: Axes | None = None,
 ) -> Figure:
@@ -517,6 +518,8 @@ def plot_error_by_level(
         metric: one metric name, or several for grouped bars (they share one y axis, so pick
             metrics of comparable size).
         log: logarithmic y axis, for levels whose errors differ by orders of magnitude.
+        baseline: also mark, as a black dash across each bar, the level's persistence baseline of the
+            same metric where the metrics have one (``"persistence"``, written for window tasks).
         title: axes title.
         ax: Axes to draw into; a new figure when ``None``.
 
@@ -540,20 +543,26 @@ def plot_error_by_level(
     fig = ax.figure
     x = np.arange(len(levels))
     width = 0.8 / len(names)
+    has_baseline = False
     for i, name in enumerate(names):
         mean = np.array([float(levels[lv][name]["mean"]) for lv in levels])
         std = np.array([float(levels[lv][name].get("std", 0.0)) for lv in levels])
         below = np.minimum(std, mean) if not log else np.minimum(std, 0.9 * mean)
-        ax.bar(
-            x + (i - (len(names) - 1) / 2) * width, mean, width, yerr=np.vstack([below, std]),
-            capsize=4, label=name, color=f"C{i}", alpha=0.85,
-        )
+        centre = x + (i - (len(names) - 1) / 2) * width
+        ax.bar(centre, mean, width, yerr=np.vstack([below, std]), capsize=4, label=name, color=f"C{i}", alpha=0.85)
+        for k, lv in enumerate(levels):
+            if baseline and name in levels[lv].get("persistence", {}):
+                # a line, not hlines: the legend's "best" place avoids lines, not collections
+                level_value = float(levels[lv]["persistence"][name]["mean"])
+                ax.plot([centre[k] - width / 2, centre[k] + width / 2], [level_value] * 2, "k--", lw=1.5,
+                        label="_nolegend_" if has_baseline else "persistence")
+                has_baseline = True
     ax.set_xticks(x, list(levels))
     ax.set_xlabel("level")
     ax.set_ylabel(names[0] if len(names) == 1 else "error")
     if log:
         ax.set_yscale("log")
-    if len(names) > 1:
+    if len(names) > 1 or has_baseline:
         ax.legend(frameon=False)
     ax.grid(axis="y", alpha=0.3, which="both")
     ax.set_axisbelow(True)

@@ -163,6 +163,13 @@ def test_error_by_level_bars_and_error_bars(tmp_path):
     assert isinstance(plot_error_by_level(tmp_path, log=True), Figure)
     with pytest.raises(UserError, match="no metric 'rmse'"):
         plot_error_by_level(metrics, "rmse")
+    # the persistence baseline of a window task: a dash across its level's bar, where there is one
+    metrics["levels"]["hard"]["persistence"] = {"relative_l2": {"mean": 0.4, "std": 0.1}}
+    ax = plot_error_by_level(metrics).axes[0]
+    (dash,) = [line for line in ax.lines if line.get_label() == "persistence"]
+    assert list(dash.get_ydata()) == [0.4, 0.4] and list(dash.get_xdata()) == pytest.approx([0.6, 1.4])
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["persistence", "relative_l2"]
+    assert "persistence" not in plot_error_by_level(metrics, baseline=False).axes[0].get_legend_handles_labels()[1]
 
 
 def test_spectrum_from_arrays_and_from_run(tmp_path):
