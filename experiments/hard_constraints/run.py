@@ -700,11 +700,12 @@ def main(argv=None):
         lm = parse_lm(args.lm)
     except ValueError as err:
         ap.error(str(err))
+    merged = {**cfg.lm, **lm}
     try:
-        LMSettings(**{**cfg.lm, **lm})
+        LMSettings(**merged)
     except UserError as err:
         ap.error(f"--lm: {err}")
-    cfg.lm = {**cfg.lm, **lm}  # the scale's settings, as timing() and accuracy() read them
+    cfg.lm = merged  # the scale's settings, as timing() and accuracy() read them
     if args.what == "timing":
         try:
             points = tuple(int(v) for v in args.timing_points.split(","))
