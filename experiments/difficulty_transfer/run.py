@@ -300,7 +300,7 @@ def answer(rows: list[dict]) -> list[dict]:
             mixes.append({"alpha": a, "seeds": [r["seed"] for r in runs],
                           "accuracy_vs_hard_only": float(np.mean(acc)), "accuracy_per_seed": acc,
                           "reaches_90": float(np.mean(acc)) >= 0.9, "seeds_reaching_90": sum(x >= 0.9 for x in acc),
-                          "err_hard_mean": float(np.mean([r["err_hard"] for r in runs])),
+                          "err_hard_per_seed": [r["err_hard"] for r in runs],
                           "n_hard": [r["n_hard"] for r in runs],
                           "hard_only_n_hard": [ref[r["seed"]]["n_hard"] for r in runs],
                           "compute_saving": float(np.mean(saving))})
@@ -330,10 +330,9 @@ def markdown(rows: list[dict], findings: list[dict], costs: dict, header: str) -
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for f in findings:
             for m in f["mixes"]:
-                errs = [f["hard_only_err_per_seed"][f["seeds"].index(s)] / a for s, a in
-                        zip(m["seeds"], m["accuracy_per_seed"])]
+                errs = m["err_hard_per_seed"]
                 lines.append(f"| {f['axis']} | {f['model']} | {f['arm']} | {m['alpha']:g} | {len(m['seeds'])} | "
-                             f"{span(m['n_hard'])} | {m['err_hard_mean']:.4f} ({span(errs, '.4f')}) | "
+                             f"{span(m['n_hard'])} | {np.mean(errs):.4f} ({span(errs, '.4f')}) | "
                              f"{m['accuracy_vs_hard_only']:.3f} ({span(m['accuracy_per_seed'], '.3f')}) | "
                              f"{m['seeds_reaching_90']}/{len(m['seeds'])} | {m['compute_saving']:.2f}× |")
             e = f["hard_only_err_per_seed"]
