@@ -24,14 +24,16 @@ Each run is evaluated on the test split of the axis's three levels (``pde_lab.ev
 the headline error is the mean one-step relative L2 error on the hard test trajectories.
 Definitions used in the answer:
 
-* accuracy relative to hard-only: ``err(α = 1) / err(α)`` within the same model and arm
-  (≥ 0.9 = "reaches 90 % of hard-only accuracy"; > 1 = better than hard-only);
+* accuracy relative to hard-only: ``err(α = 1) / err(α)`` within the same model, arm and seed,
+  averaged over the seeds (≥ 0.9 = "reaches 90 % of hard-only accuracy"; > 1 = better than hard-only);
 * compute saving: the recorded generation seconds of the hard-only training set divided by those of
-  the mixed one (both read from the runs' ``data.json``), for mixes that reach 90 %.
+  the mixed one (both read from the runs' ``data.json``; averaged over the seeds), for mixes that
+  reach 90 %.
 
 Usage (one thread per process):
 
     OMP_NUM_THREADS=1 python experiments/difficulty_transfer/run.py                 # CPU scale
+    OMP_NUM_THREADS=1 python experiments/difficulty_transfer/run.py --axes geometry,physics --seeds 0,1,2
     python experiments/difficulty_transfer/run.py --scale gpu --axes physics,geometry
 
 Options: ``--axes``, ``--models``, ``--arms count,budget``, ``--budget-models`` (models of the
