@@ -32,6 +32,7 @@ def test_study_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     rows = {(r["arm"], r["alpha"]): r for r in res["rows"] if r["seed"] == 0}
     other = {(r["arm"], r["alpha"]): r for r in res["rows"] if r["seed"] == 1}
     assert set(other) == set(rows) and "/seed1/" in other["count", 0.5]["run"]
+    assert other["budget", 1.0]["same_as"].endswith("seed1/fno-count-a1")
     # another seed: the same counts, other weights (and trajectories), so another error
     assert (other["count", 0.5]["n_easy"], other["count", 0.5]["n_hard"]) == (2, 2)
     assert other["count", 0.5]["err_hard"] != rows["count", 0.5]["err_hard"]
@@ -124,13 +125,13 @@ def test_answer_pairs_each_mix_with_the_hard_only_run_of_its_own_seed():
     bad, pairing across seeds (or averaging errors first) would give other numbers."""
     mod = _load()
     rows = [_row(0, 1.0, 0.20, 16, 32.0), _row(0, 0.5, 0.25, 8, 30.0),
-            _row(1, 1.0, 0.40, 16, 34.0), _row(1, 0.5, 0.40, 8, 30.0)]
+            _row(1, 1.0, 0.40, 16, 34.0), _row(1, 0.5, 0.40, 8, 20.0)]
     (f,) = mod.answer(rows)
     (m,) = f["mixes"]
     assert f["seeds"] == [0, 1] and f["hard_only_err"] == pytest.approx(0.30)
     assert m["accuracy_per_seed"] == pytest.approx([0.8, 1.0])
     assert m["accuracy_vs_hard_only"] == pytest.approx(0.9) and m["reaches_90"]
-    assert m["seeds_reaching_90"] == 1 and m["compute_saving"] == pytest.approx((32 / 30 + 34 / 30) / 2)
+    assert m["seeds_reaching_90"] == 1 and m["compute_saving"] == pytest.approx((32 / 30 + 34 / 20) / 2)
     (line,) = mod.answer_lines([f])
     assert "mean of 2 seeds" in line and "1 of 2 seeds ≥ 0.9" in line and "8/16 hard samples" in line
     md = mod.markdown(rows, [f], {}, "# t")
@@ -158,7 +159,8 @@ def test_a_finished_run_of_another_seed_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("seeds", ["", "a", "0,0", "-1"])
-def test_bad_seeds_are_a_user_error(seeds, capsys):
+def test_bad_seeds_are_a_user_error(seeds, capsys, tmp_path, monkeypatch):
     mod = _load()
-    assert mod.main(["--seeds", seeds]) == 2
+    monkeypatch.setattr(mod, "generate_levels", lambda *a: pytest.fail("bad --seeds reached generation"))
+    assert mod.main(["--seeds", seeds, "--out", str(tmp_path)]) == 2
     assert "--seeds" in capsys.readouterr().err
