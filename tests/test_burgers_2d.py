@@ -101,8 +101,9 @@ def test_an_instance_does_not_depend_on_its_batch_mates():
 def test_a_hard_draw_is_resolved_in_space_and_time():
     """A ``hard`` draw (genuinely 2D, fronts along the diagonal) to t = 0.2, stored at 32² (solver grid
     192²): the frames move by less than 1e-7 of max|u| with a 4× smaller step (measured 8.9e-9), and by
-    less than 1e-10 on the 256² grid that ``spectral_tol = 1e-10`` asks for (1.0e-13, same step). The resolution and step
-    rules deliver on a level's own draw what the reductions to 1D check on special states."""
+    less than 1e-10 on the 256² grid that ``spectral_tol = 1e-10`` asks for (1.0e-13, same step). The
+    resolution and step rules deliver on a level's own draw what the reductions to 1D check on special
+    states."""
     pde = get_pde("burgers_2d")
     grid = pde.grid(N)
     inst = pde.sample("hard", np.random.default_rng(11), grid)
