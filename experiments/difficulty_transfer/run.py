@@ -487,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         costs = level_cost_table(data_dirs)
         for axis, d in data_dirs.items():
             for lv in AXES[axis]:
-                costs[lv].setdefault("persistence_err", persistence_error(d, lv))
+                if "persistence_err" not in costs[lv]:  # the hard level belongs to both axes: once
+                    costs[lv]["persistence_err"] = persistence_error(d, lv)
         rows = []
         for axis, seed in ((a, s) for a in axes for s in seeds):
             easy, _, hard = AXES[axis]
