@@ -8,7 +8,7 @@ The four verbs, from a script::
     metrics = pl.evaluate(run_dir, "data/b", split="test")
     fig = pl.plot_error_field(pl.load_run(run_dir), sample=3)
 """
-__version__ = "0.2.1"
+__version__ = "0.2.2"
 
 from .datasets import GenerateConfig, generate, open_dataset, open_split, validate_path  # noqa: E402
 from .evaluation import evaluate  # noqa: E402
