@@ -71,7 +71,7 @@ def test_immersed_channel_walls_give_poiseuille_flow_at_second_order():
         dpdx = np.diff(res.p[-1][:, ny // 2]) / grid.spacing[0]
         assert np.allclose(dpdx[ny // 4: 3 * ny // 4], -8 * 0.05 / 0.74**2, rtol=0.02)
     assert errors[0] < 0.005  # 0.3 % of the peak on 16 cells
-    assert errors[0] / errors[1] > 3.0  # 4.4 measured (7.3 from 32 to 64 cells)
+    assert errors[0] / errors[1] > 3.6  # order > 1.85: 4.4 measured (7.3 from 32 to 64 cells)
 
 
 def test_immersed_force_on_a_centred_cylinder_has_drag_and_no_lift():
