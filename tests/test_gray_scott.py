@@ -155,6 +155,19 @@ def test_residual_and_bad_input():
         pde.solve([Instance({**p, "F": -0.1}, inst.inputs)], g)
 
 
+def test_default_solver_grid_resolves_a_hard_draw():
+    """The resolution rule's 128² against twice as many points per axis, a chaotic-regime draw stored
+    at 32² over its whole 448 time units: 3.3e-6 apart (relative max); a 64² solver grid is 2.3e-3
+    apart, so the check can fail."""
+    default, finer = GrayScott2D(), GrayScott2D(resolution_factor=0.175)
+    g = default.grid(32)
+    inst = default.sample("hard", np.random.default_rng([7, 0]), g)
+    ra, rb = default.solve([inst], g), finer.solve([inst], g)
+    assert (ra.per_sample["solver_resolution"][0], rb.per_sample["solver_resolution"][0]) == (128, 256)
+    diff = max(np.abs(ra.fields[f] - rb.fields[f]).max() / np.abs(rb.fields[f]).max() for f in ("u", "v"))
+    assert diff < 1e-4, diff
+
+
 def test_time_stepping_converges_at_fourth_order():
     """ETDRK4 on the spots regime: halving dt divides the error (against dt/16) by 16, the order the
     page claims (measured ratios 15.8 and 16.0 from dt = 0.3125 to 0.078)."""
