@@ -375,6 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # file-system trouble (unwritable output, disk full): the OS's message says which path
         print(f"pde-lab {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except MemoryError as e:  # e.g. a mistyped --resolution: say so in one line, not a NumPy traceback
+        size = getattr(args, "resolution", None)
+        hint = f" (--resolution {size}: try a smaller one)" if size else ""
+        print(f"pde-lab {args.command}: error: out of memory{hint}: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         resume = "; run the same command again to resume" if args.command == "generate" else ""
         print(f"interrupted{resume}", file=sys.stderr)

@@ -17,6 +17,7 @@ def run_demo(out: str | Path, minutes: float = 1.0, device: str = "auto", overwr
 
     matplotlib.use("Agg")
     from .datasets import GenerateConfig, generate
+    from .datasets.layout import check_overwritable
     from .evaluation import evaluate, format_metrics
     from .plotting import plot_error_field, plot_loss_curve
     from .training import train
@@ -37,6 +38,7 @@ def run_demo(out: str | Path, minutes: float = 1.0, device: str = "auto", overwr
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise UserError(f"demo output {out} exists and is not empty; pass --overwrite or choose --out")
+        check_overwritable(out, frozenset({"data", "run"}), "a demo directory")
         shutil.rmtree(out)
     print(f"[1/4] generating Burgers data (levels easy, medium, hard) into {data}")
     generate(gen)

@@ -144,6 +144,54 @@ def test_bad_input_is_one_named_line(capsys, toy_data, tmp_path, argv, message):
     assert not (tmp_path / "x").exists() and not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("argv", [["generate", "--pde", "toy_scale", "--n-train", "2", "--quiet"],
+                                  ["demo", "--minutes", "0.01"]])
+def test_overwrite_refuses_a_directory_pde_lab_did_not_write(capsys, tmp_path, argv):
+    """--overwrite deletes what is in --out: a folder holding anything else is refused, untouched."""
+    out = tmp_path / "mine"
+    (out / "sub").mkdir(parents=True)
+    (out / "thesis.tex").write_text("keep")
+    (out / "sub" / "code.py").write_text("keep")
+    code, _, err = run(capsys, *argv, "--out", str(out), "--overwrite")
+    assert code == 2 and f"refusing to overwrite {out}: it holds sub, thesis.tex" in err, err
+    assert (out / "thesis.tex").read_text() == "keep" and (out / "sub" / "code.py").read_text() == "keep"
+
+
+def test_running_out_of_memory_is_one_line(capsys, tmp_path, monkeypatch):
+    """A mistyped --resolution (e.g. 20000 for 200) made NumPy raise MemoryError with a traceback."""
+    from pde_lab.pdes.darcy import Darcy
+
+    def too_big(*args, **kwargs):
+        raise MemoryError("Unable to allocate 2.98 GiB for an array with shape (20000, 20000)")
+
+    monkeypatch.setattr(Darcy, "sample", too_big)
+    code, _, err = run(capsys, "generate", "--pde", "darcy", "--levels", "easy", "--n-train", "1", "--n-valid", "0",
+                       "--n-test", "0", "--resolution", "16", "--out", str(tmp_path / "x"), "--quiet")
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "out of memory (--resolution 16: try a smaller one): Unable to allocate 2.98 GiB" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_file_given_as_data_must_hold_the_split_and_level_asked_for(capsys, toy_data, tmp_path):
+    """A single file used to serve every split: a training file evaluated as --split test gave training
+    error labelled as test error, and a run validated on its own training data."""
+    from pde_lab.datasets.reader import list_files
+    from pde_lab.errors import UserError
+
+    train_file = toy_data / "train" / "easy.h5"
+    assert list_files(train_file, "train") == [train_file] == list_files(train_file, None)
+    with pytest.raises(UserError, match="holds the 'train' split, not 'test'; pass the dataset directory"):
+        list_files(train_file, "test")
+    with pytest.raises(UserError, match="holds level 'easy', not 'hard'"):
+        list_files(train_file, "train", ["hard"])
+    code, out, err = run(capsys, "train", "--data", str(train_file), "--model", "fno", "--epochs", "1",
+                         "--out", str(tmp_path / "r"), "--quiet", "--set", "model_args.modes=3", "--set",
+                         "model_args.width=8")
+    assert code == 0, err
+    assert "has no valid split" in out
+    assert json.loads((tmp_path / "r" / "data.json").read_text())["n_valid"] == 0
+
+
 def test_a_resume_continues_the_runs_own_config_from_any_directory(capsys, toy_data, tmp_path, monkeypatch):
     """`train --resume --out RUN` reads RUN/config.yaml: it used to rebuild the config from the
     defaults (all levels, batch 20, the step schedule) and to need --data again."""

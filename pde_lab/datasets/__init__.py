@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     import xarray
 
 
-def open_dataset(path: str | Path, split: str = "train") -> "xarray.Dataset":
-    """Open a file or a split of a dataset directory as an ``xarray.Dataset`` (see :mod:`.xarray_io`).
+def open_dataset(path: str | Path, split: str | None = None) -> "xarray.Dataset":
+    """Open a file, or a split of a dataset directory (default ``train``), as an ``xarray.Dataset``
+    (see :mod:`.xarray_io`); a file named with a ``split`` must hold that split.
 
     Each field is a variable with dims ``(trajectory, [time,] *spatial_dims[, component0[, component1]])``.
     """

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import UserError, check_positive
 from ..pdes import get_pde
 from . import engine, schema
-from .layout import file_in_the_way
+from .layout import check_overwritable, file_in_the_way
 from .lock import DirectoryLock
 from .parts import write_part
 
@@ -155,6 +155,7 @@ def generate(config: GenerateConfig) -> Path:
         if out.is_dir() and any(out.iterdir()) and not config.overwrite:
             raise UserError(f"output {out} exists and is not empty; pass --overwrite to replace it "
                             "(it is not the finished result of this command)")
+        check_overwritable(out)
         tmp = engine.partial_path(out)
         _open_partial(tmp, manifest, config.overwrite)
         grids = {lv: pde.level_grid(lv, resolution) for lv in levels}

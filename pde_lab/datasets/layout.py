@@ -61,3 +61,23 @@ def file_in_the_way(path: str | Path) -> Path | None:
     """The first ancestor of ``path`` that exists as a file, which makes ``path`` impossible to
     create; ``None`` when there is none."""
     return next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)
+
+
+#: What a dataset directory (or a shard of one) may hold besides nothing: its split folders and the
+#: generation engine's record and parts.
+DATASET_ENTRIES = frozenset({*schema.SPLITS, "generation.json", "parts"})
+
+
+def check_overwritable(out: Path, allowed: frozenset[str] = DATASET_ENTRIES, what: str = "a pde_lab dataset") -> None:
+    """Refuse to replace ``out`` if it holds anything but ``allowed`` entries: ``--overwrite`` deletes
+    what is there, so it must only ever delete what pde_lab wrote, never a stray folder of other files.
+
+    Raises:
+        UserError: naming ``out`` and up to five entries that are not ``allowed``.
+    """
+    if not out.is_dir():
+        return
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in allowed)
+    if foreign:
+        raise UserError(f"refusing to overwrite {out}: it holds {', '.join(foreign[:5])}"
+                        f"{' …' if len(foreign) > 5 else ''}, which {what} does not; pick another --out")

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..errors import UserError
 from ..pdes import get_pde
 from . import engine
+from .layout import check_overwritable
 from .lock import DirectoryLock
 from .parts import PartError
 
@@ -92,6 +93,7 @@ def merge_shards(shard_dirs: Sequence[str | Path], out: str | Path, overwrite: b
     with DirectoryLock(out):
         if out.is_dir() and any(out.iterdir()) and not overwrite:
             raise UserError(f"output {out} exists and is not empty; pass --overwrite to replace it")
+        check_overwritable(out)
         tmp = engine.partial_path(out)
         if tmp.exists():
             shutil.rmtree(tmp)  # an interrupted merge: assembling again is cheap

@@ -83,12 +83,29 @@ def _channel_names(ref: _FieldRef, n_dims: int) -> list[str]:
     return [f"{ref.name}_{a}" for a in axes] if ref.rank == 1 else [f"{ref.name}_{a}{b}" for a in axes for b in axes]
 
 
-def list_files(data: str | Path, split: str, levels: Sequence[str] | None = None) -> list[Path]:
+def list_files(data: str | Path, split: str | None, levels: Sequence[str] | None = None) -> list[Path]:
     """The files of ``split`` in a dataset directory, in generation order of their levels
-    (:func:`~pde_lab.datasets.layout.in_level_order`), or those of ``levels`` in the order given."""
+    (:func:`~pde_lab.datasets.layout.in_level_order`), or those of ``levels`` in the order given.
+
+    ``data`` may also be one file: it is returned if it holds ``split`` (``None``: any split) and one
+    of ``levels``, else :class:`UserError` names what it holds, so a training file is never read as
+    test data.
+    """
     data = Path(data)
     if data.is_file():
+        try:
+            with h5py.File(data, "r") as f:
+                holds = attr_value(f.attrs.get("split")), attr_value(f.attrs.get("level"))
+        except OSError as err:
+            raise UserError(f"{data} is not an HDF5 file ({err})") from None
+        if split is not None and holds[0] != split:
+            raise UserError(f"{data} holds the {holds[0]!r} split, not {split!r}; pass the dataset directory "
+                            f"to use its {split} files")
+        if levels and holds[1] not in levels:
+            raise UserError(f"{data} holds level {holds[1]!r}, not {', '.join(map(repr, levels))}")
         return [data]
+    if split is None:
+        raise UserError(f"{data} is a dataset directory: name a split ({', '.join(schema.SPLITS)})")
     if split not in schema.SPLITS:
         raise UserError(f"unknown split {split!r}; allowed: {', '.join(schema.SPLITS)}")
     if not data.is_dir():

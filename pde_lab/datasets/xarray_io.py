@@ -40,14 +40,15 @@ def _open_file(path: Path) -> xr.Dataset:
     return ds.assign_coords(level=("trajectory", [attrs["level"]] * n))
 
 
-def open_dataset(path: str | Path, split: str = "train") -> xr.Dataset:
-    """Open a pde_lab file, or the ``split`` of a dataset directory, as an ``xarray.Dataset``.
+def open_dataset(path: str | Path, split: str | None = None) -> xr.Dataset:
+    """Open a pde_lab file, or the ``split`` of a dataset directory (default ``train``), as an
+    ``xarray.Dataset``; a file named with a ``split`` must hold that split.
 
     Fields get dims ``(trajectory, [time,] x[, y])``; parameters, dimensionless numbers, seeds and
     costs are variables along ``trajectory``; a ``level`` coordinate names each trajectory's level.
     A directory's levels are concatenated along ``trajectory`` (renumbered from 0).
     """
-    files = list_files(path, split)
+    files = list_files(path, "train" if split is None and Path(path).is_dir() else split)
     parts = [_open_file(p) for p in files]
     if len(parts) == 1:
         return parts[0]

@@ -592,7 +592,7 @@ def train(config: TrainConfig) -> Path:
     train_ds = open_split(config.data, "train", levels=config.levels, task=config.task, parameters=config.parameters,
                           trajectories=selection, preload=config.preload)
     valid_ds = None
-    if Path(config.data).is_file() or any((Path(config.data) / "valid").glob("*.h5")):  # a file serves every split
+    if Path(config.data).is_dir() and any((Path(config.data) / "valid").glob("*.h5")):
         valid_ds = open_split(config.data, "valid", levels=config.levels, task=config.task,
                               parameters=config.parameters, preload=config.preload)
     elif distributed.env_rank() == 0:
