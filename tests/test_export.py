@@ -311,3 +311,12 @@ def test_export_well_refuses_mesh_files_and_leaves_nothing(capsys, mesh_data, tm
     code, _, err = run(capsys, "export-well", mesh_data / "poisson_fem/train/hard.h5", tmp_path / "w.hdf5")
     assert code == 2 and "The Well stores Cartesian grids only" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_operator_training_refuses_mesh_data(mesh_data, tmp_path, capsys):
+    """Grid models used to train on a mesh's nodes as a 1D row in node order, exiting 0."""
+    code = main(["train", "--data", str(mesh_data / "poisson_fem"), "--model", "deeponet", "--epochs", "1",
+                 "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds fields on the nodes of an unstructured mesh" in err, err
+    assert not (tmp_path / "r").exists()

@@ -155,6 +155,12 @@ class FieldDataset(torch.utils.data.Dataset):
                     raise UserError(f"{p} is not a valid pde_lab file: {errs[0]}" +
                                     (f" (+{len(errs) - 1} more; run `pde-lab validate {p}`)" if len(errs) > 1 else ""))
         with h5py.File(self.files[0], "r") as f:
+            if attr_value(f.attrs.get("grid_type", "cartesian")) == "mesh":
+                # Items are grid tensors: a mesh's nodes would reach the models as a 1D row in node
+                # order, a coordinate with no geometry, and training would run on that silently.
+                raise UserError(f"{self.files[0]} holds fields on the nodes of an unstructured mesh; operator "
+                                f"training and evaluation read Cartesian grids only (meshes: pde-lab export, "
+                                f"pde_lab.datasets.open_dataset)")
             self.pde_name = attr_value(f.attrs["pde"])
             self.spatial_shape = tuple(attr_value(f.attrs["spatial_resolution"]))
             refs = _field_refs(f)
