@@ -341,7 +341,7 @@ def _demo(a) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``pde-lab``; returns the exit status."""
-    from .errors import SolverFailure, UserError
+    from .errors import SolverFailure, TrainingFailure, UserError
 
     args = _parser().parse_args(argv)
     # One thread per process: on few cores, threads fighting over them make every FFT several times slower.
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"pde-lab {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except SolverFailure as e:  # valid input the solver cannot handle at this setting: the message names the draw
+    except (SolverFailure, TrainingFailure) as e:  # valid input a solve or a training run could not handle
         print(f"pde-lab {args.command}: error: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # the reader of our output went away (`pde-lab list | head`): not an error

@@ -12,6 +12,11 @@ class UserError(ValueError):
     """Bad input from a user: the message names the bad value and what is allowed."""
 
 
+class TrainingFailure(RuntimeError):
+    """Training on valid input stopped: its loss became NaN or infinite. The message names the epoch
+    and what to try; the checkpoints keep the last finite epoch."""
+
+
 class SolverFailure(RuntimeError):
     """A classical solve of valid input failed: the state blew up (NaN/inf, a Courant or speed limit)
     or needed more steps than allowed. Solvers raise subclasses; the PDE modules re-raise with the

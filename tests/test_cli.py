@@ -1,9 +1,11 @@
 """The pde-lab command: each verb works, and bad input gives one named line, exit 2, nothing written."""
 import json
+import re
 import subprocess
 import sys
 
 import h5py
+import numpy as np
 import pytest
 
 from pde_lab.cli import main
@@ -170,6 +172,25 @@ def test_running_out_of_memory_is_one_line(capsys, tmp_path, monkeypatch):
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert "out of memory (--resolution 16: try a smaller one): Unable to allocate 2.98 GiB" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_non_finite_data_or_loss_stops_training_in_one_line(capsys, toy_data, tmp_path):
+    """Training used to run to the end on NaN data, exit 0 and leave no best.pt."""
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(toy_data, bad)
+    with h5py.File(bad / "train" / "easy.h5", "r+") as f:
+        group = next(f[g] for g in ("t0_fields", "t1_fields", "t2_fields") if len(f[g]))
+        group[next(iter(group))][0, ...] = np.nan
+    args = ["--model", "fno", "--epochs", "2", "--quiet", "--set", "model_args.modes=3", "--set", "model_args.width=8"]
+    code, _, err = run(capsys, "train", "--data", str(bad), "--out", str(tmp_path / "r"), *args)
+    assert code == 2 and "the training data hold NaN or infinite values; `pde-lab validate" in err, err
+    assert not (tmp_path / "r").exists()
+    code, _, err = run(capsys, "train", "--data", str(toy_data), "--out", str(tmp_path / "r2"), "--lr", "1e30", *args)
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert re.search(r"epoch 1: the (training|validation) loss is (nan|inf); lower the learning rate", err), err
+    assert "no checkpoint was written" in err
 
 
 def test_a_file_given_as_data_must_hold_the_split_and_level_asked_for(capsys, toy_data, tmp_path):

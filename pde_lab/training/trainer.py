@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 import yaml
 
 from ..datasets.reader import merge_moments
-from ..errors import UserError
+from ..errors import TrainingFailure, UserError
 from ..evaluation.rollout import advance
 from ..operators.base import Operator, build_model, data_arguments, model_parameters, model_payload, models_taking
 from ..optim.first_order import build_first_order
@@ -375,6 +375,9 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
         normalizer = Normalizer.from_state_dict(state["normalizer"])
     elif config.normalize:
         stats = train_ds.stats() if hasattr(train_ds, "stats") else compute_stats(train_ds)
+        if not all(np.all(np.isfinite(np.asarray(v))) for v in stats.values()):
+            raise UserError(f"the training data hold NaN or infinite values; `pde-lab validate {config.data}` "
+                            f"names the trajectories")
         normalizer = Normalizer.from_stats(stats)
     else:
         normalizer = Normalizer.identity(c_in, c_out)
@@ -443,6 +446,13 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
             valid_loss = (evaluate_loss(model, valid_ds, normalizer, t_out, config.batch_size, device,
                                         config.num_workers) if valid_ds is not None else math.nan)
             last_epoch_s = time.perf_counter() - t0
+            if not (math.isfinite(train_loss) and (valid_ds is None or math.isfinite(valid_loss))):
+                raise TrainingFailure(
+                    f"epoch {epoch + 1}: the {'training' if not math.isfinite(train_loss) else 'validation'} loss "
+                    f"is {train_loss if not math.isfinite(train_loss) else valid_loss}; lower the learning rate "
+                    f"(--lr) or clip gradients (--set grad_clip=1), and check the data (`pde-lab validate "
+                    f"{config.data}`); " + (f"the checkpoints hold epoch {epoch} at most" if epoch else
+                                              "no checkpoint was written"))
             history.append({"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": valid_loss,
                             "lr": lr, "seconds": last_epoch_s})
             score = valid_loss if valid_ds is not None else train_loss
