@@ -85,6 +85,10 @@ def _read_predictions(run, split: str, level: str | None, index) -> dict[str, An
     run_dir = _run_dir(run)
     path = run_dir / f"predictions_{split}.h5"
     if not path.is_file():
+        have = sorted(p.name for p in run_dir.glob("predictions_*.h5"))
+        if have:  # an evaluation of another split is there (an --out directory holds only its own)
+            raise UserError(f"no predictions file {str(path)!r}; {run_dir} holds {', '.join(have)}: "
+                            f"pass split= one of {[h[len('predictions_'):-3] for h in have]}")
         raise UserError(
             f"no predictions file {str(path)!r}; run `pde-lab evaluate --run {run_dir} --split {split}` "
             "first to write it"

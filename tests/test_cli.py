@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pde_lab.cli import main
+from pde_lab.errors import UserError
 
 
 def run(capsys, *argv):
@@ -87,6 +88,10 @@ def test_generate_info_validate_train_evaluate(capsys, toy_data, tmp_path):
     from pde_lab.plotting import plot_error_field
 
     assert plot_error_field(str(tmp_path / "eval_valid"), sample=0, split="valid").axes
+    with pytest.raises(UserError, match=r"holds predictions_valid.h5: pass split= one of \['valid'\]"):
+        plot_error_field(str(tmp_path / "eval_valid"), sample=0, split="test")
+    code, _, err = run(capsys, "evaluate", "--run", str(tmp_path / "eval_valid"), "--device", "cpu")
+    assert code == 2 and "holds an evaluation's output, not a run" in err, err
 
 
 BAD = [
@@ -116,6 +121,7 @@ BAD = [
     (["train", "--data", "{data}", "--model", "fno", "--out", "{tmp}/r", "--epochs", "0"], "epochs"),
     (["train", "--data", "{data}", "--levels", "hard", "--out", "{tmp}/r"], "level(s) hard not in"),
     (["evaluate", "--run", "{tmp}/norun", "--data", "{data}"], "norun"),
+    (["evaluate", "--run", "{data}", "--data", "{data}"], "is a dataset, not a run directory: pass it as --data"),
     (["train", "--data", "{data}", "--model", "pinn_mlp", "--out", "{tmp}/r"], "model 'pinn_mlp' maps coordinates"),
     # PINN runs: refused before the run directory exists (an FNO, KFAC on torch.func residuals,
     # operator-only flags that would be ignored)
@@ -197,7 +203,6 @@ def test_a_file_given_as_data_must_hold_the_split_and_level_asked_for(capsys, to
     """A single file used to serve every split: a training file evaluated as --split test gave training
     error labelled as test error, and a run validated on its own training data."""
     from pde_lab.datasets.reader import list_files
-    from pde_lab.errors import UserError
 
     train_file = toy_data / "train" / "easy.h5"
     assert list_files(train_file, "train") == [train_file] == list_files(train_file, None)
@@ -360,3 +365,11 @@ def test_train_help_names_every_optimizer_and_the_true_defaults(capsys):
     assert f"{cfg.optimizer} (default)" in operator_part and f"{pinn.optimizer} (default)" in pinn_part
     assert f"training epochs (default {cfg.epochs};" in text and f"samples per step (default {cfg.batch_size})" in text
     assert f"learning rate (default {cfg.lr:g})" in text and f"mixing (default {cfg.seed})" in text
+
+
+def test_evaluate_names_a_physics_informed_run(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "--pde", "poisson", "--steps", "2", "--out", str(tmp_path / "p"), "--quiet",
+                       "--set", "n_interior=16", "--set", "n_boundary=8")
+    assert code == 0, err
+    code, _, err = run(capsys, "evaluate", "--run", str(tmp_path / "p"), "--device", "cpu")
+    assert code == 2 and "is a physics-informed run: its error against the exact solution is in its metrics.json" in err

@@ -243,6 +243,8 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str |
         raise UserError(f"run directory {str(run_dir)!r} does not exist")
     if checkpoint in ("best", "last"):
         path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+        if not path.is_file():
+            raise UserError(_not_a_run(run_dir, checkpoint))
     else:
         path = Path(checkpoint)
         if not path.is_file():
@@ -262,3 +264,19 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str |
                normalizer=Normalizer.from_state_dict(state["normalizer"]).to(device),
                checkpoint_path=path, log=read_log(run_dir / "log.csv"), data=dict(state.get("data", {})),
                epoch=int(state.get("epoch", 0)), device=device)
+
+
+def _not_a_run(run_dir: Path, checkpoint: str) -> str:
+    """Why ``run_dir`` has no ``checkpoint`` checkpoint, from what it does hold."""
+    if any(run_dir.glob("*/*.h5")) and not (run_dir / "config.yaml").is_file():
+        return f"{run_dir} is a dataset, not a run directory: pass it as --data and the run as --run"
+    if (run_dir / "model.pt").is_file() and not (run_dir / "checkpoints").is_dir():
+        return (f"{run_dir} is a physics-informed run: its error against the exact solution is in its "
+                f"metrics.json; there is no operator to evaluate on a dataset")
+    if any(run_dir.glob("predictions_*.h5")) and not (run_dir / "config.yaml").is_file():
+        return (f"{run_dir} holds an evaluation's output, not a run: pass the run directory that was evaluated "
+                f"(its metrics.json names it)")
+    if (run_dir / "config.yaml").is_file():
+        hint = " (no epoch finished with a finite validation loss)" if checkpoint == "best" else ""
+        return f"run {run_dir} has no {checkpoint}.pt checkpoint{hint}; try --checkpoint last"
+    return f"{run_dir} is not a pde_lab run directory: it has no config.yaml and no checkpoints/{checkpoint}.pt"
