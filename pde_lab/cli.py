@@ -238,6 +238,10 @@ def _train_config(a):
         raise UserError("--steps counts a PINN's optimizer steps (--pde); operator training on --data counts --epochs")
 
     stored = Path(a.out) / "config.yaml" if a.out else None
+    if a.resume and a.overwrite:
+        raise UserError("--resume continues the run in --out and --overwrite deletes it: give one of them")
+    if a.resume and not a.config and stored is not None and not stored.is_file():
+        raise UserError(f"cannot resume {a.out}: it holds no run (no config.yaml)")
     if a.config:
         cfg = TrainConfig.from_yaml(a.config)
     elif a.resume and stored is not None and stored.is_file():

@@ -122,6 +122,9 @@ BAD = [
     (["train", "--data", "{data}", "--levels", "hard", "--out", "{tmp}/r"], "level(s) hard not in"),
     (["evaluate", "--run", "{tmp}/norun", "--data", "{data}"], "norun"),
     (["evaluate", "--run", "{data}", "--data", "{data}"], "is a dataset, not a run directory: pass it as --data"),
+    (["train", "--resume", "--out", "{tmp}/r"], "/r: it holds no run (no config.yaml)"),
+    (["train", "--data", "{data}", "--resume", "--overwrite", "--out", "{tmp}/r"],
+     "--resume continues the run in --out and --overwrite deletes it: give one of them"),
     (["train", "--data", "{data}", "--model", "pinn_mlp", "--out", "{tmp}/r"], "model 'pinn_mlp' maps coordinates"),
     # PINN runs: refused before the run directory exists (an FNO, KFAC on torch.func residuals,
     # operator-only flags that would be ignored)
@@ -279,6 +282,12 @@ def test_a_failed_evaluation_leaves_no_folder_and_another_pde_is_named(capsys, t
         f.attrs["pde"] = "toy_other"
     with pytest.warns(UserWarning, match=r"holds PDE 'toy_other', the run was trained on 'toy_scale'"):
         evaluate_module.evaluate(tmp_path / "run", other, device="cpu", out=tmp_path / "transfer")
+    assert main(["generate", "--pde", "darcy", "--levels", "easy", "--n-train", "1", "--n-valid", "0", "--n-test", "1",
+                 "--resolution", "8", "--out", str(tmp_path / "darcy"), "--quiet"]) == 0
+    with pytest.raises(UserError, match=r"holds PDE 'darcy', the run was trained on 'toy_scale', and its inputs do "
+                                        r"not fit the run: "):
+        evaluate_module.evaluate(tmp_path / "run", tmp_path / "darcy", device="cpu", out=tmp_path / "darcy_eval")
+    assert not (tmp_path / "darcy_eval").exists()
 
 
 def test_info_and_validate_name_a_run_directory_passed_as_data(capsys, tmp_path):

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..datasets.reader import FieldDataset, list_files
+from ..datasets.writer import attr_value
 from ..errors import UserError, check_integer
 from ..pdes.base import Task
 from ..training.checkpoint import load_run
@@ -75,9 +76,16 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
         # default is alphabetical, which made figures default to another level and could swap axes)
         store = h5py.File(partial, "w", track_order=True) if save_predictions else None
         for path in files:
-            ds = FieldDataset([path], task=task, parameters=run.config.parameters or ())
-            level = ds.levels[0]
             trained_on = run.data.get("pde_name")
+            try:
+                ds = FieldDataset([path], task=task, parameters=run.config.parameters or ())
+            except UserError as err:
+                holds = _pde_of(path)
+                if trained_on and holds and holds != trained_on:  # the likelier cause of whatever failed
+                    raise UserError(f"{path} holds PDE {holds!r}, the run was trained on {trained_on!r}, and "
+                                    f"its inputs do not fit the run: {err}") from None
+                raise
+            level = ds.levels[0]
             if trained_on and ds.pde_name != trained_on:
                 # Maybe a transfer study, maybe a mistyped path: either way it must not pass unnoticed.
                 warnings.warn(f"{path} holds PDE {ds.pde_name!r}, the run was trained on {trained_on!r}", stacklevel=2)
@@ -177,3 +185,12 @@ def format_metrics(result: dict) -> str:
         rows.append("persistence (every output frame = the last input frame), rel L2: "
                     + ", ".join(f"{name} {value:.4g}" for name, value in copied))
     return "\n".join(rows)
+
+
+def _pde_of(path: Path) -> str | None:
+    """The ``pde`` root attribute of a pde_lab file, or ``None`` if it cannot be read."""
+    try:
+        with h5py.File(path, "r") as f:
+            return str(attr_value(f.attrs["pde"]))
+    except (OSError, KeyError):
+        return None
