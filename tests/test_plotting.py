@@ -185,6 +185,13 @@ def test_spectrum_from_arrays_and_from_run(tmp_path):
     k, r = rel.lines[0].get_data()
     assert r[np.argmin(np.abs(k - 5))] == pytest.approx(0.5)  # shell 5 holds the (4, 3) mode
     assert len(plot_spectrum(truth[0, 0, ..., 0], space_dims=2).axes) == 1
+    # A sample with almost no energy in the shell must not rule it: the panel shows the ratio of the
+    # batch's energies (0.141 here), not the mean of per-sample ratios ((0.1 + 100) / 2).
+    mode = np.sin(4 * X + 3 * Y)[None, None, ..., None]
+    base = np.sin(X)[None, None, ..., None]
+    truth2 = np.concatenate([base + 0.1 * mode, base + 1e-4 * mode])
+    k, r = plot_spectrum(truth2, truth2 + 0.01 * mode).axes[1].lines[0].get_data()
+    assert r[np.argmin(np.abs(k - 5))] == pytest.approx(np.sqrt(2e-4 / (0.1**2 + 1e-8)), rel=1e-4)
     _write_predictions(tmp_path)
     assert "hard" in plot_spectrum(tmp_path, level="hard").get_suptitle()
 
