@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="generate a multi-difficulty dataset into HDF5")
     g.add_argument("--pde", required=True, help="PDE family (see `pde-lab list`)")
-    g.add_argument("--levels", type=_csv, default=None, help="comma-separated levels (default: all)")
+    g.add_argument("--levels", type=_csv, default=None, help="comma-separated levels (default: every level of the PDE, paper-reproduction ones such as fno included: pde-lab list)")
     g.add_argument("--n-train", type=int, default=64, help="training trajectories per level")
     g.add_argument("--n-valid", type=int, default=8, help="validation trajectories per level")
     g.add_argument("--n-test", type=int, default=16, help="test trajectories per level")
@@ -145,7 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="export one sample of a dataset file to VTU, XDMF or netCDF")
     x.add_argument("file", help="a pde_lab .h5 file")
     x.add_argument("--index", type=int, default=0, help="trajectory to export (default 0)")
-    x.add_argument("--format", default="vtu", help="vtu (a .pvd + one .vtu per frame), xdmf, netcdf or the_well")
+    x.add_argument("--format", default=None, help="vtu (a .pvd + one .vtu per frame), xdmf, netcdf or the_well; "
+                   "default: from the --out suffix (.vtu/.pvd, .xdmf, .nc), else vtu")
     x.add_argument("--out", required=True, help="output path (.vtu/.pvd, .xdmf or .nc)")
     x.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
@@ -215,9 +216,10 @@ def _validate(a) -> int:
 
 
 def _export(a) -> None:
-    from .datasets.export import export_sample
+    from .datasets.export import SUFFIXES, export_sample
 
-    for path in export_sample(a.file, a.index, a.format, a.out, overwrite=a.overwrite):
+    fmt = a.format or next((f for f, ends in SUFFIXES.items() if Path(a.out).suffix in ends), "vtu")
+    for path in export_sample(a.file, a.index, fmt, a.out, overwrite=a.overwrite):
         print(f"wrote {path}")
 
 

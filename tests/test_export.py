@@ -242,6 +242,18 @@ def test_export_errors_leave_nothing(capsys, mesh_data, tmp_path):
     assert set(EXPORTERS) >= {"vtu", "xdmf", "netcdf"}
 
 
+@pytest.mark.parametrize("name, made", [("s.nc", ["s.nc"]), ("s.xdmf", ["s.h5", "s.xdmf"]), ("s", None)])
+def test_export_format_follows_the_out_suffix(capsys, mesh_data, tmp_path, name, made):
+    """`--out y.nc` used to fail with "vtu output ... must end in .vtu": the default was vtu whatever
+    the suffix. Without a known suffix the default is still vtu, whose suffix check then names it."""
+    code, _, err = run(capsys, "export", mesh_data / "poisson_fem/train/easy.h5", "--out", tmp_path / name)
+    if made is None:
+        assert code == 2 and "vtu output" in err and "must end in .vtu or .pvd" in err
+    else:
+        assert code == 0, err
+        assert sorted(p.name for p in tmp_path.iterdir()) == made
+
+
 def test_failed_write_leaves_no_partial(mesh_data, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
