@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="generate a multi-difficulty dataset into HDF5")
     g.add_argument("--pde", required=True, help="PDE family (see `pde-lab list`)")
     g.add_argument("--levels", type=_csv, default=None, help="comma-separated levels (default: every level of the PDE, paper-reproduction ones such as fno included: pde-lab list)")
-    g.add_argument("--n-train", type=int, default=64, help="training trajectories per level")
+    g.add_argument("--n-train", type=int, default=64, help="training trajectories per level (0 with --n-valid 0: a test set alone, same test trajectories)")
     g.add_argument("--n-valid", type=int, default=8, help="validation trajectories per level")
     g.add_argument("--n-test", type=int, default=16, help="test trajectories per level")
     g.add_argument("--resolution", type=int, default=None, help="grid points per axis (default: the PDE's)")

@@ -97,7 +97,8 @@ def test_generate_info_validate_train_evaluate(capsys, toy_data, tmp_path):
 BAD = [
     (["generate", "--pde", "heat9", "--out", "{tmp}/x"], "unknown PDE 'heat9'; allowed: "),
     (["generate", "--pde", "darcy", "--levels", "easy,brutal", "--out", "{tmp}/x"], "unknown level 'brutal' of PDE 'darcy'; allowed: fno, easy, medium, hard"),
-    (["generate", "--pde", "darcy", "--n-train", "0", "--out", "{tmp}/x"], "n_train must be positive, got 0"),
+    (["generate", "--pde", "darcy", "--n-train", "0", "--n-valid", "0", "--n-test", "0", "--out", "{tmp}/x"],
+     "n_train, n_valid and n_test are all 0: nothing to generate"),
     (["generate", "--pde", "darcy", "--n-test", "-3", "--out", "{tmp}/x"], "n_test must be non-negative, got -3"),
     (["generate", "--pde", "darcy", "--out", "{data}"], "exists and is not empty; pass --overwrite"),
     (["generate", "--pde", "darcy", "--out", "{data}/train/easy.h5/x"], "easy.h5 is a file, not a directory"),

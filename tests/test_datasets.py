@@ -130,10 +130,23 @@ def test_levels_are_listed_in_generation_order_not_alphabetically(tmp_path):
         ("train", "hard.h5"), ("train", "easy.h5"), ("test", "hard.h5"), ("test", "easy.h5")]
 
 
+def test_a_test_only_dataset_holds_the_same_test_trajectories(tmp_path):
+    """n_train = 0 makes a test set alone, e.g. at another resolution for a trained model; a sample's
+    seed depends on its split and index only, so its trajectories are those of the full dataset."""
+    only = make(tmp_path / "a", n_train=0, n_valid=0)
+    full = make(tmp_path / "b")
+    assert sorted(p.name for p in only.iterdir()) == ["test"]
+    for level in ("easy", "hard"):
+        with h5py.File(only / "test" / f"{level}.h5") as f, h5py.File(full / "test" / f"{level}.h5") as g:
+            assert np.array_equal(f["t0_fields/u"][:], g["t0_fields/u"][:])
+    assert all(errs == [] for errs in validate_path(only).values())
+
+
 @pytest.mark.parametrize("kw, match", [
     (dict(pde="nope"), "unknown PDE 'nope'; allowed: .*toy_decay"),
     (dict(levels=["easy", "extreme"]), "unknown level 'extreme' of PDE 'toy_decay'; allowed: "),
-    (dict(n_train=0), "n_train must be positive, got 0"),
+    (dict(n_train=0, n_valid=0, n_test=0), "n_train, n_valid and n_test are all 0: nothing to generate"),
+    (dict(n_train=-2), "n_train must be non-negative, got -2"),
     (dict(n_test=-1), "n_test must be non-negative, got -1"),
     (dict(resolution=4), "resolution must be at least 8"),
     (dict(batch_size=0), "batch_size must be positive"),

@@ -89,7 +89,9 @@ def _check(config: GenerateConfig):
     if len(set(levels)) != len(levels):
         raise UserError(f"levels repeat: {','.join(levels)}")
     for name in ("n_train", "n_valid", "n_test"):
-        check_positive(name, getattr(config, name), allow_zero=name != "n_train")
+        check_positive(name, getattr(config, name), allow_zero=True)
+    if config.n_train + config.n_valid + config.n_test == 0:
+        raise UserError("n_train, n_valid and n_test are all 0: nothing to generate")
     check_positive("batch_size", config.batch_size)
     check_positive("workers", config.workers)
     if config.resolution is not None:
