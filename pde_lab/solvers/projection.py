@@ -507,8 +507,7 @@ class ProjectionSolver:
         def advance(face, upstream, upstream_new, outward, h):
             # Backflow (outward speed < 0) has nothing to carry out: such faces take the upstream
             # predictor value, the zero-gradient rule, which keeps reversed flow at the outlet damped.
-            c = np.clip(outward, 0.0, None) * dt / h
-            carried = face + c * (upstream - face) + (upstream_new - upstream)
+            carried = face + outward * dt / h * (upstream - face) + (upstream_new - upstream)
             return np.where(outward >= 0.0, carried, upstream_new)
 
         if self._outflow["x_lo"]:

@@ -54,6 +54,17 @@ def cosine_to_sine(n: int, modes: int) -> np.ndarray:
     return s
 
 
+@functools.lru_cache(maxsize=8)
+def _matrices(n: int, modes: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`cosine_to_sine` ``(modes, n)`` and the sines ``sin(p π (j + ½) / n)`` at the cell centres
+    ``(n, modes)``, read-only: every source of this size (whatever its box length) uses the same."""
+    centres = (np.arange(n) + 0.5) / n
+    pair = (cosine_to_sine(n, modes), np.sin(np.pi * np.outer(centres, np.arange(1, modes + 1))))
+    for matrix in pair:
+        matrix.setflags(write=False)
+    return pair
+
+
 def _along(matrix: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
     """Apply ``matrix`` ``(k, x.shape[axis])`` along ``axis`` of ``x``."""
     return np.moveaxis(np.tensordot(matrix, x, axes=(1, axis)), 0, axis)
@@ -98,17 +109,17 @@ def solve_dirichlet(
     if abs(denominator[worst]) <= rtol_singular * eigenvalue:
         raise ValueError(f"shift {shift!r} is an eigenvalue of the Dirichlet Laplacian: mode "
                          f"{tuple(int(i) + 1 for i in worst)} has λ = {eigenvalue!r}")
+    matrices = [_matrices(n, modes) for n in f.shape]
     coeff = cosine_coefficients(f)
-    for axis, n in enumerate(f.shape):
-        coeff = _along(cosine_to_sine(n, modes), coeff, axis)
+    for axis, (to_sine, _) in enumerate(matrices):
+        coeff = _along(to_sine, coeff, axis)
     coeff = np.ascontiguousarray(coeff)  # the transforms leave it in Fortran order; dividing that by a C array strides
     coeff /= denominator
     evaluations = []
     for cut in (modes, modes // 2):
         u = coeff[(slice(0, cut),) * f.ndim]
-        for axis, (n, length) in enumerate(zip(f.shape, lengths)):
-            x = (np.arange(n) + 0.5) * length / n
-            u = _along(np.sin(np.outer(x, np.arange(1, cut + 1)) * np.pi / length), u, axis)
+        for axis, (_, sines) in enumerate(matrices):
+            u = _along(sines[:, :cut], u, axis)
         evaluations.append(u)
     u, u_half = evaluations
     norm = np.linalg.norm(u)

@@ -446,13 +446,14 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
             valid_loss = (evaluate_loss(model, valid_ds, normalizer, t_out, config.batch_size, device,
                                         config.num_workers) if valid_ds is not None else math.nan)
             last_epoch_s = time.perf_counter() - t0
-            if not (math.isfinite(train_loss) and (valid_ds is None or math.isfinite(valid_loss))):
+            losses = {"training": train_loss, **({"validation": valid_loss} if valid_ds is not None else {})}
+            diverged = next(((name, value) for name, value in losses.items() if not math.isfinite(value)), None)
+            if diverged is not None:
+                kept = f"the checkpoints hold epoch {epoch} at most" if epoch else "no checkpoint was written"
                 raise TrainingFailure(
-                    f"epoch {epoch + 1}: the {'training' if not math.isfinite(train_loss) else 'validation'} loss "
-                    f"is {train_loss if not math.isfinite(train_loss) else valid_loss}; lower the learning rate "
-                    f"(--lr) or clip gradients (--set grad_clip=1), and check the data (`pde-lab validate "
-                    f"{config.data}`); " + (f"the checkpoints hold epoch {epoch} at most" if epoch else
-                                              "no checkpoint was written"))
+                    f"epoch {epoch + 1}: the {diverged[0]} loss is {diverged[1]}; lower the learning rate (--lr) "
+                    f"or clip gradients (--set grad_clip=1), and check the data (`pde-lab validate {config.data}`); "
+                    f"{kept}")
             history.append({"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": valid_loss,
                             "lr": lr, "seconds": last_epoch_s})
             score = valid_loss if valid_ds is not None else train_loss
