@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import torch
 
     from .grids import CartesianGrid
+    from .meshes import TriangleMesh
 
 __all__ = ["plot_error_field", "plot_error_by_level", "plot_loss_curve", "plot_rollout_error", "plot_spectrum"]
 
@@ -117,6 +118,7 @@ def _read_predictions(run, split: str, level: str | None, index) -> dict[str, An
             "channels": _decode_names(group.attrs.get("channels")),
             "level": level,
             "coords": {k: d[()] for k, d in f["coords"].items()} if "coords" in f else None,
+            "mesh": (group["mesh_nodes"][()], group["mesh_cells"][()]) if "mesh_nodes" in group else None,
             "n_samples": n,
             "path": path,
         }
@@ -212,6 +214,7 @@ def plot_error_field(
     split: str = "test",
     level: str | None = None,
     coords: np.ndarray | Sequence[Any] | Mapping[str, Any] | CartesianGrid | None = None,
+    mesh: TriangleMesh | tuple[np.ndarray, np.ndarray] | None = None,
     space_dims: int | None = None,
     time_index: int = -1,
     channel: int | str = 0,
@@ -240,6 +243,9 @@ def plot_error_field(
     repeats the truth dashed); 2D fields are images with shared colour limits for truth and
     prediction, a colour bar on each panel, and the error on its own scale from 0. Images assume a
     uniform grid; a field shaped ``(Nx, Ny)`` is indexed ``[x, y]`` and drawn with x across.
+    Fields on the nodes of a triangle mesh (``mesh`` given, or a run evaluated on a mesh dataset,
+    whose predictions file stores each level's mesh) are shaped ``(N)``, ``(N, C)`` or
+    ``(T, N, C)`` and drawn on the triangles, linearly interpolated as the P1 solution is.
 
     Args:
         truth: the true field in the dataset layout without the batch axis (channels last):
@@ -249,6 +255,8 @@ def plot_error_field(
         coords: coordinates of the space axes: a 1D array (1D fields), a sequence of 1D arrays,
             a mapping name -> array, or a :class:`pde_lab.grids.CartesianGrid`; ``None`` uses grid
             indices.
+        mesh: for fields on mesh nodes: a :class:`pde_lab.meshes.TriangleMesh` or ``(nodes (N, 2),
+            triangles (M, 3))``; the run form reads it from the predictions file.
         space_dims: number of space axes (1 or 2), when the shape alone does not say.
         time_index: frame to draw, for fields with a time axis.
         channel: channel index (or name, run form) to draw.
@@ -267,7 +275,8 @@ def plot_error_field(
         data = _read_predictions(truth, split, level, sample)
         t, p, names = data["truth"], data["prediction"], data["channels"]
         space_dims = t.ndim - 2
-        if coords is None:
+        mesh = data["mesh"] if mesh is None else mesh
+        if coords is None and mesh is None:
             coords = data["coords"]
         context = f"{data['level']} · {split} sample {sample}"
     else:
@@ -282,6 +291,12 @@ def plot_error_field(
             raise UserError(f"unknown channel {channel!r}; allowed: {allowed}")
         channel = names.index(channel)
 
+    nodes = cells = None
+    if mesh is not None:
+        if coords is not None:
+            raise UserError("pass coords (a grid) or mesh (nodes and triangles), not both")
+        nodes, cells = _mesh_arrays(mesh)
+        space_dims = 1  # one axis of nodes
     coord_list, axis_names = _coord_arrays(coords)
     if space_dims is None and coord_list is not None:
         space_dims = len(coord_list)
@@ -308,6 +323,10 @@ def plot_error_field(
     rel = float(np.sqrt(np.sum(err**2))) / max(float(np.sqrt(np.sum(t**2))), 1e-12)
     err_title = f"{_PANEL_TITLES[2]}  (rel. L2 {rel:.2e})"
 
+    if nodes is not None:
+        if len(t) != len(nodes):
+            raise UserError(f"the field has {len(t)} values but the mesh {len(nodes)} nodes")
+        return _error_field_mesh(t, p, err, nodes, cells, title, err_title, cmap, error_cmap, ax)
     if d == 1:
         return _error_field_1d(t, p, err, coord_list, axis_names, channel_name, title, err_title, ax)
     return _error_field_2d(t, p, err, coord_list, axis_names, title, err_title, cmap, error_cmap, ax)
@@ -358,25 +377,63 @@ def _extent(coord_list, shape) -> tuple[list[float], bool]:
     return ext, True
 
 
+def _mesh_arrays(mesh) -> tuple[np.ndarray, np.ndarray]:
+    """``(nodes (N, 2), triangles (M, 3))`` of a TriangleMesh or a pair of arrays."""
+    if hasattr(mesh, "nodes") and hasattr(mesh, "triangles"):
+        nodes, cells = mesh.nodes, mesh.triangles
+    else:
+        try:
+            nodes, cells = mesh
+        except (TypeError, ValueError):
+            raise UserError("mesh must be a TriangleMesh or a pair (nodes (N, 2), triangles (M, 3))") from None
+    nodes, cells = np.asarray(nodes, dtype=np.float64), np.asarray(cells, dtype=np.int64)
+    if nodes.ndim != 2 or nodes.shape[1] != 2 or cells.ndim != 2 or cells.shape[1] != 3:
+        raise UserError(f"mesh must be nodes (N, 2) and triangles (M, 3), got {nodes.shape} and {cells.shape}")
+    return nodes, cells
+
+
+def _three_panels(aspect: float, ax) -> tuple[Figure, list[Axes]]:
+    """A figure with three image panels for a domain of width/height ``aspect`` (or the given ``ax``)."""
+    if ax is not None:
+        axes = _take_axes(ax, 3, "plot_error_field")
+        return axes[0].figure, axes
+    # Wide domains (channels past an obstacle) become unreadable slivers in a row: stack them.
+    if aspect > 2.2:
+        panel_h = min(max(6.0 / aspect, 1.2), 4.0)
+        fig = _new_figure(7.5, 3 * (panel_h + 0.6) + 0.4)
+        return fig, list(fig.subplots(3, 1))
+    # About 3.5 inches of image per panel once the colour bar takes its share of the width;
+    # a taller figure would leave colour bars overhanging their images.
+    panel_h = min(max(3.5 / aspect, 1.5), 5.0)
+    fig = _new_figure(15.0, panel_h + 1.1)
+    return fig, list(fig.subplots(1, 3))
+
+
+def _error_field_mesh(t, p, err, nodes, cells, title, err_title, cmap, error_cmap, ax) -> Figure:
+    from matplotlib.tri import Triangulation
+
+    span = nodes.max(axis=0) - nodes.min(axis=0)
+    fig, axes = _three_panels(float(span[0] / span[1]) if span[1] > 0 else 1.0, ax)
+    tri = Triangulation(nodes[:, 0], nodes[:, 1], cells)
+    vmin, vmax = _limits(t, p)
+    emin, emax = _limits(err, floor=0.0)
+    panels = [(t, cmap, vmin, vmax), (p, cmap, vmin, vmax), (err, error_cmap, emin, emax)]
+    for a, (field, cm, lo, hi), panel in zip(axes, panels, (_PANEL_TITLES[0], _PANEL_TITLES[1], err_title)):
+        # gouraud: linear within each triangle, the P1 interpolant of the nodal values
+        im = a.tripcolor(tri, field, shading="gouraud", cmap=cm, vmin=lo, vmax=hi)
+        fig.colorbar(im, ax=a, shrink=0.9)
+        a.set_aspect("equal")
+        a.set_title(panel, fontsize="medium")
+        a.set_xlabel("x")
+        a.set_ylabel("y")
+    fig.suptitle(title)
+    return fig
+
+
 def _error_field_2d(t, p, err, coord_list, axis_names, title, err_title, cmap, error_cmap, ax) -> Figure:
     extent, physical = _extent(coord_list, t.shape)
     width, height = extent[1] - extent[0], extent[3] - extent[2]
-    aspect = width / height
-    if ax is None:
-        # Wide domains (channels past an obstacle) become unreadable slivers in a row: stack them.
-        if aspect > 2.2:
-            panel_h = min(max(6.0 / aspect, 1.2), 4.0)
-            fig = _new_figure(7.5, 3 * (panel_h + 0.6) + 0.4)
-            axes = list(fig.subplots(3, 1))
-        else:
-            # About 3.5 inches of image per panel once the colour bar takes its share of the width;
-            # a taller figure would leave colour bars overhanging their images.
-            panel_h = min(max(3.5 / aspect, 1.5), 5.0)
-            fig = _new_figure(15.0, panel_h + 1.1)
-            axes = list(fig.subplots(1, 3))
-    else:
-        axes = _take_axes(ax, 3, "plot_error_field")
-        fig = axes[0].figure
+    fig, axes = _three_panels(width / height, ax)
     vmin, vmax = _limits(t, p)
     emin, emax = _limits(err, floor=0.0)
     panels = [(t, cmap, vmin, vmax), (p, cmap, vmin, vmax), (err, error_cmap, emin, emax)]

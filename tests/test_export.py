@@ -325,10 +325,10 @@ def test_export_well_refuses_mesh_files_and_leaves_nothing(capsys, mesh_data, tm
     assert list(tmp_path.iterdir()) == []
 
 
-def test_operator_training_refuses_mesh_data(mesh_data, tmp_path, capsys):
-    """Grid models used to train on a mesh's nodes as a 1D row in node order, exiting 0."""
-    code = main(["train", "--data", str(mesh_data / "poisson_fem"), "--model", "deeponet", "--epochs", "1",
-                 "--out", str(tmp_path / "r"), "--quiet"])
+def test_operator_training_refuses_two_meshes_at_once(mesh_data, tmp_path, capsys):
+    """Two levels are two geometries: one batch cannot hold both (tests/test_mesh_training.py trains on one)."""
+    code = main(["train", "--data", str(mesh_data / "poisson_fem"), "--model", "galerkin_transformer", "--epochs",
+                 "1", "--out", str(tmp_path / "r"), "--quiet"])
     err = capsys.readouterr().err
-    assert code == 2 and "holds fields on the nodes of an unstructured mesh" in err, err
+    assert code == 2 and "holds another mesh than" in err and "--levels NAME" in err, err
     assert not (tmp_path / "r").exists()

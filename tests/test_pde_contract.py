@@ -44,14 +44,14 @@ def test_generates_a_valid_file_in_several_batches(name, tmp_path):
                                   n_test=1, resolution=16, batch_size=2, progress=False))
     assert all(errs == [] for errs in validate_path(out).values())
     with h5py.File(out / "train" / f"{level}.h5") as f:
-        mesh = f.attrs["grid_type"] == "mesh"
-    if mesh:  # operator training reads grids; a mesh's nodes would reach it as a 1D row in node order
-        with pytest.raises(UserError, match="holds fields on the nodes of an unstructured mesh"):
-            open_split(out, "train")
-        return
+        n_nodes = len(f["mesh/nodes"]) if f.attrs["grid_type"] == "mesh" else None
     ds = open_split(out, "train")
     x, y = ds[0]
     assert np.isfinite(x.numpy()).all() and np.isfinite(y.numpy()).all()
+    # a mesh's nodes are one axis, with their coordinates beside the items for the point models
+    assert (ds.points is None) == (n_nodes is None)
+    if n_nodes is not None:
+        assert x.shape[1] == n_nodes and tuple(ds.points.shape) == (n_nodes, 2)
 
 
 def test_get_pde_accepts_the_options_a_constructor_forwards_to_its_base():

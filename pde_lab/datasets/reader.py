@@ -8,6 +8,9 @@ Which channels are inputs and which are targets follows from the fields' stored 
   output frames;
 * static ``solution`` fields are targets (steady problems).
 
+On an unstructured mesh (``grid_type = "mesh"``) the one space axis is the mesh's nodes and the
+dataset's ``points`` are their coordinates, the second input of the point models.
+
 Vector fields contribute one channel per component (``v_x``, ``v_y``). Physical parameters that vary
 between samples (a viscosity, a Reynolds number) can be appended as constant input channels: without
 them the map from input fields to targets is not a function. A parameter spec ``"nu"`` appends the
@@ -122,6 +125,22 @@ def list_files(data: str | Path, split: str | None, levels: Sequence[str] | None
     return files
 
 
+def mesh_nodes(f: h5py.File) -> np.ndarray | None:
+    """``(N, d)`` node coordinates of a mesh file (``grid_type = "mesh"``), ``None`` on a Cartesian grid."""
+    if attr_value(f.attrs.get("grid_type", "cartesian")) != "mesh":
+        return None
+    return np.asarray(f["mesh/nodes"][()], dtype=np.float64)
+
+
+def unit_box(nodes: np.ndarray) -> np.ndarray:
+    """``(N, d)`` points mapped into ``[0, 1]^d`` by one shift and one scale (the longest side of their
+    bounding box becomes 1), so shapes keep their proportions: the coordinates the point models see
+    (their grid form uses ``linspace(0, 1, n)``). float32."""
+    lo = nodes.min(axis=0)
+    span = float((nodes.max(axis=0) - lo).max())
+    return ((nodes - lo) / (span if span > 0 else 1.0)).astype(np.float32)
+
+
 def _default_task(pde_name: str) -> Task:
     from ..pdes import PDES, get_pde
 
@@ -133,6 +152,11 @@ class FieldDataset(torch.utils.data.Dataset):
 
     Items: ``x`` of shape ``(T_in, *space, C_in)`` and ``y`` of shape ``(T_out, *space, C_out)``,
     float32 tensors, in physical units.
+
+    On a mesh file (``grid_type = "mesh"``) ``space`` is ``(N,)``, the nodes, and ``points`` holds
+    their ``(N, d)`` coordinates mapped into ``[0, 1]^d`` by :func:`unit_box` (``None`` on a grid):
+    what a point model (``forward(x, coords)``) is called with. All files must share the mesh.
+    ``n_dims`` is the geometric dimension in both cases (it names vector components).
 
     ``trajectories``: file number → the trajectory indices of that file to use (files not named are
     used whole); ``None`` = every trajectory. Items are ordered by file, then trajectory (in the
@@ -155,14 +179,10 @@ class FieldDataset(torch.utils.data.Dataset):
                     raise UserError(f"{p} is not a valid pde_lab file: {errs[0]}" +
                                     (f" (+{len(errs) - 1} more; run `pde-lab validate {p}`)" if len(errs) > 1 else ""))
         with h5py.File(self.files[0], "r") as f:
-            if attr_value(f.attrs.get("grid_type", "cartesian")) == "mesh":
-                # Items are grid tensors: a mesh's nodes would reach the models as a 1D row in node
-                # order, a coordinate with no geometry, and training would run on that silently.
-                raise UserError(f"{self.files[0]} holds fields on the nodes of an unstructured mesh; operator "
-                                f"training and evaluation read Cartesian grids only (meshes: pde-lab export, "
-                                f"pde_lab.datasets.open_dataset)")
             self.pde_name = attr_value(f.attrs["pde"])
             self.spatial_shape = tuple(attr_value(f.attrs["spatial_resolution"]))
+            self.n_dims = int(attr_value(f.attrs["n_spatial_dims"]))
+            nodes = mesh_nodes(f)
             refs = _field_refs(f)
             self.n_times = len(f["dimensions/time"]) if "time" in f["dimensions"] else None
             self.times = np.asarray(f["dimensions/time"][()], dtype=np.float64) if self.n_times else None
@@ -178,13 +198,14 @@ class FieldDataset(torch.utils.data.Dataset):
             raise UserError(f"{self.files[0]} holds no solution fields to learn")
         if any(r.role == "input" and r.time_varying for r in refs):
             raise UserError("time-varying input fields (forcing series) are not supported by this reader yet")
-        nd = len(self.spatial_shape)
+        nd = self.n_dims
         self.parameters = list(parameters)
         self.input_channels = [c for r in self.inputs for c in _channel_names(r, nd)] + self.parameters
         if self.task.mode == "time":
             self.input_channels.append(LEAD_TIME)
         self.target_channels = [c for r in self.targets for c in _channel_names(r, nd)]
         self.levels: list[str] = []
+        self.points = None if nodes is None else torch.from_numpy(unit_box(nodes))
         self._trajs: list[np.ndarray] = []  # per file: the trajectories used, in item order
         self._param_values: list[np.ndarray] = []  # per file: (n_trajectories, n_parameters)
         trajectories = dict(trajectories or {})
@@ -196,6 +217,11 @@ class FieldDataset(torch.utils.data.Dataset):
             with h5py.File(p, "r") as f:
                 if attr_value(f.attrs["pde"]) != self.pde_name:
                     raise UserError(f"{p} holds PDE {attr_value(f.attrs['pde'])!r}, not {self.pde_name!r}")
+                if nodes is not None and not np.array_equal(mesh_nodes(f), nodes):
+                    # One batch, one set of points: a model with fixed sensors (DeepONet's mlp
+                    # branch) could not take two meshes, and a batch could not stack them.
+                    raise UserError(f"{p} holds another mesh than {self.files[0]} (a level's geometry is its "
+                                    f"own); train and evaluate on one level at a time (--levels NAME)")
                 if tuple(attr_value(f.attrs["spatial_resolution"])) != self.spatial_shape:
                     raise UserError(f"{p} has resolution {attr_value(f.attrs['spatial_resolution'])}, "
                                     f"not {list(self.spatial_shape)}")

@@ -5,7 +5,8 @@ summarised, per level and overall, plus the model's and the classical solver's t
 samples; for a model trained on the ``window`` task also its autoregressive rollout error against
 time per level and the metrics of the persistence baseline (every output frame = the last input frame),
 for the ``time`` task its error per lead time, see :mod:`~pde_lab.evaluation.rollout`) and
-``predictions_<split>.h5`` (predictions and truth, for plotting without re-running),
+``predictions_<split>.h5`` (predictions and truth, for plotting without re-running; on a mesh also
+each level's ``mesh_nodes`` and ``mesh_cells``),
 into the run directory or, with ``out``, a directory of their own: one per dataset when a model is
 evaluated at several resolutions, since each evaluation replaces the files of the last.
 """
@@ -95,12 +96,12 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
             baseline: dict[str, list[torch.Tensor]] = {}  # per-sample metrics, not fields: less memory
             with torch.no_grad():
                 warm = next(iter(loader))[0].to(dev)
-                run.predict(warm)
+                run.predict(warm, points=ds.points)
                 for x, y in loader:
                     x = x.to(dev)
                     _sync(dev)
                     t0 = time.perf_counter()
-                    p = run.predict(x)
+                    p = run.predict(x, points=ds.points)
                     _sync(dev)
                     model_s += time.perf_counter() - t0
                     y = y.to(dev)
@@ -142,6 +143,10 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
                         for axis in f["dimensions"].attrs["spatial_dims"]:
                             c.create_dataset(axis, data=f[f"dimensions/{axis}"][()])
                 g = store.create_group(level)
+                if ds.points is not None:  # a level's mesh is its own: the triangles, to draw its fields
+                    with h5py.File(path, "r") as f:
+                        g.create_dataset("mesh_nodes", data=f["mesh/nodes"][()])
+                        g.create_dataset("mesh_cells", data=f["mesh/cells"][()])
                 g.attrs["channels"] = np.array(ds.target_channels, dtype=h5py.string_dtype())
                 g.create_dataset("prediction", data=pred.cpu().numpy().astype(np.float32))
                 g.create_dataset("truth", data=true.cpu().numpy().astype(np.float32))

@@ -7,8 +7,13 @@ values only: numbers, strings, bools, lists, dicts). A model is then fully descr
 without the code that trained it (:func:`load_model`).
 
 Data-dependent arguments. The trainer fills in the constructor arguments ``in_channels``,
-``out_channels`` and ``n_dims`` from the dataset when a model's constructor accepts them (see
-:func:`data_arguments`); a model that takes other shapes declares its own arguments.
+``out_channels``, ``n_dims`` and ``n_sensors`` (the number of input points) from the dataset when a
+model's constructor accepts them (see :func:`data_arguments`); a model that takes other shapes
+declares its own arguments.
+
+Point models. A model whose ``forward`` takes ``coords`` (``forward(x, coords)``: values
+``(B, C_in, P)`` at points ``(P, d)`` -> ``(B, C_out, P)``) also learns on unstructured meshes
+(:func:`takes_points`); the others read grids only.
 """
 from __future__ import annotations
 
@@ -85,10 +90,17 @@ def models_taking(argument: str) -> list[str]:
     return [n for n in MODELS.names() if argument in model_parameters(n)]
 
 
-def data_arguments(name: str, in_channels: int, out_channels: int, n_dims: int) -> dict[str, int]:
-    """The data-dependent constructor arguments that model ``name`` accepts, with their values."""
+def takes_points(name: str) -> bool:
+    """Whether the model registered as ``name`` answers at given points: ``forward(x, coords)``."""
+    return "coords" in inspect.signature(MODELS.get(name).forward).parameters
+
+
+def data_arguments(name: str, in_channels: int, out_channels: int, n_dims: int, n_points: int) -> dict[str, int]:
+    """The data-dependent constructor arguments that model ``name`` accepts, with their values:
+    ``in_channels``, ``out_channels``, ``n_dims`` (the geometric dimension) and ``n_sensors``
+    (``n_points``, the number of grid points or mesh nodes a sample holds)."""
     accepted = set(model_parameters(name))
-    values = {"in_channels": in_channels, "out_channels": out_channels, "n_dims": n_dims}
+    values = {"in_channels": in_channels, "out_channels": out_channels, "n_dims": n_dims, "n_sensors": n_points}
     return {k: v for k, v in values.items() if k in accepted}
 
 

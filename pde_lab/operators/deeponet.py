@@ -82,7 +82,8 @@ class DeepONet(Operator):
         basis: basis functions per output channel (``p`` in the paper).
         branch: ``cnn`` (any grid) or ``mlp`` (fixed ``n_sensors`` points, grid or mesh).
         n_sensors: number of sensor points of the ``mlp`` branch (the grid size, e.g. 128 or 64*64,
-            or the number of mesh nodes); ignored by the ``cnn`` branch.
+            or the number of mesh nodes; the trainer fills it in from the data); ignored by the
+            ``cnn`` branch, which stores ``None``.
         width: hidden width of the trunk and branch MLPs (and base channels of the CNN branch).
         depth: hidden layers of the trunk MLP (and of the MLP branch).
         fourier_features: the trunk first maps ``y`` to ``[cos(2π j y_i), sin(2π j y_i)]`` for
@@ -108,6 +109,8 @@ class DeepONet(Operator):
                                 "the grid size or the number of mesh nodes)")
             check_counts("DeepONet", n_sensors=n_sensors)
             n_sensors = int(n_sensors)
+        else:
+            n_sensors = None  # the trainer fills it in for every DeepONet; the CNN branch has no use for it
         check_counts("DeepONet", allow_zero=True, fourier_features=fourier_features)
         self.config = dict(in_channels=int(in_channels), out_channels=int(out_channels), n_dims=n_dims,
                            basis=int(basis), branch=branch, n_sensors=n_sensors, width=int(width),

@@ -167,7 +167,7 @@ class Run:
         normalizer: the training statistics, on ``device``.
         checkpoint_path: which checkpoint was loaded.
         log: ``log.csv`` rows (``epoch``, ``train_loss``, ``valid_loss``, ``lr``, ``seconds``).
-        data: the checkpoint's ``data`` entry (channel names, spatial shape, PDE, steps).
+        data: the checkpoint's ``data`` entry (channel names, spatial shape, PDE, steps, ``mesh``).
         epoch: epochs completed when the checkpoint was written.
         device: where ``model`` lives.
     """
@@ -189,20 +189,39 @@ class Run:
             return int(self.data["output_steps"])
         return int(self.model.config["out_channels"]) // self.normalizer.y_mean.numel()
 
+    @property
+    def on_mesh(self) -> bool:
+        """Whether the run was trained on the nodes of a mesh (its model then needs ``points``)."""
+        return bool(self.data.get("mesh"))
+
     @torch.no_grad()
-    def predict(self, x: torch.Tensor | np.ndarray, batch_size: int | None = None) -> torch.Tensor:
+    def predict(self, x: torch.Tensor | np.ndarray, batch_size: int | None = None,
+                points: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
         """Physical inputs ``(B, T_in, *space, C_in)`` -> physical predictions ``(B, T_out, *space, C_out)``.
 
         Runs on the run's ``device`` in chunks of ``batch_size`` samples (all at once when ``None``);
         returns a float32 tensor on the device of ``x`` (CPU for numpy input). The input channels are
         ``data["input_channels"]``: the fields, then the parameters of ``config.parameters``, as
         ``open_split(..., task=config.task, parameters=config.parameters)`` yields them.
+
+        ``points``: for a run trained on a mesh (:attr:`on_mesh`), where ``space = (N,)``, the nodes'
+        ``(N, d)`` coordinates as the dataset gives them (``ds.points``); required there, refused on
+        a grid.
         """
         x = torch.as_tensor(x, dtype=torch.float32)
         self.check_input(x)
+        if self.on_mesh != (points is not None):
+            raise UserError("this run was trained on mesh nodes: pass points=ds.points (the (N, d) node "
+                            "coordinates of the dataset x comes from)" if self.on_mesh else
+                            "this run was trained on a grid and takes no points")
+        if points is not None:
+            points = torch.as_tensor(points, dtype=torch.float32)
+            if points.dim() != 2 or points.shape[0] != x.shape[2]:
+                raise UserError(f"points must be (N, d) with N = {x.shape[2]} nodes, got shape {tuple(points.shape)}")
         out_device = x.device
         chunks = [x] if batch_size is None else torch.split(x, batch_size)
-        outs = [predict_batch(self.model, self.normalizer, xb.to(self.device), self.output_steps).to(out_device)
+        outs = [predict_batch(self.model, self.normalizer, xb.to(self.device), self.output_steps,
+                              points).to(out_device)
                 for xb in chunks]
         return torch.cat(outs)
 
@@ -220,13 +239,16 @@ class Run:
                             f"task=run.config.task")
 
 
-def predict_batch(model: torch.nn.Module, normalizer: Normalizer, x: torch.Tensor, output_steps: int) -> torch.Tensor:
+def predict_batch(model: torch.nn.Module, normalizer: Normalizer, x: torch.Tensor, output_steps: int,
+                  points: torch.Tensor | None = None) -> torch.Tensor:
     """Physical ``(B, T_in, *space, C_in)`` -> physical ``(B, T_out, *space, C_out)`` through ``model``.
 
     The one place where normalisation and the layout change wrap a model, shared by training,
-    validation and :meth:`Run.predict`.
+    validation and :meth:`Run.predict`. ``points``: on a mesh, ``space = (N,)`` and the nodes'
+    ``(N, d)`` coordinates (the dataset's ``points``), passed to the model as ``coords``.
     """
-    z = model(to_model_layout(normalizer.encode_x(x)))
+    z = to_model_layout(normalizer.encode_x(x))
+    z = model(z) if points is None else model(z, points.to(z.device, z.dtype))
     return normalizer.decode_y(from_model_layout(z, output_steps, normalizer.y_mean.numel()))
 
 

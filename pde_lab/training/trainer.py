@@ -48,7 +48,8 @@ import yaml
 from ..datasets.reader import merge_moments
 from ..errors import TrainingFailure, UserError
 from ..evaluation.rollout import advance
-from ..operators.base import Operator, build_model, data_arguments, model_parameters, model_payload, models_taking
+from ..operators.base import (Operator, build_model, data_arguments, model_parameters, model_payload, models_taking,
+                              takes_points)
 from ..optim.first_order import build_first_order
 from . import distributed
 from .checkpoint import Normalizer, load_checkpoint, predict_batch, save_checkpoint, write_log
@@ -151,6 +152,20 @@ def compute_stats(ds: Dataset) -> dict[str, np.ndarray]:
     return {"x_mean": x_mean, "x_std": x_std, "y_mean": y_mean, "y_std": y_std}
 
 
+def points_of(ds: Dataset) -> torch.Tensor | None:
+    """The ``(N, d)`` node coordinates of a mesh dataset (its ``points``), ``None`` on a grid."""
+    return getattr(ds, "points", None)
+
+
+def check_points_model(model: Operator, ds: Dataset) -> None:
+    """:class:`UserError` when ``ds`` lives on mesh nodes and ``model`` cannot answer at points."""
+    if points_of(ds) is not None and not takes_points(model.model_name):
+        able = [n for n in models_taking("in_channels") if takes_points(n)]
+        raise UserError(f"the data live on the {len(points_of(ds))} nodes of an unstructured mesh and model "
+                        f"{model.model_name!r} reads grids only; on a mesh use {', '.join(able)} "
+                        f"(docs/training.md#unstructured-meshes)")
+
+
 def sample_shapes(ds: Dataset) -> tuple[int, int, int, int, tuple[int, ...]]:
     """``(T_in, C_in, T_out, C_out, space)`` from the first sample of ``ds``."""
     if len(ds) == 0:
@@ -222,7 +237,7 @@ def check_model_on_data(model: torch.nn.Module, normalizer: Normalizer, ds: Data
     model.eval()
     try:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            pred = predict_batch(model, normalizer, x[None].to(device, torch.float32), output_steps)
+            pred = predict_batch(model, normalizer, x[None].to(device, torch.float32), output_steps, points_of(ds))
     except UserError as err:
         raise UserError(f"the model does not fit the data (sample input {tuple(x.shape)} = (T_in, *space, C_in)): "
                         f"{err}") from None
@@ -310,9 +325,10 @@ def evaluate_loss(model: torch.nn.Module, ds: Dataset, normalizer: Normalizer, o
     """Mean per-sample relative L2 error of ``model`` on ``ds``, in physical units."""
     model.eval()
     total, count = 0.0, 0
+    points = points_of(ds)
     for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers):
         x, y = x.to(device), y.to(device)
-        err = relative_l2(predict_batch(model, normalizer, x, output_steps), y)
+        err = relative_l2(predict_batch(model, normalizer, x, output_steps, points), y)
         total += err.sum().item()
         count += err.numel()
     return total / max(count, 1)
@@ -353,6 +369,7 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
     if ctx.active and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
     t_in, c_in, t_out, c_out, space = sample_shapes(train_ds)
+    check_points_model(model, train_ds)
 
     state = None
     if config.resume:
@@ -402,7 +419,7 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
                  "target_channels": list(getattr(train_ds, "target_channels", [f"out{i}" for i in range(c_out)])),
                  "spatial_shape": list(getattr(train_ds, "spatial_shape", space)),
                  "pde_name": getattr(train_ds, "pde_name", None),
-                 "input_steps": int(t_in), "output_steps": int(t_out)}
+                 "input_steps": int(t_in), "output_steps": int(t_out), "mesh": points_of(train_ds) is not None}
 
     start_epoch, history, best_valid, best_epoch = 0, [], math.inf, -1
     if state is not None:
@@ -517,6 +534,7 @@ def _train_epoch(model: torch.nn.Module, ds: Dataset, normalizer: Normalizer, op
     loader = iter(DataLoader(ds, batch_sampler=[s for s in shares if s], num_workers=config.num_workers,
                              pin_memory=device.type == "cuda"))
     params = [p for p in model.parameters() if p.requires_grad]
+    points = points_of(ds)
     total, count = 0.0, 0
     for batch, share in zip(batches, shares):
         optimizer.zero_grad(set_to_none=True)
@@ -524,9 +542,9 @@ def _train_epoch(model: torch.nn.Module, ds: Dataset, normalizer: Normalizer, op
             x, y, *unroll = next(loader)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if unroll and int(unroll[0].max()) > 0:
-                x = _push_forward(model, normalizer, x, unroll[0].to(device), output_steps, ds.pairs)
+                x = _push_forward(model, normalizer, x, unroll[0].to(device), output_steps, ds.pairs, points)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
-                pred = predict_batch(model, normalizer, x, output_steps)
+                pred = predict_batch(model, normalizer, x, output_steps, points)
             err = relative_l2(pred.float(), y)
             (err.sum() / len(batch)).backward()
             total += err.detach().sum().item()
@@ -542,10 +560,10 @@ def _train_epoch(model: torch.nn.Module, ds: Dataset, normalizer: Normalizer, op
 
 @torch.no_grad()
 def _push_forward(model: torch.nn.Module, normalizer: Normalizer, x: torch.Tensor, steps: torch.Tensor,
-                  output_steps: int, pairs: list[tuple[int, int]]) -> torch.Tensor:
+                  output_steps: int, pairs: list[tuple[int, int]], points: torch.Tensor | None = None) -> torch.Tensor:
     """Advance each sample's input ``steps[b]`` times with the model's own predictions (no gradient)."""
     for j in range(1, int(steps.max()) + 1):
-        moved = advance(x, predict_batch(model, normalizer, x, output_steps), pairs)
+        moved = advance(x, predict_batch(model, normalizer, x, output_steps, points), pairs)
         keep = (steps >= j).reshape(-1, *([1] * (x.dim() - 1)))
         x = torch.where(keep, moved, x)
     return x
@@ -609,7 +627,8 @@ def train(config: TrainConfig) -> Path:
     elif distributed.env_rank() == 0:
         print(f"{config.data} has no valid split: checkpoints/best.pt will be the epoch of lowest training loss")
     t_in, c_in, t_out, c_out, space = sample_shapes(train_ds)
-    data_args = data_arguments(config.model, t_in * c_in, t_out * c_out, len(space))
+    data_args = data_arguments(config.model, t_in * c_in, t_out * c_out, getattr(train_ds, "n_dims", len(space)),
+                               math.prod(space))
     for key, value in data_args.items():
         if key in config.model_args and config.model_args[key] != value:
             raise UserError(f"model_args.{key}={config.model_args[key]!r} does not match the data, "
