@@ -2,6 +2,7 @@
 through the same commands as on grids: the point models get the nodes' coordinates."""
 import csv
 import json
+import shutil
 
 import h5py
 import numpy as np
@@ -110,3 +111,13 @@ def test_time_dependent_mesh_data_train_with_pushforward_and_roll_out(tmp_path):
     curve = json.loads((run / "metrics.json").read_text())["levels"]["medium"]["error_vs_time"]
     ds = open_split(data, "test", task=load_run(run).config.task)
     assert len(curve["rel_l2_mean"]) == ds.n_times - 1 and np.isfinite(curve["rel_l2_mean"]).all()
+
+
+def test_a_mesh_run_resumes_from_its_stored_config(deeponet_run, tmp_path):
+    """The stored config names n_sensors; a resume from it must agree with the data's node count."""
+    run = tmp_path / "copy"
+    shutil.copytree(deeponet_run, run)
+    assert main(["train", "--config", str(run / "config.yaml"), "--out", str(run), "--epochs", "61", "--resume",
+                 "--quiet"]) == 0
+    with (run / "log.csv").open() as fh:
+        assert [int(r["epoch"]) for r in csv.DictReader(fh)][-2:] == [60, 61]

@@ -267,6 +267,8 @@ def test_deeponet_mlp_branch_reads_mesh_nodes_and_answers_anywhere():
         model(torch.randn(4, 1, 36), queries)
     with pytest.raises(UserError, match="needs n_sensors"):
         build_model("deeponet", branch="mlp")
+    # the trainer fills n_sensors in for every DeepONet; the CNN branch reads any grid and keeps None
+    assert build_model("deeponet", n_dims=2, n_sensors=64).config["n_sensors"] is None
 
 
 def test_deeponet_gradient_matches_finite_differences():

@@ -149,7 +149,8 @@ class DeepONet(Operator):
             n = math.prod(x.shape[2:])
             if n != cfg["n_sensors"]:
                 raise UserError(f"DeepONet's mlp branch was built for n_sensors={cfg['n_sensors']} input points, "
-                                f"got {n} (input shape {tuple(x.shape)}); use branch='cnn' to change resolution")
+                                f"got {n} (input shape {tuple(x.shape)}): it reads the grid or mesh it was trained on; "
+                                f"branch='cnn' (grids) or the galerkin_transformer (grids and meshes) change resolution")
             coef = self.branch(x.flatten(1))
         else:
             if x.dim() != 2 + self.n_dims:

@@ -3,8 +3,10 @@
 ``train(config)`` opens the dataset, builds the model and calls ``fit``; ``fit`` is the loop itself
 and takes any datasets that follow the reader's contract (``ds[i] -> (x, y)`` with
 ``x: (T_in, *space, C_in)`` and ``y: (T_out, *space, C_out)`` float32 tensors; optional attributes
-``input_channels``, ``target_channels``, ``spatial_shape``, ``pde_name``, ``task`` and a ``stats()``
-method), so tests and scripts can train on in-memory data.
+``input_channels``, ``target_channels``, ``spatial_shape``, ``n_dims``, ``pde_name``, ``task``,
+``points`` and a ``stats()`` method), so tests and scripts can train on in-memory data. A dataset
+with ``points`` (``(N, d)``, on a mesh, where ``space = (N,)``) is learnt by a point model, which the
+loop calls as ``model(x, points)``.
 
 One step: normalise the physical input per channel with the training statistics, flatten
 ``(B, T_in, *space, C_in)`` to ``(B, T_in*C_in, *space)`` (see :func:`~.checkpoint.to_model_layout`),
@@ -630,7 +632,8 @@ def train(config: TrainConfig) -> Path:
     data_args = data_arguments(config.model, t_in * c_in, t_out * c_out, getattr(train_ds, "n_dims", len(space)),
                                math.prod(space))
     for key, value in data_args.items():
-        if key in config.model_args and config.model_args[key] != value:
+        # None: not set (a stored config holds n_sensors: null for a model that does not use it)
+        if config.model_args.get(key) is not None and config.model_args[key] != value:
             raise UserError(f"model_args.{key}={config.model_args[key]!r} does not match the data, "
                             f"which needs {value}; leave it out and it is filled in")
     seed_everything(config.seed)
