@@ -294,7 +294,8 @@ def plot_error_field(
     nodes = cells = None
     if mesh is not None:
         if coords is not None:
-            raise UserError("pass coords (a grid) or mesh (nodes and triangles), not both")
+            raise UserError("pass coords (grid axes) or mesh (nodes and triangles), not both; the predictions of "
+                            "a run evaluated on a mesh dataset are drawn on its mesh without either")
         nodes, cells = _mesh_arrays(mesh)
         space_dims = 1  # one axis of nodes
     coord_list, axis_names = _coord_arrays(coords)
@@ -755,7 +756,8 @@ def plot_spectrum(
     beyond it exist (2D corners).
 
     Args:
-        truth: ``(B, T, *space, C)`` periodic fields in the dataset layout (numpy or torch), or a smaller array with
+        truth: ``(B, T, *space, C)`` periodic fields on a grid in the dataset layout (numpy or torch; a run
+            evaluated on mesh nodes is refused), or a smaller array with
             ``space_dims`` (``(*space)``, ``(*space, C)``, ``(T, *space, C)``); or a run / run
             directory, whose ``predictions_<split>.h5`` level ``level`` is read (first
             ``max_samples`` samples).
@@ -774,6 +776,9 @@ def plot_spectrum(
         if prediction is not None:
             raise UserError("pass either a run (with split=, level=) or truth and prediction arrays")
         data = _read_predictions(truth, split, level, slice(0, max_samples))
+        if data["mesh"] is not None:
+            raise UserError(f"level {data['level']!r} of {data['path']} holds fields on mesh nodes; energy spectra "
+                            f"need a Cartesian grid")
         t, p = data["truth"], data["prediction"]
         if title is None:
             title = f"{data['level']} · {split} · {t.shape[0]} of {data['n_samples']} samples"

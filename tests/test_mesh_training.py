@@ -12,7 +12,7 @@ import torch
 from pde_lab.cli import main
 from pde_lab.datasets.reader import open_split, unit_box
 from pde_lab.errors import UserError
-from pde_lab.plotting import plot_error_field
+from pde_lab.plotting import plot_error_field, plot_spectrum
 from pde_lab.training.checkpoint import load_run
 
 DEEPONET = ["--model", "deeponet", "--set", "model_args.branch=mlp", "--set", "model_args.width=64",
@@ -142,3 +142,21 @@ def test_the_galerkin_transformer_evaluates_on_a_finer_mesh_of_the_same_geometry
         errors.append(json.loads((tmp_path / "eval" / "metrics.json").read_text())["overall"]["relative_l2"]["mean"])
     print("rel. L2 on the training mesh and on the finer one:", errors)
     assert errors[1] < 1.25 * errors[0]  # 0.306 on the training mesh (146 nodes), 0.273 on the finer one (390)
+
+
+def test_evaluation_defaults_to_the_trained_mesh_and_refuses_grids(deeponet_run, poisson_mesh, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--run", str(deeponet_run), "--data", str(poisson_mesh), "--out", str(out)]) == 0
+    assert list(json.loads((out / "metrics.json").read_text())["levels"]) == ["easy"]  # not the plate of medium
+    with pytest.raises(UserError, match="holds fields on mesh nodes; energy spectra need a Cartesian grid"):
+        plot_spectrum(out)
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(deeponet_run), "--data", str(poisson_mesh), "--levels", "medium",
+                 "--out", str(tmp_path / "medium")]) == 2
+    assert "level 'medium'" in capsys.readouterr().err and not (tmp_path / "medium").exists()
+    grid = tmp_path / "darcy"
+    assert main(["generate", "--pde", "darcy", "--levels", "easy", "--n-train", "0", "--n-valid", "0", "--n-test", "1",
+                 "--resolution", "16", "--out", str(grid), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(deeponet_run), "--data", str(grid), "--out", str(tmp_path / "grid")]) == 2
+    assert "holds fields on a grid, the run was trained on mesh nodes" in capsys.readouterr().err

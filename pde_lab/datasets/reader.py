@@ -363,7 +363,7 @@ class FieldDataset(torch.utils.data.Dataset):
         this dataset uses count (see ``trajectories``).
         """
         acc: dict[str, list[float]] = {}  # channel → [count, mean, sum of squared deviations]
-        nd = len(self.spatial_shape)
+        nd = self.n_dims
         for p, trajs in zip(self.files, self._trajs):
             with open_h5(p) as f:
                 for r in self._refs:

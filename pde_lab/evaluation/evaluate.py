@@ -48,6 +48,9 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
     ``checkpoint``: ``"best"`` (lowest validation loss, the default), ``"last"`` (the final epoch's,
     what a paper that trains for a fixed number of epochs reports) or a checkpoint file.
 
+    ``levels``: the levels to evaluate; ``None``: every level of ``data``, or for a run trained on
+    mesh nodes the levels it was trained on (each level of a mesh family is its own geometry).
+
     ``out``: the directory for ``metrics.json`` and ``predictions_<split>.h5`` (created; default
     ``run_dir``, whose files of an earlier evaluation are then replaced). The plotting functions take
     it where they take a run directory.
@@ -60,6 +63,9 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
     if dest.exists() and not dest.is_dir():
         raise UserError(f"evaluation output {dest} exists and is not a directory")
     task = Task(**run.config.task) if isinstance(run.config.task, dict) else run.config.task
+    if levels is None and run.on_mesh:
+        # Each level of a mesh family is its own geometry; a run learnt one of them.
+        levels = run.config.levels
     files = list_files(data, split, levels)
     # Made here, removed again if the evaluation fails: a failed run leaves no empty folders behind.
     made = [d for d in (dest, *dest.parents) if not d.exists()]
@@ -87,6 +93,9 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
                                     f"its inputs do not fit the run: {err}") from None
                 raise
             level = ds.levels[0]
+            if run.on_mesh != (ds.points is not None):
+                raise UserError(f"{path} holds fields on {'mesh nodes' if ds.points is not None else 'a grid'}, "
+                                f"the run was trained on {'mesh nodes' if run.on_mesh else 'a grid'}")
             if trained_on and ds.pde_name != trained_on:
                 # Maybe a transfer study, maybe a mistyped path: either way it must not pass unnoticed.
                 warnings.warn(f"{path} holds PDE {ds.pde_name!r}, the run was trained on {trained_on!r}", stacklevel=2)
@@ -96,7 +105,11 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
             baseline: dict[str, list[torch.Tensor]] = {}  # per-sample metrics, not fields: less memory
             with torch.no_grad():
                 warm = next(iter(loader))[0].to(dev)
-                run.predict(warm, points=ds.points)
+                try:
+                    run.predict(warm, points=ds.points)
+                except UserError as err:
+                    hint = "; pick the levels with --levels" if run.on_mesh else ""
+                    raise UserError(f"level {level!r} ({path}): {err}{hint}") from None
                 for x, y in loader:
                     x = x.to(dev)
                     _sync(dev)

@@ -635,7 +635,8 @@ def train(config: TrainConfig) -> Path:
         # None: not set (a stored config holds n_sensors: null for a model that does not use it)
         if config.model_args.get(key) is not None and config.model_args[key] != value:
             raise UserError(f"model_args.{key}={config.model_args[key]!r} does not match the data, "
-                            f"which needs {value}; leave it out and it is filled in")
+                            f"which needs {value}; leave it out and it is filled in (from a config file: "
+                            f"--set model_args.{key}=null)")
     seed_everything(config.seed)
     model = build_model(config.model, **{**config.model_args, **data_args})
     task = getattr(train_ds, "task", None) or config.task
