@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pde_lab.cli import main
-from pde_lab.datasets.reader import open_split, unit_box
+from pde_lab.datasets.reader import FieldDataset, open_split, unit_box
 from pde_lab.errors import UserError
 from pde_lab.plotting import plot_error_field, plot_spectrum
 from pde_lab.training.checkpoint import load_run
@@ -160,3 +160,21 @@ def test_evaluation_defaults_to_the_trained_mesh_and_refuses_grids(deeponet_run,
     capsys.readouterr()
     assert main(["evaluate", "--run", str(deeponet_run), "--data", str(grid), "--out", str(tmp_path / "grid")]) == 2
     assert "holds fields on a grid, the run was trained on mesh nodes" in capsys.readouterr().err
+
+
+def test_a_vector_field_on_a_mesh_has_one_channel_per_geometric_component(poisson_mesh, tmp_path):
+    """A mesh has one space axis (the nodes) but two components per vector; no family writes one yet,
+    the format allows it."""
+    path = tmp_path / "easy.h5"
+    shutil.copy(poisson_mesh / "train" / "easy.h5", path)
+    with h5py.File(path, "a") as f:
+        n, nodes = f["t0_fields/u"].shape
+        v = np.random.default_rng(0).normal(size=(n, nodes, 2)).astype(np.float32)
+        d = f.create_dataset("t1_fields/v", data=v, chunks=(1, nodes, 2))
+        d.attrs.update({k: f["t0_fields/a"].attrs[k] for k in f["t0_fields/a"].attrs})
+        f["t1_fields"].attrs["field_names"] = np.array(["v"], dtype=h5py.string_dtype())
+    ds = FieldDataset([path], check=False)  # no per-trajectory checksum written for v
+    assert ds.input_channels == ["a", "f", "v_x", "v_y"]
+    stats = ds.stats()
+    np.testing.assert_allclose(stats["x_mean"][2:], v.reshape(-1, 2).mean(axis=0), rtol=1e-5)
+    assert ds[0][0].shape == (1, nodes, 4)
