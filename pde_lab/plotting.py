@@ -410,47 +410,49 @@ def _three_panels(aspect: float, ax) -> tuple[Figure, list[Axes]]:
     return fig, list(fig.subplots(1, 3))
 
 
+def _image_panels(fig, axes, t, p, err, draw, labels, title, err_title, cmap, error_cmap) -> Figure:
+    """Truth, prediction (one colour scale) and error (its own, from 0) drawn by ``draw(ax, field,
+    cmap, lo, hi) -> mappable`` into ``axes``, each with a colour bar; ``labels``: the axis labels."""
+    vmin, vmax = _limits(t, p)
+    emin, emax = _limits(err, floor=0.0)
+    panels = [(t, cmap, vmin, vmax), (p, cmap, vmin, vmax), (err, error_cmap, emin, emax)]
+    for a, (field, cm, lo, hi), panel in zip(axes, panels, (_PANEL_TITLES[0], _PANEL_TITLES[1], err_title)):
+        fig.colorbar(draw(a, field, cm, lo, hi), ax=a, shrink=0.9)
+        a.set_title(panel, fontsize="medium")
+        a.set_xlabel(labels[0])
+        a.set_ylabel(labels[1])
+    fig.suptitle(title)
+    return fig
+
+
 def _error_field_mesh(t, p, err, nodes, cells, title, err_title, cmap, error_cmap, ax) -> Figure:
     from matplotlib.tri import Triangulation
 
     span = nodes.max(axis=0) - nodes.min(axis=0)
     fig, axes = _three_panels(float(span[0] / span[1]) if span[1] > 0 else 1.0, ax)
     tri = Triangulation(nodes[:, 0], nodes[:, 1], cells)
-    vmin, vmax = _limits(t, p)
-    emin, emax = _limits(err, floor=0.0)
-    panels = [(t, cmap, vmin, vmax), (p, cmap, vmin, vmax), (err, error_cmap, emin, emax)]
-    for a, (field, cm, lo, hi), panel in zip(axes, panels, (_PANEL_TITLES[0], _PANEL_TITLES[1], err_title)):
-        # gouraud: linear within each triangle, the P1 interpolant of the nodal values
-        im = a.tripcolor(tri, field, shading="gouraud", cmap=cm, vmin=lo, vmax=hi)
-        fig.colorbar(im, ax=a, shrink=0.9)
+
+    def draw(a, field, cm, lo, hi):
         a.set_aspect("equal")
-        a.set_title(panel, fontsize="medium")
-        a.set_xlabel("x")
-        a.set_ylabel("y")
-    fig.suptitle(title)
-    return fig
+        # gouraud: linear within each triangle, the P1 interpolant of the nodal values
+        return a.tripcolor(tri, field, shading="gouraud", cmap=cm, vmin=lo, vmax=hi)
+
+    return _image_panels(fig, axes, t, p, err, draw, ("x", "y"), title, err_title, cmap, error_cmap)
 
 
 def _error_field_2d(t, p, err, coord_list, axis_names, title, err_title, cmap, error_cmap, ax) -> Figure:
     extent, physical = _extent(coord_list, t.shape)
     width, height = extent[1] - extent[0], extent[3] - extent[2]
     fig, axes = _three_panels(width / height, ax)
-    vmin, vmax = _limits(t, p)
-    emin, emax = _limits(err, floor=0.0)
-    panels = [(t, cmap, vmin, vmax), (p, cmap, vmin, vmax), (err, error_cmap, emin, emax)]
     suffix = "" if physical else " (grid index)"
-    for a, (field, cm, lo, hi), panel in zip(axes, panels, (_PANEL_TITLES[0], _PANEL_TITLES[1], err_title)):
+
+    def draw(a, field, cm, lo, hi):
         # Fields are indexed [x, y]; imshow draws rows as y, hence the transpose and origin="lower".
-        im = a.imshow(
-            field.T, origin="lower", extent=extent, cmap=cm, vmin=lo, vmax=hi,
-            aspect="equal", interpolation="nearest",
-        )
-        fig.colorbar(im, ax=a, shrink=0.9)
-        a.set_title(panel, fontsize="medium")
-        a.set_xlabel(axis_names[0] + suffix)
-        a.set_ylabel(axis_names[1] + suffix)
-    fig.suptitle(title)
-    return fig
+        return a.imshow(field.T, origin="lower", extent=extent, cmap=cm, vmin=lo, vmax=hi,
+                        aspect="equal", interpolation="nearest")
+
+    return _image_panels(fig, axes, t, p, err, draw, [n + suffix for n in axis_names[:2]], title, err_title,
+                         cmap, error_cmap)
 
 
 # --------------------------------------------------------------------------------------------------

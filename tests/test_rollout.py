@@ -31,7 +31,7 @@ class _Exact:
         self.log = ds.input_channels[self.kappa_channel].startswith("log:")
         self.dt, self.t_out = dt, t_out
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, points=None) -> torch.Tensor:
         out = []
         for b in range(x.shape[0]):
             k = float(x[b, -1, 0, self.kappa_channel])
@@ -46,7 +46,7 @@ class _Persistence:
     def __init__(self, t_out: int):
         self.t_out = t_out
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, points=None) -> torch.Tensor:
         return x[:, -1:, ..., :1].repeat_interleave(self.t_out, dim=1)
 
 

@@ -176,7 +176,7 @@ def rollout(run: Run, ds: FieldDataset, batch_size: int = 32) -> Rollout:
 
     Args:
         run: a run trained on a ``window`` task; ``run.predict`` maps ``(B, T_in, *space, C_in)`` to
-            ``(B, T_out, *space, C_out)`` (and takes ``points=ds.points`` on a mesh).
+            ``(B, T_out, *space, C_out)``, called with ``points=ds.points`` (``None`` on a grid).
         ds: a dataset of that task (its windows give the first input and the truth).
         batch_size: trajectories per forward pass.
     """
@@ -200,7 +200,7 @@ def rollout(run: Run, ds: FieldDataset, batch_size: int = 32) -> Rollout:
             held.append(persistence(x, copy, n_blocks * t_out))
         blocks, true_blocks = [], []
         for b in range(n_blocks):
-            y = run.predict(x) if ds.points is None else run.predict(x, points=ds.points)
+            y = run.predict(x, points=ds.points)
             blocks.append(y)
             true_blocks.append(torch.stack([ds[i + b * t_out][1] for i in items]))
             x = advance(x, y, pairs)

@@ -629,8 +629,7 @@ def train(config: TrainConfig) -> Path:
     elif distributed.env_rank() == 0:
         print(f"{config.data} has no valid split: checkpoints/best.pt will be the epoch of lowest training loss")
     t_in, c_in, t_out, c_out, space = sample_shapes(train_ds)
-    data_args = data_arguments(config.model, t_in * c_in, t_out * c_out, getattr(train_ds, "n_dims", len(space)),
-                               math.prod(space))
+    data_args = data_arguments(config.model, t_in * c_in, t_out * c_out, train_ds.n_dims, math.prod(space))
     for key, value in data_args.items():
         # None: not set (a stored config holds n_sensors: null for a model that does not use it)
         if config.model_args.get(key) is not None and config.model_args[key] != value:
