@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .errors import UserError, check_positive
+from .errors import check_positive
 
 
 def run_demo(out: str | Path, minutes: float = 1.0, device: str = "auto", overwrite: bool = False) -> dict:
@@ -35,10 +35,8 @@ def run_demo(out: str | Path, minutes: float = 1.0, device: str = "auto", overwr
                                          f"device={device}", "model_args.width=32", "model_args.modes=16"])
     gen = GenerateConfig(pde="burgers", out=str(data), levels=["easy", "medium", "hard"], n_train=48,
                          n_valid=8, n_test=16, resolution=128, seed=0)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise UserError(f"demo output {out} exists and is not empty; pass --overwrite or choose --out")
-        check_overwritable(out, frozenset({"data", "run"}), "a demo directory")
+    check_overwritable(out, overwrite, frozenset({"data", "run"}), "a demo directory", hint=" or choose --out")
+    if out.is_dir() and any(out.iterdir()):
         shutil.rmtree(out)
     print(f"[1/4] generating Burgers data (levels easy, medium, hard) into {data}")
     generate(gen)

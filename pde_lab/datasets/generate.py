@@ -154,10 +154,7 @@ def generate(config: GenerateConfig) -> Path:
             if shard is None:
                 (out / engine.ENGINE_FILE).unlink(missing_ok=True)  # left if a run died right after its rename
             return out
-        if out.is_dir() and any(out.iterdir()) and not config.overwrite:
-            raise UserError(f"output {out} exists and is not empty; pass --overwrite to replace it "
-                            "(it is not the finished result of this command)")
-        check_overwritable(out)
+        check_overwritable(out, config.overwrite, hint=" (it is not the finished result of this command)")
         tmp = engine.partial_path(out)
         _open_partial(tmp, manifest, config.overwrite)
         grids = {lv: pde.level_grid(lv, resolution) for lv in levels}

@@ -68,15 +68,27 @@ def file_in_the_way(path: str | Path) -> Path | None:
 DATASET_ENTRIES = frozenset({*schema.SPLITS, "generation.json", "parts"})
 
 
-def check_overwritable(out: Path, allowed: frozenset[str] = DATASET_ENTRIES, what: str = "a pde_lab dataset") -> None:
-    """Refuse to replace ``out`` if it holds anything but ``allowed`` entries: ``--overwrite`` deletes
-    what is there, so it must only ever delete what pde_lab wrote, never a stray folder of other files.
+def check_overwritable(out: Path, overwrite: bool, allowed: frozenset[str] = DATASET_ENTRIES,
+                       what: str = "a pde_lab dataset", hint: str = "") -> None:
+    """Refuse to write into a non-empty ``out`` unless ``overwrite``, and even then if it holds anything
+    but ``allowed`` entries: ``--overwrite`` deletes what is there, so it must only ever delete what
+    pde_lab wrote, never a stray folder of other files.
+
+    Args:
+        out: the output directory (absent or empty passes).
+        overwrite: the user's ``--overwrite``.
+        allowed: entry names that ``what`` consists of.
+        what: how the refusal names the kind of directory.
+        hint: appended to the "not empty" refusal.
 
     Raises:
-        UserError: naming ``out`` and up to five entries that are not ``allowed``.
+        UserError: ``out`` is not empty and ``overwrite`` is false; or it holds entries that are not
+            ``allowed`` (``out`` and up to five of them named).
     """
-    if not out.is_dir():
+    if not out.is_dir() or not any(out.iterdir()):
         return
+    if not overwrite:
+        raise UserError(f"output {out} exists and is not empty; pass --overwrite to replace it{hint}")
     foreign = sorted(p.name for p in out.iterdir() if p.name not in allowed)
     if foreign:
         raise UserError(f"refusing to overwrite {out}: it holds {', '.join(foreign[:5])}"

@@ -91,9 +91,7 @@ def merge_shards(shard_dirs: Sequence[str | Path], out: str | Path, overwrite: b
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} exists and is not a directory")
     with DirectoryLock(out):
-        if out.is_dir() and any(out.iterdir()) and not overwrite:
-            raise UserError(f"output {out} exists and is not empty; pass --overwrite to replace it")
-        check_overwritable(out)
+        check_overwritable(out, overwrite)
         tmp = engine.partial_path(out)
         if tmp.exists():
             shutil.rmtree(tmp)  # an interrupted merge: assembling again is cheap

@@ -217,7 +217,7 @@ class FieldDataset(torch.utils.data.Dataset):
             with h5py.File(p, "r") as f:
                 if attr_value(f.attrs["pde"]) != self.pde_name:
                     raise UserError(f"{p} holds PDE {attr_value(f.attrs['pde'])!r}, not {self.pde_name!r}")
-                if nodes is not None and not np.array_equal(mesh_nodes(f), nodes):
+                if k and nodes is not None and not np.array_equal(mesh_nodes(f), nodes):
                     # One batch, one set of points: a model with fixed sensors (DeepONet's mlp
                     # branch) could not take two meshes, and a batch could not stack them.
                     raise UserError(f"{p} holds another mesh than {self.files[0]} (a level's geometry is its "

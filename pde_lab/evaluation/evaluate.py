@@ -128,6 +128,8 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
             with h5py.File(path, "r") as f:
                 trajectories = sorted({ds.sample_index(i)[1] for i in range(len(ds))})
                 solver_s = float(f["trajectories/wall_time"][()][trajectories].sum())
+                if store is not None:
+                    _store_level(store, level, f, ds.target_channels, pred, true)
             entry = summarize(per_sample)
             entry.update(n=len(ds), model_seconds=model_s, solver_seconds=solver_s,
                          speedup=solver_s / model_s if model_s > 0 else None,
@@ -149,20 +151,6 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
             totals["model_seconds"] += model_s
             totals["solver_seconds"] += solver_s
             totals["n"] += len(ds)
-            if store is not None:
-                if "coords" not in store:  # the axes, so figures show physical coordinates
-                    with h5py.File(path, "r") as f:
-                        c = store.create_group("coords", track_order=True)
-                        for axis in f["dimensions"].attrs["spatial_dims"]:
-                            c.create_dataset(axis, data=f[f"dimensions/{axis}"][()])
-                g = store.create_group(level)
-                if ds.points is not None:  # a level's mesh is its own: the triangles, to draw its fields
-                    with h5py.File(path, "r") as f:
-                        g.create_dataset("mesh_nodes", data=f["mesh/nodes"][()])
-                        g.create_dataset("mesh_cells", data=f["mesh/cells"][()])
-                g.attrs["channels"] = np.array(ds.target_channels, dtype=h5py.string_dtype())
-                g.create_dataset("prediction", data=pred.cpu().numpy().astype(np.float32))
-                g.create_dataset("truth", data=true.cpu().numpy().astype(np.float32))
             ds.close()
         overall = summarize({k: torch.cat(v) for k, v in all_metrics.items()})
         overall.update(totals)
@@ -187,6 +175,24 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(dest / "metrics.json")
     return result
+
+
+def _store_level(store: h5py.File, level: str, f: h5py.File, channels: Sequence[str], pred: torch.Tensor,
+                 true: torch.Tensor) -> None:
+    """Write one level's predictions and truths (``(S, T, *space, C)``) into the predictions file, with
+    the spatial axes of its data file ``f`` (once, so figures show physical coordinates) and, on a mesh,
+    the level's own nodes and triangles (to draw its fields)."""
+    if "coords" not in store:
+        c = store.create_group("coords", track_order=True)
+        for axis in f["dimensions"].attrs["spatial_dims"]:
+            c.create_dataset(axis, data=f[f"dimensions/{axis}"][()])
+    g = store.create_group(level)
+    if "mesh" in f:
+        g.create_dataset("mesh_nodes", data=f["mesh/nodes"][()])
+        g.create_dataset("mesh_cells", data=f["mesh/cells"][()])
+    g.attrs["channels"] = np.array(list(channels), dtype=h5py.string_dtype())
+    g.create_dataset("prediction", data=pred.cpu().numpy().astype(np.float32))
+    g.create_dataset("truth", data=true.cpu().numpy().astype(np.float32))
 
 
 def format_metrics(result: dict) -> str:
