@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import skfem
 
 __all__ = ["TriangleMesh", "disk_mesh", "lshape_mesh", "rectangle_mesh", "plate_mesh", "random_holes",
-           "read_mesh", "check_mesh", "refine"]
+           "read_mesh", "check_mesh", "refine", "lumped_mass"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,6 +100,10 @@ class TriangleMesh:
         """``(M,)`` signed triangle areas (positive: counter-clockwise)."""
         return _signed_areas(self.nodes, self.triangles)
 
+    def lumped_mass(self) -> np.ndarray:
+        """``(N,)`` lumped-mass weights of the nodes: :func:`lumped_mass`."""
+        return lumped_mass(self.nodes, self.triangles)
+
     def edges(self) -> np.ndarray:
         """``(E, 2)`` unique edges, smaller index first."""
         e = np.sort(self.triangles[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
@@ -145,6 +149,24 @@ class TriangleMesh:
         cells = [("triangle", self.triangles), ("line", self.boundary_facets)]
         cell_data = {"tag": [np.full(self.n_triangles, -1, dtype=np.int64), self.facet_tags.astype(np.int64)]}
         return meshio.Mesh(pts, cells, point_data=point_data or {}, cell_data=cell_data)
+
+
+def lumped_mass(nodes: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Row sums of the P1 mass matrix: each node's share of the area, a third of every triangle it
+    belongs to. As quadrature weights, ``Σ_i w_i f_i`` is the exact integral of the P1 interpolant
+    of ``f`` and ``Σ_i w_i f_i²`` approximates ``∫ f²`` to second order, so norms weighted by them
+    approximate the ``L2(Ω)`` and ``L1(Ω)`` norms however the nodes are spread.
+
+    Args:
+        nodes: ``(N, 2)`` coordinates.
+        triangles: ``(M, 3)`` node indices.
+
+    Returns:
+        ``(N,)`` float64, summing to the area of the mesh.
+    """
+    area = np.abs(_signed_areas(np.asarray(nodes, dtype=np.float64), np.asarray(triangles)))
+    return np.bincount(np.asarray(triangles).reshape(-1), weights=np.repeat(area / 3.0, 3),
+                       minlength=len(nodes))
 
 
 # ---- construction ---------------------------------------------------------------------------------

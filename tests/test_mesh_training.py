@@ -12,8 +12,11 @@ import torch
 from pde_lab.cli import main
 from pde_lab.datasets.reader import FieldDataset, open_split, unit_box
 from pde_lab.errors import UserError
+from pde_lab.evaluation.metrics import relative_l2
+from pde_lab.evaluation.rollout import rollout
 from pde_lab.plotting import plot_error_field, plot_spectrum
 from pde_lab.training.checkpoint import load_run
+from pde_lab.training.trainer import evaluate_loss
 
 DEEPONET = ["--model", "deeponet", "--set", "model_args.branch=mlp", "--set", "model_args.width=64",
             "--set", "model_args.basis=32"]
@@ -38,7 +41,7 @@ def deeponet_run(poisson_mesh, tmp_path_factory):
 def test_mesh_items_are_node_values_with_coordinates_in_the_unit_box(poisson_mesh):
     ds = open_split(poisson_mesh, "train", levels=["medium"])
     with h5py.File(poisson_mesh / "train" / "medium.h5") as f:
-        nodes = f["mesh/nodes"][()]
+        nodes, cells = f["mesh/nodes"][()], f["mesh/cells"][()]
         a, u = f["t0_fields/a"][3], f["t0_fields/u"][3]
     x, y = ds[3]
     assert x.shape == (1, len(nodes), 2) and y.shape == (1, len(nodes), 1)
@@ -50,6 +53,11 @@ def test_mesh_items_are_node_values_with_coordinates_in_the_unit_box(poisson_mes
     np.testing.assert_allclose(p.max(axis=0), [1.0, 0.5], atol=1e-6)
     np.testing.assert_allclose(p * 2.0, nodes, atol=1e-6)
     np.testing.assert_array_equal(p, unit_box(nodes))
+    # the metrics' node weights: each node's share of the plate's area
+    e1, e2 = nodes[cells[:, 1]] - nodes[cells[:, 0]], nodes[cells[:, 2]] - nodes[cells[:, 0]]
+    area = 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]).sum()
+    assert ds.weights.shape == (len(nodes),) and bool((ds.weights > 0).all())
+    assert float(ds.weights.sum()) == pytest.approx(area, rel=1e-12)
 
 
 def test_files_of_different_meshes_are_refused_together(poisson_mesh):
@@ -79,8 +87,20 @@ def test_evaluation_and_figures_on_a_mesh(deeponet_run, poisson_mesh, tmp_path, 
         np.testing.assert_allclose(f["easy/prediction"][()], pred.numpy(), rtol=1e-5, atol=1e-7)
         np.testing.assert_array_equal(f["easy/mesh_cells"][()], src["mesh/cells"][()])
         np.testing.assert_array_equal(f["easy/mesh_nodes"][()], src["mesh/nodes"][()])
-    rel = ((pred - y).flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1)).mean().item()
+        nodes, cells = src["mesh/nodes"][()], src["mesh/cells"][()]
+    # The metrics weigh each node by its third of the area of the triangles around it.
+    a, b, c = (nodes[cells[:, k]] for k in range(3))
+    area = 0.5 * np.abs((b - a)[:, 0] * (c - a)[:, 1] - (b - a)[:, 1] * (c - a)[:, 0])
+    w = np.zeros(len(nodes))
+    np.add.at(w, cells, area[:, None] / 3)
+    root = torch.from_numpy(np.sqrt(w)).reshape(1, 1, -1, 1)
+    rel = (((pred - y) * root).flatten(1).norm(dim=1) / (y * root).flatten(1).norm(dim=1)).mean().item()
+    assert metrics["space_weights"] == "lumped_mass"
     assert metrics["relative_l2"]["mean"] == pytest.approx(rel, rel=1e-5)
+    # the trainer's validation error (and loss) is the same norm
+    assert evaluate_loss(run.model, ds, run.normalizer, 1, 3, torch.device("cpu")) == pytest.approx(rel, rel=1e-5)
+    by_node = ((pred - y).flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1)).mean().item()
+    assert abs(by_node / rel - 1) > 1e-3  # the weights matter
     fig = plot_error_field(out, sample=2)
     drawn = [c for a in fig.axes for c in a.collections if type(c).__name__ == "TriMesh"]
     assert len(drawn) == 3 and all(len(c.get_array()) == x.shape[2] for c in drawn)
@@ -109,8 +129,13 @@ def test_time_dependent_mesh_data_train_with_pushforward_and_roll_out(tmp_path):
                  "--set", "pushforward=2", "--quiet"]) == 0
     assert main(["evaluate", "--run", str(run), "--data", str(data)]) == 0
     curve = json.loads((run / "metrics.json").read_text())["levels"]["medium"]["error_vs_time"]
-    ds = open_split(data, "test", task=load_run(run).config.task)
+    config = load_run(run).config
+    ds = open_split(data, "test", task=config.task, parameters=config.parameters)
     assert len(curve["rel_l2_mean"]) == ds.n_times - 1 and np.isfinite(curve["rel_l2_mean"]).all()
+    roll = rollout(load_run(run), ds)
+    frame = roll.truth.shape[1] // 2
+    weighted = relative_l2(roll.prediction[:, frame:frame + 1], roll.truth[:, frame:frame + 1], weights=ds.weights)
+    torch.testing.assert_close(roll.rel_l2[:, frame].double(), weighted, rtol=1e-5, atol=0)
 
 
 def test_a_mesh_run_resumes_from_its_stored_config(deeponet_run, tmp_path):

@@ -31,6 +31,15 @@ def test_disk(h):
     assert m.h < 1.75 * h and m.min_angle() > 20
 
 
+def test_lumped_mass_is_the_row_sum_of_the_p1_mass_matrix():
+    from pde_lab.solvers.fem import FEMSpace
+
+    m = plate_mesh(0.1, HOLES)
+    w = m.lumped_mass()
+    np.testing.assert_allclose(w, np.asarray(FEMSpace(m).mass().sum(axis=1)).ravel(), rtol=1e-12)
+    assert math.isclose(w.sum(), m.areas().sum(), rel_tol=1e-12) and np.all(w > 0)
+
+
 def test_lshape_tags_and_corner():
     m = lshape_mesh(0.25)
     assert check_mesh(m, 3.0) == []

@@ -49,6 +49,43 @@ def test_metrics_match_hand_computed_values():
         torch.testing.assert_close(got[name], torch.tensor(values, dtype=torch.float64), msg=name)
 
 
+def test_space_weights_enter_every_sum_over_space():
+    """Weights (1, 3) on the two points of _pair: sample 0 has Σw e² = 3·1, Σw u² = 9 + 3·16,
+    Σw|e| = 3, Σw|u| = 15; the RMSE uses them rescaled to mean 1, (½, 3/2)."""
+    pred, true = _pair()
+    w = torch.tensor([1.0, 3.0])
+    got = compute_metrics(pred, true, weights=w)
+    expected = {
+        "relative_l2": [math.sqrt(3 / 57), math.sqrt((4 + 12) / 1)],
+        "relative_l1": [3 / 15, (2 + 6) / 1],
+        "nrmse": [math.sqrt(3 / 57), 4.0],
+        "max_error": [1.0, 2.0],
+        "rmse": [math.sqrt(3 / 4), math.sqrt(16 / 4)],
+    }
+    for name, values in expected.items():
+        torch.testing.assert_close(got[name], torch.tensor(values, dtype=torch.float64), msg=name)
+        torch.testing.assert_close(METRICS[name](pred, true, weights=w), got[name], msg=name)
+    # Uniform weights of any size change nothing; a zero weight drops its point.
+    uniform = compute_metrics(pred, true, weights=torch.full((2,), 7.0))
+    for name, value in compute_metrics(pred, true).items():
+        torch.testing.assert_close(uniform[name], value, msg=name)
+    dropped = relative_l2(pred, true, weights=np.array([1.0, 0.0]))
+    torch.testing.assert_close(dropped, torch.tensor([0.0, 2.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("weights, match", [
+    (torch.ones(3), r"shape of the space axes \(2,\)"),
+    (torch.tensor([1.0, -1.0]), "non-negative"),
+    (torch.zeros(2), "positive sum"),
+    (torch.tensor([1.0, float("nan")]), "finite"),
+])
+def test_bad_weights_are_rejected(weights, match):
+    pred, true = _pair()
+    for name in METRICS:
+        with pytest.raises(ValueError, match=match):
+            METRICS[name](pred, true, weights=weights)
+
+
 def test_nrmse_weights_channels_equally_unlike_relative_l2():
     # Channel 0 is of order 1000 with error 10 (1 %); channel 1 is of order 1 with error 1 (100 %).
     true = torch.tensor([[1000.0, 1.0], [0.0, 0.0]]).reshape(1, 1, 2, 2)

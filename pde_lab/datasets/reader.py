@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..meshes import lumped_mass
 from ..pdes.base import Task
 from . import schema
 from .layout import in_level_order
@@ -155,7 +156,9 @@ class FieldDataset(torch.utils.data.Dataset):
 
     On a mesh file (``grid_type = "mesh"``) ``space`` is ``(N,)``, the nodes, and ``points`` holds
     their ``(N, d)`` coordinates mapped into ``[0, 1]^d`` by :func:`unit_box` (``None`` on a grid):
-    what a point model (``forward(x, coords)``) is called with. All files must share the mesh.
+    what a point model (``forward(x, coords)``) is called with, and ``weights`` their ``(N,)``
+    lumped-mass weights (:func:`pde_lab.meshes.lumped_mass`, ``None`` on a grid): what the evaluation
+    metrics weigh the nodes by. All files must share the mesh.
     ``n_dims`` is the geometric dimension in both cases (it names vector components).
 
     ``trajectories``: file number → the trajectory indices of that file to use (files not named are
@@ -183,6 +186,7 @@ class FieldDataset(torch.utils.data.Dataset):
             self.spatial_shape = tuple(attr_value(f.attrs["spatial_resolution"]))
             self.n_dims = int(attr_value(f.attrs["n_spatial_dims"]))
             nodes = mesh_nodes(f)
+            cells = None if nodes is None else np.asarray(f["mesh/cells"][()])
             refs = _field_refs(f)
             self.n_times = len(f["dimensions/time"]) if "time" in f["dimensions"] else None
             self.times = np.asarray(f["dimensions/time"][()], dtype=np.float64) if self.n_times else None
@@ -206,6 +210,7 @@ class FieldDataset(torch.utils.data.Dataset):
         self.target_channels = [c for r in self.targets for c in _channel_names(r, nd)]
         self.levels: list[str] = []
         self.points = None if nodes is None else torch.from_numpy(unit_box(nodes))
+        self.weights = None if nodes is None else torch.from_numpy(lumped_mass(nodes, cells))
         self._trajs: list[np.ndarray] = []  # per file: the trajectories used, in item order
         self._param_values: list[np.ndarray] = []  # per file: (n_trajectories, n_parameters)
         trajectories = dict(trajectories or {})

@@ -121,17 +121,18 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
                     preds.append(p.float())
                     trues.append(y)
                     if copy is not None:
-                        for k, v in compute_metrics(persistence(x, copy, y.shape[1]), y).items():
+                        for k, v in compute_metrics(persistence(x, copy, y.shape[1]), y, weights=ds.weights).items():
                             baseline.setdefault(k, []).append(v)
             pred, true = torch.cat(preds), torch.cat(trues)
-            per_sample = compute_metrics(pred, true)
+            per_sample = compute_metrics(pred, true, weights=ds.weights)
             with h5py.File(path, "r") as f:
                 trajectories = sorted({ds.sample_index(i)[1] for i in range(len(ds))})
                 solver_s = float(f["trajectories/wall_time"][()][trajectories].sum())
                 if store is not None:
                     _store_level(store, level, f, ds.target_channels, pred, true)
             entry = summarize(per_sample)
-            entry.update(n=len(ds), model_seconds=model_s, solver_seconds=solver_s,
+            entry.update(n=len(ds), space_weights="uniform" if ds.weights is None else "lumped_mass",
+                         model_seconds=model_s, solver_seconds=solver_s,
                          speedup=solver_s / model_s if model_s > 0 else None,
                          per_sample={k: v.double().cpu().tolist() for k, v in per_sample.items()})
             # ds.task: the reader's, which is the PDE's default when the run recorded none (a run of

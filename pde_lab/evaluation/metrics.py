@@ -32,6 +32,7 @@ __all__ = [
     "relative_l1",
     "relative_l2",
     "rmse",
+    "space_weights",
     "spectral_error",
     "summarize",
 ]
@@ -86,12 +87,43 @@ def _check_eps(eps: float) -> float:
     return value
 
 
+def space_weights(weights: FieldLike | None, space: Sequence[int],
+                  device: torch.device | str = "cpu") -> Tensor | None:
+    """Quadrature weights of the space points, ready to multiply a ``(B, T, *space, C)`` field.
+
+    Args:
+        weights: ``space``-shaped non-negative weights with a positive sum, e.g. the lumped-mass
+            weights of a mesh's nodes (:func:`pde_lab.meshes.lumped_mass`); ``None``: every point alike.
+        space: the shape of the space axes of the fields they weigh.
+        device: where the result lives.
+
+    Returns:
+        ``(1, 1, *space, 1)`` float64, rescaled to mean 1 (so that a weighted RMSE stays in the
+        field's units and uniform weights change nothing); ``None`` for ``None``.
+    """
+    if weights is None:
+        return None
+    w = _as_float64(weights, "weights").to(device)
+    space = tuple(space)
+    if tuple(w.shape) != space:
+        raise ValueError(f"weights must have the shape of the space axes {space}, got {tuple(w.shape)}")
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or not float(w.sum()) > 0:
+        raise ValueError("weights must be finite and non-negative with a positive sum")
+    return (w / w.mean()).reshape(1, 1, *space, 1)
+
+
+def _weigh(x: Tensor, w: Tensor | None, power: float) -> Tensor:
+    """``x · w^power`` (``x`` itself without weights): ``power`` ½ inside a 2-norm, 1 inside a 1-norm."""
+    return x if w is None else x * w.pow(power)
+
+
 def _flat(x: Tensor) -> Tensor:
     """``(B, ...)`` -> ``(B, N)``: all of time, space and channels of each sample."""
     return x.reshape(x.shape[0], -1)
 
 
-def relative_l2(pred: FieldLike, true: FieldLike, *, eps: float = DEFAULT_EPS) -> Tensor:
+def relative_l2(pred: FieldLike, true: FieldLike, *, eps: float = DEFAULT_EPS,
+                weights: FieldLike | None = None) -> Tensor:
     """Relative L2 error of each sample: ``‖pred − true‖₂ / max(‖true‖₂, eps)``.
 
     The norms run over all of time, space and channels of a sample at once, so a channel with
@@ -100,18 +132,22 @@ def relative_l2(pred: FieldLike, true: FieldLike, *, eps: float = DEFAULT_EPS) -
     Args:
         pred, true: ``(B, T, *space, C)``, tensors or arrays.
         eps: floor for the norm of the truth (:data:`DEFAULT_EPS`).
+        weights: ``space``-shaped quadrature weights in the sums over space (:func:`space_weights`);
+            ``None``: every point alike.
 
     Returns:
         ``(B,)`` float64 on the input's device.
     """
     eps = _check_eps(eps)
     pred, true = _prepare(pred, true)
-    err = torch.linalg.vector_norm(_flat(pred - true), ord=2, dim=1)
-    ref = torch.linalg.vector_norm(_flat(true), ord=2, dim=1)
+    w = space_weights(weights, pred.shape[2:-1], pred.device)
+    err = torch.linalg.vector_norm(_flat(_weigh(pred - true, w, 0.5)), ord=2, dim=1)
+    ref = torch.linalg.vector_norm(_flat(_weigh(true, w, 0.5)), ord=2, dim=1)
     return err / ref.clamp_min(eps)
 
 
-def relative_l1(pred: FieldLike, true: FieldLike, *, eps: float = DEFAULT_EPS) -> Tensor:
+def relative_l1(pred: FieldLike, true: FieldLike, *, eps: float = DEFAULT_EPS,
+                weights: FieldLike | None = None) -> Tensor:
     """Relative L1 error of each sample: ``Σ|pred − true| / max(Σ|true|, eps)``.
 
     Sums run over all of time, space and channels of a sample.
@@ -119,18 +155,21 @@ def relative_l1(pred: FieldLike, true: FieldLike, *, eps: float = DEFAULT_EPS) -
     Args:
         pred, true: ``(B, T, *space, C)``.
         eps: floor for the L1 norm of the truth.
+        weights: ``space``-shaped quadrature weights (:func:`space_weights`); ``None``: uniform.
 
     Returns:
         ``(B,)`` float64.
     """
     eps = _check_eps(eps)
     pred, true = _prepare(pred, true)
-    err = _flat(pred - true).abs().sum(dim=1)
-    ref = _flat(true).abs().sum(dim=1)
+    w = space_weights(weights, pred.shape[2:-1], pred.device)
+    err = _flat(_weigh((pred - true).abs(), w, 1.0)).sum(dim=1)
+    ref = _flat(_weigh(true.abs(), w, 1.0)).sum(dim=1)
     return err / ref.clamp_min(eps)
 
 
-def nrmse(pred: FieldLike, true: FieldLike, *, per_frame: bool = False, eps: float = DEFAULT_EPS) -> Tensor:
+def nrmse(pred: FieldLike, true: FieldLike, *, per_frame: bool = False, eps: float = DEFAULT_EPS,
+          weights: FieldLike | None = None) -> Tensor:
     """Normalised RMSE, PDEBench style: normalised per channel, then averaged over channels.
 
     For each channel ``c`` of a sample, the RMSE over time and space is divided by the RMS of the
@@ -150,12 +189,15 @@ def nrmse(pred: FieldLike, true: FieldLike, *, per_frame: bool = False, eps: flo
         pred, true: ``(B, T, *space, C)``.
         per_frame: normalise each time step separately (PDEBench's code) instead of pooling time.
         eps: floor for each channel's (or frame's) norm of the truth.
+        weights: ``space``-shaped quadrature weights (:func:`space_weights`); ``None``: uniform.
 
     Returns:
         ``(B,)`` float64.
     """
     eps = _check_eps(eps)
     pred, true = _prepare(pred, true)
+    w = space_weights(weights, pred.shape[2:-1], pred.device)
+    pred, true = _weigh(pred, w, 0.5), _weigh(true, w, 0.5)
     B, T, C = pred.shape[0], pred.shape[1], pred.shape[-1]
     # Group by the axes that are normalised together: (B, C) pooled, or (B, T, C) per frame.
     shape = (B, T, -1, C) if per_frame else (B, -1, C)
@@ -166,48 +208,56 @@ def nrmse(pred: FieldLike, true: FieldLike, *, per_frame: bool = False, eps: flo
     return ratio.reshape(B, -1).mean(dim=1)
 
 
-def max_error(pred: FieldLike, true: FieldLike) -> Tensor:
+def max_error(pred: FieldLike, true: FieldLike, *, weights: FieldLike | None = None) -> Tensor:
     """Largest pointwise error of each sample: ``max |pred − true|`` over time, space and channels.
 
     Args:
         pred, true: ``(B, T, *space, C)``.
+        weights: accepted for a common signature and checked; a maximum does not depend on them.
 
     Returns:
         ``(B,)`` float64.
     """
     pred, true = _prepare(pred, true)
+    space_weights(weights, pred.shape[2:-1], pred.device)
     return _flat(pred - true).abs().amax(dim=1)
 
 
-def rmse(pred: FieldLike, true: FieldLike) -> Tensor:
+def rmse(pred: FieldLike, true: FieldLike, *, weights: FieldLike | None = None) -> Tensor:
     """Root-mean-square error of each sample: ``sqrt(mean((pred − true)²))`` over time, space, channels.
 
     Args:
         pred, true: ``(B, T, *space, C)``.
+        weights: ``space``-shaped quadrature weights (:func:`space_weights`, mean 1 after rescaling,
+            so the mean becomes ``Σ w e² / Σ w`` over space); ``None``: uniform.
 
     Returns:
         ``(B,)`` float64.
     """
     pred, true = _prepare(pred, true)
-    return _flat(pred - true).square().mean(dim=1).sqrt()
+    w = space_weights(weights, pred.shape[2:-1], pred.device)
+    return _flat(_weigh((pred - true).square(), w, 1.0)).mean(dim=1).sqrt()
 
 
-METRICS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+METRICS: dict[str, Callable[..., Tensor]] = {
     "relative_l2": relative_l2,
     "relative_l1": relative_l1,
     "nrmse": nrmse,
     "max_error": max_error,
     "rmse": rmse,
 }
-"""Metric name -> function ``(pred, true) -> (B,)``; the names used in ``metrics.json``."""
+"""Metric name -> function ``(pred, true, *, weights=None) -> (B,)``; the names used in ``metrics.json``."""
 
 
-def compute_metrics(pred: FieldLike, true: FieldLike, names: Sequence[str] | None = None) -> dict[str, Tensor]:
+def compute_metrics(pred: FieldLike, true: FieldLike, names: Sequence[str] | None = None, *,
+                    weights: FieldLike | None = None) -> dict[str, Tensor]:
     """Every metric of :data:`METRICS` (or those in ``names``) on one batch.
 
     Args:
         pred, true: ``(B, T, *space, C)``.
         names: metric names to compute; all of :data:`METRICS` when ``None``.
+        weights: ``space``-shaped quadrature weights for every metric (:func:`space_weights`), e.g.
+            a mesh's lumped-mass weights; ``None``: every point alike.
 
     Returns:
         name -> ``(B,)`` float64 tensor, in the order of ``names`` (or of :data:`METRICS`).
@@ -218,7 +268,8 @@ def compute_metrics(pred: FieldLike, true: FieldLike, names: Sequence[str] | Non
         raise ValueError(f"unknown metric(s) {unknown}; allowed: {', '.join(sorted(METRICS))}")
     # Convert once, so the metrics below do not each copy the batch to float64 again.
     pred, true = _prepare(pred, true)
-    return {name: METRICS[name](pred, true) for name in names}
+    w = space_weights(weights, pred.shape[2:-1], pred.device)
+    return {name: METRICS[name](pred, true, weights=None if w is None else w[0, 0, ..., 0]) for name in names}
 
 
 def summarize(per_sample: dict[str, Tensor]) -> dict[str, dict[str, float]]:

@@ -27,7 +27,7 @@ import torch
 
 from ..datasets.reader import FieldDataset
 from ..errors import UserError
-from .metrics import compute_metrics
+from .metrics import compute_metrics, space_weights
 
 if TYPE_CHECKING:
     from ..training.checkpoint import Run
@@ -41,7 +41,8 @@ class Rollout:
         frames: ``(T,)`` indices of the predicted frames in the stored trajectory.
         times: ``(T,)`` their physical times (``frames`` as floats when the file stores no time).
         prediction, truth: ``(B, T, *space, C_out)`` float32.
-        rel_l2: ``(B, T)`` relative L2 error per trajectory and frame.
+        rel_l2: ``(B, T)`` relative L2 error per trajectory and frame (on a mesh the nodes weighted
+            by the dataset's ``weights``, as in the evaluation metrics).
         persistence_rel_l2: ``(B, T)`` the same error of holding the first input's last frame
             (:func:`persistence`) over the whole rollout; ``None`` when a target channel is not an input.
     """
@@ -145,7 +146,7 @@ def persistence_metrics(ds: FieldDataset, names: Sequence[str] | None = None,
                         f"channel of {ds.target_channels} is not among the inputs {ds.input_channels}")
     parts: dict[str, list[torch.Tensor]] = {}
     for x, y in torch.utils.data.DataLoader(ds, batch_size=batch_size):
-        for k, v in compute_metrics(persistence(x, channels, y.shape[1]), y, names).items():
+        for k, v in compute_metrics(persistence(x, channels, y.shape[1]), y, names, weights=ds.weights).items():
             parts.setdefault(k, []).append(v)
     return {k: torch.cat(v) for k, v in parts.items()}
 
@@ -212,12 +213,17 @@ def rollout(run: Run, ds: FieldDataset, batch_size: int = 32) -> Rollout:
     with h5py.File(ds.files[0], "r") as f:
         if "time" in f["dimensions"]:
             times = np.asarray(f["dimensions/time"][()], dtype=np.float64)[frames]
-    return Rollout(frames, times, pred, truth, _frame_errors(pred, truth),
-                   _frame_errors(torch.cat(held), truth) if held else None)
+    return Rollout(frames, times, pred, truth, _frame_errors(pred, truth, ds.weights),
+                   _frame_errors(torch.cat(held), truth, ds.weights) if held else None)
 
 
-def _frame_errors(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """``(B, T)`` relative L2 error per trajectory and frame of ``(B, T, *space, C)`` fields."""
+def _frame_errors(pred: torch.Tensor, truth: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """``(B, T)`` relative L2 error per trajectory and frame of ``(B, T, *space, C)`` fields, the
+    space points weighted by ``weights`` (:func:`~pde_lab.evaluation.metrics.space_weights`)."""
+    w = space_weights(weights, truth.shape[2:-1], truth.device)
+    if w is not None:
+        root = w.sqrt().to(truth.dtype)
+        pred, truth = pred * root, truth * root
     dims = tuple(range(2, pred.dim()))
     # vector_norm: Tensor.norm with three or more dims (2D fields: space x channels) raises
     return (torch.linalg.vector_norm(pred - truth, dim=dims)

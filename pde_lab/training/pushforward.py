@@ -44,8 +44,8 @@ class PushforwardPairs(Dataset):
         self.ds, self.max_steps, self.seed, self.epoch = ds, int(max_steps), int(seed), 0
         self.pairs = feedback_channels(ds)
         self._last = ds.n_times - task.input_steps - task.output_steps
-        for name in ("input_channels", "target_channels", "spatial_shape", "n_dims", "points", "pde_name", "task",
-                     "files"):
+        for name in ("input_channels", "target_channels", "spatial_shape", "n_dims", "points", "weights", "pde_name",
+                     "task", "files"):
             if hasattr(ds, name):
                 setattr(self, name, getattr(ds, name))
 

@@ -49,6 +49,7 @@ import yaml
 
 from ..datasets.reader import merge_moments
 from ..errors import TrainingFailure, UserError
+from ..evaluation.metrics import space_weights
 from ..evaluation.rollout import advance
 from ..operators.base import (Operator, build_model, data_arguments, model_parameters, model_payload, models_taking,
                               takes_points)
@@ -99,8 +100,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample relative L2 error ``||pred - target|| / ||target||`` over all non-batch axes: ``(B,)``."""
+def relative_l2(pred: torch.Tensor, target: torch.Tensor, root_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample relative L2 error ``||pred - target|| / ||target||`` over all non-batch axes: ``(B,)``.
+
+    ``root_weights``: square roots of the space points' weights, shaped to multiply both fields
+    (:func:`root_weights_of`); ``None``: every point alike.
+    """
+    if root_weights is not None:
+        pred, target = pred * root_weights, target * root_weights
     diff = (pred - target).flatten(1).norm(dim=1)
     ref = target.flatten(1).norm(dim=1)
     return diff / ref.clamp_min(torch.finfo(ref.dtype).tiny)
@@ -157,6 +164,14 @@ def compute_stats(ds: Dataset) -> dict[str, np.ndarray]:
 def points_of(ds: Dataset) -> torch.Tensor | None:
     """The ``(N, d)`` node coordinates of a mesh dataset (its ``points``), ``None`` on a grid."""
     return getattr(ds, "points", None)
+
+
+def root_weights_of(ds: Dataset, device: torch.device) -> torch.Tensor | None:
+    """Square roots of a mesh dataset's node weights (its ``weights``, the lumped mass, rescaled to
+    mean 1), shaped ``(1, 1, N, 1)`` to multiply ``(B, T, N, C)`` fields, so that the training loss
+    and the validation error are the norm that evaluation reports; ``None`` on a grid."""
+    w = getattr(ds, "weights", None)
+    return None if w is None else space_weights(w, w.shape, device).sqrt().float()
 
 
 def check_points_model(model: Operator, ds: Dataset) -> None:
@@ -327,10 +342,10 @@ def evaluate_loss(model: torch.nn.Module, ds: Dataset, normalizer: Normalizer, o
     """Mean per-sample relative L2 error of ``model`` on ``ds``, in physical units."""
     model.eval()
     total, count = 0.0, 0
-    points = points_of(ds)
+    points, root = points_of(ds), root_weights_of(ds, device)
     for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers):
         x, y = x.to(device), y.to(device)
-        err = relative_l2(predict_batch(model, normalizer, x, output_steps, points), y)
+        err = relative_l2(predict_batch(model, normalizer, x, output_steps, points), y, root)
         total += err.sum().item()
         count += err.numel()
     return total / max(count, 1)
@@ -536,7 +551,7 @@ def _train_epoch(model: torch.nn.Module, ds: Dataset, normalizer: Normalizer, op
     loader = iter(DataLoader(ds, batch_sampler=[s for s in shares if s], num_workers=config.num_workers,
                              pin_memory=device.type == "cuda"))
     params = [p for p in model.parameters() if p.requires_grad]
-    points = points_of(ds)
+    points, root = points_of(ds), root_weights_of(ds, device)
     total, count = 0.0, 0
     for batch, share in zip(batches, shares):
         optimizer.zero_grad(set_to_none=True)
@@ -547,7 +562,7 @@ def _train_epoch(model: torch.nn.Module, ds: Dataset, normalizer: Normalizer, op
                 x = _push_forward(model, normalizer, x, unroll[0].to(device), output_steps, ds.pairs, points)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
                 pred = predict_batch(model, normalizer, x, output_steps, points)
-            err = relative_l2(pred.float(), y)
+            err = relative_l2(pred.float(), y, root)
             (err.sum() / len(batch)).backward()
             total += err.detach().sum().item()
             count += err.numel()
