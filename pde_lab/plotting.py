@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 
 from .errors import UserError
 from .evaluation.metrics import energy_spectrum
+from .meshes import lumped_mass
 
 if TYPE_CHECKING:
     import torch
@@ -320,8 +321,10 @@ def plot_error_field(
         title = " · ".join(parts)
 
     err = np.abs(p - t)
+    # On a mesh each node weighs its share of the area, as in the evaluation metrics.
+    w = 1.0 if nodes is None or len(t) != len(nodes) else lumped_mass(nodes, cells)
     # Plain sums: a NaN in a diverged prediction must show as "nan", not vanish from the number.
-    rel = float(np.sqrt(np.sum(err**2))) / max(float(np.sqrt(np.sum(t**2))), 1e-12)
+    rel = float(np.sqrt(np.sum(w * err**2))) / max(float(np.sqrt(np.sum(w * t**2))), 1e-12)
     err_title = f"{_PANEL_TITLES[2]}  (rel. L2 {rel:.2e})"
 
     if nodes is not None:

@@ -42,39 +42,42 @@ def test_etdrk4_observed_order_on_ks():
 
 
 def test_leading_lyapunov_exponent_matches_the_large_domain_fit():
-    """The chaos itself, not only the integrator: Benettin's method (a second state 1e-7 away,
-    the gap measured and rescaled every 2 time units) over t = 3000 on the attractor at L = 100
-    gives λ1 within 10 % of the fit λ_i ≈ 0.093 − 0.94 (i − 0.39)/L of Edson, Bunder, Mattner &
-    Roberts (2019), 0.0873 for i = 1 (measured 0.0911; other seeds and steps: 0.084–0.093 at
-    L = 64, 0.091–0.097 at L = 128, against fits 0.0840 and 0.0885)."""
-    L, n, dt, tau, T = 100.0, 512, 0.125, 2.0, 3000.0
+    """The chaos itself, not only the integrator: Benettin's method (a second state 1e-7 away, the gap
+    measured and rescaled every 2 time units) over t = 3000 on the attractor at L = 100, averaged over
+    four trajectories solved as one batch, gives λ1 within 12 % of the fit λ_i ≈ 0.093 − 0.94 (i − 0.39)/L
+    of Edson, Bunder, Mattner & Roberts (2019), 0.0873 for i = 1 (measured 0.0919). One trajectory's
+    estimate spreads over 0.084–0.097 (13 seeds), about 5 % above the fit on average, so a mean of four
+    sits about 3 standard deviations inside the band."""
+    L, n, dt, tau, T, m = 100.0, 512, 0.125, 2.0, 3000.0, 4
     pde = KuramotoSivashinsky1D()
     box = PeriodicBox((n,), (1.0,))
-    lin = pde.linear_operator(box, {"L": torch.full((2, 1, 1), L, dtype=torch.float64)})
+    lin = pde.linear_operator(box, {"L": torch.full((2 * m, 1, 1), L, dtype=torch.float64)})
 
-    def advance(pair, t):
-        sol = solve_semilinear(box, pair[:, None], lin, pde.nonlinear(), [0.0, t], dt_max=dt,
-                               coefficients={"L": [L, L]})
+    def advance(states, t):
+        sol = solve_semilinear(box, states[:, None], lin, pde.nonlinear(), [0.0, t], dt_max=dt,
+                               coefficients={"L": [L] * len(states)})
         return sol.u[:, -1, 0].numpy()
 
     rng = np.random.default_rng(0)
     x = np.arange(n) / n
-    u = 0.3 * sum(rng.normal() * np.cos(2 * np.pi * k * x + rng.uniform(0, 2 * np.pi)) for k in range(1, 6))
-    u = advance(np.stack([u, u]), 200.0)[0]  # onto the attractor
+    u = 0.3 * sum(rng.normal(size=(m, 1)) * np.cos(2 * np.pi * k * x + rng.uniform(0, 2 * np.pi, (m, 1)))
+                  for k in range(1, 6))
+    u = advance(np.concatenate([u, u]), 200.0)[:m]  # onto the attractor
     eps = 1e-7
-    gap = rng.normal(size=n)
-    gap -= gap.mean()  # the mean is conserved: a shift of it is a neutral direction
-    gap *= eps / np.linalg.norm(gap)
-    log_growth = 0.0
+    gap = rng.normal(size=(m, n))
+    gap -= gap.mean(axis=1, keepdims=True)  # the mean is conserved: a shift of it is a neutral direction
+    gap *= eps / np.linalg.norm(gap, axis=1, keepdims=True)
+    log_growth = np.zeros(m)
     for _ in range(int(T / tau)):
-        a, b = advance(np.stack([u, u + gap]), tau)
-        size = np.linalg.norm(b - a)
-        log_growth += np.log(size / eps)
+        out = advance(np.concatenate([u, u + gap]), tau)
+        a, b = out[:m], out[m:]
+        size = np.linalg.norm(b - a, axis=1, keepdims=True)
+        log_growth += np.log(size[:, 0] / eps)
         u, gap = a, (b - a) * (eps / size)
     lam = log_growth / T
     fit = 0.093 - 0.94 * (1 - 0.39) / L
-    print(f"lambda1 = {lam:.4f}, fit {fit:.4f}")
-    assert abs(lam / fit - 1) < 0.1, (lam, fit)
+    print(f"lambda1 = {lam.mean():.4f} (trajectories {np.round(lam, 4)}), fit {fit:.4f}")
+    assert abs(lam.mean() / fit - 1) < 0.12, (lam, fit)
 
 
 def test_stored_window_after_burn_in():

@@ -13,9 +13,10 @@ from pde_lab.cli import main
 from pde_lab.datasets.reader import FieldDataset, open_split, unit_box
 from pde_lab.errors import UserError
 from pde_lab.evaluation.metrics import relative_l2
-from pde_lab.evaluation.rollout import rollout
+from pde_lab.evaluation.rollout import persistence_channels, rollout
 from pde_lab.plotting import plot_error_field, plot_spectrum
 from pde_lab.training.checkpoint import load_run
+from pde_lab.training.pushforward import PushforwardPairs
 from pde_lab.training.trainer import evaluate_loss
 
 DEEPONET = ["--model", "deeponet", "--set", "model_args.branch=mlp", "--set", "model_args.width=64",
@@ -94,7 +95,8 @@ def test_evaluation_and_figures_on_a_mesh(deeponet_run, poisson_mesh, tmp_path, 
     w = np.zeros(len(nodes))
     np.add.at(w, cells, area[:, None] / 3)
     root = torch.from_numpy(np.sqrt(w)).reshape(1, 1, -1, 1)
-    rel = (((pred - y) * root).flatten(1).norm(dim=1) / (y * root).flatten(1).norm(dim=1)).mean().item()
+    per_sample = ((pred - y) * root).flatten(1).norm(dim=1) / (y * root).flatten(1).norm(dim=1)
+    rel = per_sample.mean().item()
     assert metrics["space_weights"] == "lumped_mass"
     assert metrics["relative_l2"]["mean"] == pytest.approx(rel, rel=1e-5)
     # the trainer's validation error (and loss) is the same norm
@@ -104,6 +106,7 @@ def test_evaluation_and_figures_on_a_mesh(deeponet_run, poisson_mesh, tmp_path, 
     fig = plot_error_field(out, sample=2)
     drawn = [c for a in fig.axes for c in a.collections if type(c).__name__ == "TriMesh"]
     assert len(drawn) == 3 and all(len(c.get_array()) == x.shape[2] for c in drawn)
+    assert f"rel. L2 {per_sample[2].item():.2e}" in " ".join(a.get_title() for a in fig.axes)
     with pytest.raises(UserError, match="trained on mesh nodes: pass points=ds.points"):
         run.predict(x)
     with pytest.raises(UserError, match="points must be \\(N, d\\) with N = "):
@@ -136,6 +139,44 @@ def test_time_dependent_mesh_data_train_with_pushforward_and_roll_out(tmp_path):
     frame = roll.truth.shape[1] // 2
     weighted = relative_l2(roll.prediction[:, frame:frame + 1], roll.truth[:, frame:frame + 1], weights=ds.weights)
     torch.testing.assert_close(roll.rel_l2[:, frame].double(), weighted, rtol=1e-5, atol=0)
+    # the persistence baseline (hold the first input frame) in the same norm, over the rollout and per item
+    copy = persistence_channels(ds)
+    first = torch.stack([ds[i][0] for i in range(len(ds)) if ds.sample_index(i)[2] == 0])[:, -1:, ..., copy]
+    held = first.expand_as(roll.truth)
+    torch.testing.assert_close(roll.persistence_rel_l2[:, frame].double(),
+                               relative_l2(held[:, frame:frame + 1], roll.truth[:, frame:frame + 1],
+                                           weights=ds.weights), rtol=1e-5, atol=0)
+    x, y = (torch.stack(t) for t in zip(*(ds[i] for i in range(len(ds)))))
+    copied = relative_l2(x[:, -1:, ..., copy].expand_as(y), y, weights=ds.weights).mean().item()
+    stored = json.loads((run / "metrics.json").read_text())["levels"]["medium"]["persistence"]
+    assert stored["relative_l2"]["mean"] == pytest.approx(copied, rel=1e-5)
+    assert PushforwardPairs(ds, 2, seed=0).weights is ds.weights
+
+
+def test_the_training_loss_weighs_the_nodes_by_area(poisson_mesh, tmp_path):
+    """With a step too small to move the weights, the first epoch's logged loss is the initial
+    model's weighted error over the training set."""
+    run_dir = tmp_path / "still"
+    assert main(["train", "--data", str(poisson_mesh), "--levels", "easy", *DEEPONET, "--epochs", "1", "--set",
+                 "lr=1e-30", "--set", "weight_decay=0", "--out", str(run_dir), "--quiet"]) == 0
+    with (run_dir / "log.csv").open() as fh:
+        logged = float(next(csv.DictReader(fh))["train_loss"])
+    run, ds = load_run(run_dir), open_split(poisson_mesh, "train", levels=["easy"])
+    x, y = (torch.stack(t) for t in zip(*(ds[i] for i in range(len(ds)))))
+    err = relative_l2(run.predict(x, points=ds.points), y, weights=ds.weights)
+    assert logged == pytest.approx(err.mean().item(), rel=1e-4)
+    assert logged != pytest.approx(relative_l2(run.predict(x, points=ds.points), y).mean().item(), rel=1e-3)
+
+
+def test_a_mesh_run_trained_with_node_counts_is_not_resumed_with_weights(deeponet_run, tmp_path):
+    run = tmp_path / "old"
+    shutil.copytree(deeponet_run, run)
+    last = run / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    del state["data"]["space_weights"]  # as written before the weights
+    torch.save(state, last)
+    assert main(["train", "--config", str(run / "config.yaml"), "--out", str(run), "--epochs", "61", "--resume",
+                 "--quiet"]) == 2
 
 
 def test_a_mesh_run_resumes_from_its_stored_config(deeponet_run, tmp_path):

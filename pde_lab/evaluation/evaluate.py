@@ -129,7 +129,7 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
                 trajectories = sorted({ds.sample_index(i)[1] for i in range(len(ds))})
                 solver_s = float(f["trajectories/wall_time"][()][trajectories].sum())
                 if store is not None:
-                    _store_level(store, level, f, ds.target_channels, pred, true)
+                    _store_level(store, level, f, ds.target_channels, pred, true, on_mesh=ds.points is not None)
             entry = summarize(per_sample)
             entry.update(n=len(ds), space_weights="uniform" if ds.weights is None else "lumped_mass",
                          model_seconds=model_s, solver_seconds=solver_s,
@@ -179,7 +179,7 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
 
 
 def _store_level(store: h5py.File, level: str, f: h5py.File, channels: Sequence[str], pred: torch.Tensor,
-                 true: torch.Tensor) -> None:
+                 true: torch.Tensor, on_mesh: bool) -> None:
     """Write one level's predictions and truths (``(S, T, *space, C)``) into the predictions file, with
     the spatial axes of its data file ``f`` (once, so figures show physical coordinates) and, on a mesh,
     the level's own nodes and triangles (to draw its fields)."""
@@ -188,7 +188,7 @@ def _store_level(store: h5py.File, level: str, f: h5py.File, channels: Sequence[
         for axis in f["dimensions"].attrs["spatial_dims"]:
             c.create_dataset(axis, data=f[f"dimensions/{axis}"][()])
     g = store.create_group(level)
-    if "mesh" in f:
+    if on_mesh:
         g.create_dataset("mesh_nodes", data=f["mesh/nodes"][()])
         g.create_dataset("mesh_cells", data=f["mesh/cells"][()])
     g.attrs["channels"] = np.array(list(channels), dtype=h5py.string_dtype())

@@ -436,10 +436,16 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
                  "target_channels": list(getattr(train_ds, "target_channels", [f"out{i}" for i in range(c_out)])),
                  "spatial_shape": list(getattr(train_ds, "spatial_shape", space)),
                  "pde_name": getattr(train_ds, "pde_name", None),
-                 "input_steps": int(t_in), "output_steps": int(t_out), "mesh": points_of(train_ds) is not None}
+                 "input_steps": int(t_in), "output_steps": int(t_out), "mesh": points_of(train_ds) is not None,
+                 "space_weights": "uniform" if root_weights_of(train_ds, device) is None else "lumped_mass"}
 
     start_epoch, history, best_valid, best_epoch = 0, [], math.inf, -1
     if state is not None:
+        if data_meta["mesh"] and state.get("data", {}).get("space_weights") != data_meta["space_weights"]:
+            # Its logged losses and best checkpoint were judged in the node-count norm.
+            raise UserError(f"{run_dir} was trained with every mesh node weighing the same; this pde_lab weighs "
+                            f"them by area (docs/metrics.md#space-weights-meshes), so a resume would change "
+                            f"its loss; start a new run")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         # The optimizer state holds the learning rate the checkpoint's schedule set; a resume that
