@@ -311,6 +311,8 @@ def plot_error_field(
             raise UserError(
                 f"coords have lengths {[len(c) for c in coord_list]} but the field has shape {t.shape}"
             )
+    if nodes is not None and len(t) != len(nodes):
+        raise UserError(f"the field has {len(t)} values but the mesh {len(nodes)} nodes")
     axis_names = axis_names or ["x", "y"][:d]
     channel_name = names[channel] if names else f"channel {channel}"
     if title is None:
@@ -322,14 +324,12 @@ def plot_error_field(
 
     err = np.abs(p - t)
     # On a mesh each node weighs its share of the area, as in the evaluation metrics.
-    w = 1.0 if nodes is None or len(t) != len(nodes) else lumped_mass(nodes, cells)
+    w = 1.0 if nodes is None else lumped_mass(nodes, cells)
     # Plain sums: a NaN in a diverged prediction must show as "nan", not vanish from the number.
     rel = float(np.sqrt(np.sum(w * err**2))) / max(float(np.sqrt(np.sum(w * t**2))), 1e-12)
     err_title = f"{_PANEL_TITLES[2]}  (rel. L2 {rel:.2e})"
 
     if nodes is not None:
-        if len(t) != len(nodes):
-            raise UserError(f"the field has {len(t)} values but the mesh {len(nodes)} nodes")
         return _error_field_mesh(t, p, err, nodes, cells, title, err_title, cmap, error_cmap, ax)
     if d == 1:
         return _error_field_1d(t, p, err, coord_list, axis_names, channel_name, title, err_title, ax)

@@ -142,6 +142,12 @@ def unit_box(nodes: np.ndarray) -> np.ndarray:
     return ((nodes - lo) / (span if span > 0 else 1.0)).astype(np.float32)
 
 
+def space_weights_name(ds: object) -> str:
+    """What a dataset's errors weigh its space points by: ``"lumped_mass"`` when it has ``weights``
+    (mesh nodes), else ``"uniform"``; recorded in checkpoints and ``metrics.json``."""
+    return "uniform" if getattr(ds, "weights", None) is None else "lumped_mass"
+
+
 def _default_task(pde_name: str) -> Task:
     from ..pdes import PDES, get_pde
 

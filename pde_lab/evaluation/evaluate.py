@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 import torch
 
-from ..datasets.reader import FieldDataset, list_files
+from ..datasets.reader import FieldDataset, list_files, space_weights_name
 from ..datasets.writer import attr_value
 from ..errors import UserError, check_integer
 from ..pdes.base import Task
@@ -131,7 +131,7 @@ def evaluate(run_dir: str | Path, data: str | Path, split: str = "test", levels:
                 if store is not None:
                     _store_level(store, level, f, ds.target_channels, pred, true, on_mesh=ds.points is not None)
             entry = summarize(per_sample)
-            entry.update(n=len(ds), space_weights="uniform" if ds.weights is None else "lumped_mass",
+            entry.update(n=len(ds), space_weights=space_weights_name(ds),
                          model_seconds=model_s, solver_seconds=solver_s,
                          speedup=solver_s / model_s if model_s > 0 else None,
                          per_sample={k: v.double().cpu().tolist() for k, v in per_sample.items()})

@@ -268,8 +268,7 @@ def compute_metrics(pred: FieldLike, true: FieldLike, names: Sequence[str] | Non
         raise ValueError(f"unknown metric(s) {unknown}; allowed: {', '.join(sorted(METRICS))}")
     # Convert once, so the metrics below do not each copy the batch to float64 again.
     pred, true = _prepare(pred, true)
-    w = space_weights(weights, pred.shape[2:-1], pred.device)
-    return {name: METRICS[name](pred, true, weights=None if w is None else w[0, 0, ..., 0]) for name in names}
+    return {name: METRICS[name](pred, true, weights=weights) for name in names}
 
 
 def summarize(per_sample: dict[str, Tensor]) -> dict[str, dict[str, float]]:

@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 import yaml
 
-from ..datasets.reader import merge_moments
+from ..datasets.reader import merge_moments, space_weights_name
 from ..errors import TrainingFailure, UserError
 from ..evaluation.metrics import space_weights
 from ..evaluation.rollout import advance
@@ -437,7 +437,7 @@ def fit(model: Operator, train_ds: Dataset, valid_ds: Dataset | None, config: Tr
                  "spatial_shape": list(getattr(train_ds, "spatial_shape", space)),
                  "pde_name": getattr(train_ds, "pde_name", None),
                  "input_steps": int(t_in), "output_steps": int(t_out), "mesh": points_of(train_ds) is not None,
-                 "space_weights": "uniform" if root_weights_of(train_ds, device) is None else "lumped_mass"}
+                 "space_weights": space_weights_name(train_ds)}
 
     start_epoch, history, best_valid, best_epoch = 0, [], math.inf, -1
     if state is not None:
