@@ -13,7 +13,8 @@ and plain Python values only, readable with ``torch.load(weights_only=True)``:
 ``model``          ``{"name", "args", "state_dict"}``: rebuilds the model (``operators.load_model``)
 ``normalizer``     per-channel ``x_mean``, ``x_std`` ``(C_in,)``, ``y_mean``, ``y_std`` ``(C_out,)``
 ``data``           ``input_channels``, ``target_channels``, ``spatial_shape``, ``pde_name``,
-                   ``input_steps``, ``output_steps``, ``mesh`` (trained on mesh nodes)
+                   ``input_steps``, ``output_steps``, ``mesh`` (trained on mesh nodes),
+                   ``space_weights`` (what the loss weighed the points by: ``uniform``, ``lumped_mass``)
 ``config``         the resolved :class:`TrainConfig` as a dict
 ``epoch``          epochs completed; ``best_epoch``, ``best_valid``: the best validation so far
 ``history``        the rows of ``log.csv`` up to ``epoch``
