@@ -63,6 +63,23 @@ def test_log_records_the_learning_rate_each_epoch_trained_with(tmp_path):
     assert [float(r["lr"]) for r in csv.DictReader(open(out / "log.csv"))] == [1e-2, 5e-3]
 
 
+def test_dft_transform_trains_like_the_fft(tmp_path):
+    """--transform dft computes the same Fourier coefficients by matrix products: same losses, to rounding."""
+    mod = _load()
+    args = ["--level", "easy", "--resolution", "16", "--n-train", "4", "--n-test", "2", "--gen-batch", "6",
+            "--epochs", "2", "--batch-size", "2", "--lr", "1e-2", "--width", "8", "--modes", "4", "--device", "cpu",
+            "--quiet"]
+    mod.main(["--out", str(tmp_path / "fft")] + args)
+    mod.main(["--out", str(tmp_path / "dft"), "--data", str(tmp_path / "fft" / "data"), "--transform", "dft"] + args)
+    logs = [list(csv.DictReader(open(tmp_path / name / "log.csv"))) for name in ("fft", "dft")]
+    for fft_row, dft_row in zip(*logs):
+        assert float(dft_row["train_l2_step"]) == pytest.approx(float(fft_row["train_l2_step"]), rel=1e-4)
+    assert load_model(tmp_path / "dft" / "model.pt").spectral[0].transform == "dft"
+    # the run on existing data does not claim the generation settings it did not use
+    configs = [json.loads((tmp_path / name / "results.json").read_text())["config"] for name in ("fft", "dft")]
+    assert configs[0]["solver_factor"] == 4 and configs[1]["solver_factor"] is None
+
+
 @pytest.mark.parametrize("flag, value, message", [
     ("--lr", "0", "--lr must be a finite positive number, got 0.0"),
     ("--lr", "-0.001", "--lr must be a finite positive number"),

