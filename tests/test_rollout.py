@@ -70,7 +70,7 @@ def test_rollout_of_persistence_has_the_closed_form_error(heat_data):
     for b in range(3):
         u = torch.cat([one_shot[b][0], one_shot[b][1]])[:, :, 0]  # (T, n) the whole trajectory
         expected = (u[2:] - u[1]).norm(dim=1) / u[2:].norm(dim=1)
-        torch.testing.assert_close(roll.rel_l2[b], expected, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(roll.rel_l2[b], expected.double(), rtol=1e-5, atol=1e-7)
     # the rollout's own persistence baseline is this model's error
     torch.testing.assert_close(roll.persistence_rel_l2, roll.rel_l2, rtol=1e-6, atol=0)
     summary = roll.summary()
@@ -256,7 +256,7 @@ def test_rollout_in_2d_has_the_persistence_error(tmp_path):
     u = torch.stack([ds[i][1][0] for i in range(len(ds))]).reshape(2, ds.n_times - 1, 8, 8, 1)
     first = ds[0][0][0]
     expected = torch.linalg.vector_norm(u[0] - first, dim=(1, 2, 3)) / torch.linalg.vector_norm(u[0], dim=(1, 2, 3))
-    torch.testing.assert_close(roll.rel_l2[0], expected, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(roll.rel_l2[0], expected.double(), rtol=1e-5, atol=1e-7)
 
 
 def test_a_run_trained_at_one_resolution_evaluates_at_others(heat_data, tmp_path):

@@ -27,7 +27,7 @@ import torch
 
 from ..datasets.reader import FieldDataset
 from ..errors import UserError
-from .metrics import compute_metrics, space_weights
+from .metrics import compute_metrics, relative_l2
 
 if TYPE_CHECKING:
     from ..training.checkpoint import Run
@@ -41,7 +41,7 @@ class Rollout:
         frames: ``(T,)`` indices of the predicted frames in the stored trajectory.
         times: ``(T,)`` their physical times (``frames`` as floats when the file stores no time).
         prediction, truth: ``(B, T, *space, C_out)`` float32.
-        rel_l2: ``(B, T)`` relative L2 error per trajectory and frame (on a mesh the nodes weighted
+        rel_l2: ``(B, T)`` float64 relative L2 error per trajectory and frame (on a mesh the nodes weighted
             by the dataset's ``weights``, as in the evaluation metrics).
         persistence_rel_l2: ``(B, T)`` the same error of holding the first input's last frame
             (:func:`persistence`) over the whole rollout; ``None`` when a target channel is not an input.
@@ -219,12 +219,7 @@ def rollout(run: Run, ds: FieldDataset, batch_size: int = 32) -> Rollout:
 
 def _frame_errors(pred: torch.Tensor, truth: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     """``(B, T)`` relative L2 error per trajectory and frame of ``(B, T, *space, C)`` fields, the
-    space points weighted by ``weights`` (:func:`~pde_lab.evaluation.metrics.space_weights`)."""
-    w = space_weights(weights, truth.shape[2:-1], truth.device)
-    if w is not None:
-        root = w.sqrt().to(truth.dtype)
-        pred, truth = pred * root, truth * root
-    dims = tuple(range(2, pred.dim()))
-    # vector_norm: Tensor.norm with three or more dims (2D fields: space x channels) raises
-    return (torch.linalg.vector_norm(pred - truth, dim=dims)
-            / torch.linalg.vector_norm(truth, dim=dims).clamp_min(torch.finfo(truth.dtype).tiny))
+    space points weighted by ``weights``: :func:`~pde_lab.evaluation.metrics.relative_l2` of each frame."""
+    b, t = truth.shape[:2]
+    one_frame_samples = (b * t, 1, *truth.shape[2:])
+    return relative_l2(pred.reshape(one_frame_samples), truth.reshape(one_frame_samples), weights=weights).reshape(b, t)
