@@ -376,7 +376,8 @@ def _load_checkpoint(path: Path, a: argparse.Namespace) -> dict:
         raise UserError(f"cannot resume: {str(path)!r} does not exist")
     state = torch.load(path, map_location="cpu", weights_only=True)
     saved = {**RESUME_DEFAULTS, **state["args"]}
-    differ = [f"--{k.replace('_', '-')} {saved[k]} (now {getattr(a, k)})" for k in RESUME_KEYS if saved[k] != getattr(a, k)]
+    differ = [f"--{k.replace('_', '-')} {saved[k]} (now {getattr(a, k)})"
+              for k in RESUME_KEYS if saved[k] != getattr(a, k)]
     if differ:
         raise UserError(f"cannot resume {str(path)!r}: it was trained with " + ", ".join(differ))
     if state["epoch"] >= a.epochs:

@@ -222,4 +222,5 @@ def _frame_errors(pred: torch.Tensor, truth: torch.Tensor, weights: torch.Tensor
     space points weighted by ``weights``: :func:`~pde_lab.evaluation.metrics.relative_l2` of each frame."""
     b, t = truth.shape[:2]
     one_frame_samples = (b * t, 1, *truth.shape[2:])
-    return relative_l2(pred.reshape(one_frame_samples), truth.reshape(one_frame_samples), weights=weights).reshape(b, t)
+    errors = relative_l2(pred.reshape(one_frame_samples), truth.reshape(one_frame_samples), weights=weights)
+    return errors.reshape(b, t)
