@@ -169,6 +169,12 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
     assert mod.main(split + ["--time-limit", "1e-6"])["epochs_done"] == 1
     with pytest.raises(mod.UserError, match=r"--width 8 \(now 9\)"):
         mod.main([("9" if i and split[i - 1] == "--width" else v) for i, v in enumerate(split)] + ["--resume"])
+    with pytest.raises(mod.UserError, match=r"--transform fft \(now dft\)"):
+        mod.main(split + ["--resume", "--transform", "dft"])
+    # a checkpoint written before --transform existed was trained with the FFT, and resumes as such
+    state = torch.load(tmp_path / "split" / mod.CHECKPOINT, weights_only=True)
+    del state["args"]["transform"]
+    torch.save(state, tmp_path / "split" / mod.CHECKPOINT)
     assert mod.main(split + ["--resume", "--time-limit", "1e-6"])["epochs_done"] == 2
     resumed = mod.main(split + ["--resume"])
     assert resumed["resumed_from_epoch"] == 2 and resumed["epochs_done"] == 4
