@@ -161,9 +161,11 @@ def compute_stats(ds: Dataset) -> dict[str, np.ndarray]:
     return {"x_mean": x_mean, "x_std": x_std, "y_mean": y_mean, "y_std": y_std}
 
 
-def points_of(ds: Dataset) -> torch.Tensor | None:
-    """The ``(N, d)`` node coordinates of a mesh dataset (its ``points``), ``None`` on a grid."""
-    return getattr(ds, "points", None)
+def points_of(ds: Dataset, device: torch.device | None = None) -> torch.Tensor | None:
+    """The ``(N, d)`` node coordinates of a mesh dataset (its ``points``), on ``device`` when given
+    (once per loop, not once per batch), ``None`` on a grid."""
+    points = getattr(ds, "points", None)
+    return points if points is None or device is None else points.to(device, torch.float32)
 
 
 def root_weights_of(ds: Dataset, device: torch.device) -> torch.Tensor | None:
@@ -342,7 +344,7 @@ def evaluate_loss(model: torch.nn.Module, ds: Dataset, normalizer: Normalizer, o
     """Mean per-sample relative L2 error of ``model`` on ``ds``, in physical units."""
     model.eval()
     total, count = 0.0, 0
-    points, root = points_of(ds), root_weights_of(ds, device)
+    points, root = points_of(ds, device), root_weights_of(ds, device)
     for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers):
         x, y = x.to(device), y.to(device)
         err = relative_l2(predict_batch(model, normalizer, x, output_steps, points), y, root)
@@ -557,7 +559,7 @@ def _train_epoch(model: torch.nn.Module, ds: Dataset, normalizer: Normalizer, op
     loader = iter(DataLoader(ds, batch_sampler=[s for s in shares if s], num_workers=config.num_workers,
                              pin_memory=device.type == "cuda"))
     params = [p for p in model.parameters() if p.requires_grad]
-    points, root = points_of(ds), root_weights_of(ds, device)
+    points, root = points_of(ds, device), root_weights_of(ds, device)
     total, count = 0.0, 0
     for batch, share in zip(batches, shares):
         optimizer.zero_grad(set_to_none=True)
